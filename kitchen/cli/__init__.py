@@ -1,0 +1,75 @@
+"""The ``kitchen`` command line.
+
+Thin on purpose: argv → config → engine. Each sub-command lives in its own module of this
+package and imports its heavy dependencies inside the command, so ``kitchen --help``,
+``kitchen runs`` and ``kitchen replay`` never load torch.
+
+Conventions: the run id goes to stdout first; progress and logs go to stderr. Exit codes:
+0 done, 1 the run failed, 2 usage/config/not found, 3 conflict, 130 interrupted. Errors the
+user can cause are one line (``kitchen: error: …``), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from kitchen._version import __version__
+from kitchen.errors import KitchenError
+
+# Sub-command modules, in the order --help lists them. Each defines
+# ``register(subparsers) -> None`` that adds its parser(s) with ``set_defaults(func=...)``.
+_COMMAND_MODULES = ("kitchen.cli.db",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kitchen",
+        description=(
+            "Run LLM post-training as event-sourced state machines: every stage is an event in "
+            "SQLite or Postgres, so runs can be resumed, audited and replayed."
+        ),
+        epilog=(
+            "Environment: KITCHEN_HOME (default ./kitchen-runs) holds kitchen.db and one folder "
+            "per run; KITCHEN_DB_URL overrides the database (any SQLAlchemy URL); OTEL_* "
+            "variables configure OpenTelemetry exporters."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"kitchen {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def fail(message: str, code: int = 2) -> int:
+    """Print one error line to stderr and return the exit code."""
+    print(f"kitchen: error: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(func(args) or 0)
+    except KitchenError as exc:
+        return fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        return fail("interrupted", 130)
+    except BrokenPipeError:
+        return 0
+
+
+def entrypoint() -> None:  # pragma: no cover - console script
+    sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    entrypoint()

@@ -1,0 +1,3 @@
+from kitchen.cli import entrypoint
+
+entrypoint()

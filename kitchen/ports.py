@@ -1,0 +1,205 @@
+"""The ports: narrow Protocols the engine and the stages are built against.
+
+Each docstring is the contract every implementation must keep; each port has a contract
+test suite under ``tests/contracts/`` written once and subclassed per adapter. Adapters live
+in ``kitchen/adapters/``; recipes choose them by name in their adapters manifest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from kitchen.types import (
+    AdamParams,
+    CustomLossFn,
+    Datum,
+    ForwardBackwardOutput,
+    Future,
+    LossFnType,
+    ModelInput,
+    OptimStepResponse,
+    SampleResponse,
+    SamplingParams,
+    SavedState,
+)
+
+
+@runtime_checkable
+class Tokenizer(Protocol):
+    """The subset of a Hugging Face tokenizer kitchen uses."""
+
+    eos_token_id: int | None
+    bos_token_id: int | None
+    pad_token_id: int | None
+
+    def encode(self, text: str, add_special_tokens: bool = ...) -> list[int]: ...
+
+    def decode(self, token_ids: Sequence[int], skip_special_tokens: bool = ...) -> str: ...
+
+
+@runtime_checkable
+class SamplingClient(Protocol):
+    """Generates from fixed weights.
+
+    Contract:
+    - ``sample`` returns ``num_samples`` sequences of at most ``max_tokens`` new tokens each
+      (the prompt is not repeated). ``stop`` (strings or token ids) ends a sequence and the
+      stop reason is ``"stop"``; otherwise ``"length"``. The stop text itself is included.
+    - The same prompt, params and ``seed`` give the same tokens; ``temperature == 0`` is greedy.
+    - ``compute_logprobs`` returns one entry per prompt token: ``None`` for the first,
+      then log p(token_i | tokens_<i).
+    - Weights do not change under a sampling client after it was made.
+    """
+
+    def sample(
+        self, prompt: ModelInput, num_samples: int, sampling_params: SamplingParams
+    ) -> Future[SampleResponse]: ...
+
+    def compute_logprobs(self, prompt: ModelInput) -> Future[list[float | None]]: ...
+
+
+@runtime_checkable
+class TrainingClient(Protocol):
+    """A model being trained (tinker's TrainingClient shape).
+
+    Contract:
+    - Every method returns at once with a future; operations run in submission order, so a
+      caller may submit step N+1's ``forward_backward`` before taking step N's result.
+    - ``forward_backward`` accumulates gradients; ``optim_step`` applies and clears them and
+      advances the step counter by exactly one. Loss outputs carry per-token ``logprobs``;
+      metrics carry ``loss:sum`` (sum of weight × -logprob for cross_entropy).
+    - A NaN or infinite loss fails the future with ``TrainingDiverged`` naming the step.
+    - ``save_state(path)`` writes everything needed to continue bit-exactly (weights,
+      optimizer state, step, RNG states) into the existing empty folder ``path``; saving the same
+      state twice writes byte-identical files. ``load_state(path, with_optimizer)`` restores it.
+    - ``save_weights_for_sampler(path)`` writes a PEFT adapter folder loadable by plain peft.
+    - ``sampling_client()`` snapshots the current weights for sampling.
+    """
+
+    def forward_backward(
+        self,
+        data: Sequence[Datum],
+        loss_fn: LossFnType = "cross_entropy",
+        loss_fn_config: Mapping[str, float] | None = None,
+    ) -> Future[ForwardBackwardOutput]: ...
+
+    def forward_backward_custom(
+        self, data: Sequence[Datum], loss_fn: CustomLossFn
+    ) -> Future[ForwardBackwardOutput]: ...
+
+    def optim_step(self, adam_params: AdamParams) -> Future[OptimStepResponse]: ...
+
+    def save_state(self, path: str | Path) -> Future[SavedState]: ...
+
+    def load_state(self, path: str | Path, with_optimizer: bool = True) -> Future[SavedState]: ...
+
+    def save_weights_for_sampler(self, path: str | Path) -> Future[str]: ...
+
+    def sampling_client(self) -> SamplingClient: ...
+
+    def get_tokenizer(self) -> Tokenizer: ...
+
+    def compute_logprobs(self, prompt: ModelInput) -> Future[list[float | None]]: ...
+
+    @property
+    def step(self) -> int:
+        """Optimizer steps applied so far (restored by ``load_state``)."""
+        ...
+
+
+@runtime_checkable
+class DatasetStore(Protocol):
+    """Loads rows (dicts) from named sets, hub repos and local files.
+
+    Contract:
+    - ``load(source, split)`` accepts a hub repo name, a local ``.jsonl/.json/.parquet/.csv``
+      path, or an embedded set name (``kitchen/…``) and returns a map-style dataset
+      (``len``, ``__getitem__``, ``select``, ``shuffle(seed=…)``) of dict rows.
+    - A malformed row raises ``ConfigError`` naming the file and the row index.
+    - A hub source that is not cached while offline raises ``OfflineMiss`` (one line).
+    - ``fingerprint(source, split)`` is a stable hex digest of the rows' content.
+    """
+
+    def load(self, source: str, split: str = "train", *, streaming: bool = False) -> Any: ...
+
+    def fingerprint(self, source: str, split: str = "train") -> str: ...
+
+
+@runtime_checkable
+class HubClient(Protocol):
+    """Reads model and dataset files from a hub (Hugging Face Hub or its local cache).
+
+    Contract: honours ``HF_HOME`` and ``HF_HUB_OFFLINE``; a miss while offline raises
+    ``OfflineMiss`` in one line; tokens never appear in errors or logs.
+    """
+
+    def download_file(self, repo_id: str, filename: str, *, revision: str | None = None) -> Path: ...
+
+    def snapshot(self, repo_id: str, *, revision: str | None = None) -> Path: ...
+
+    def list_files(self, repo_id: str, *, revision: str | None = None) -> list[str]: ...
+
+    def model_info(self, repo_id: str, *, revision: str | None = None) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BlobRef:
+    """A blob that was written whole: where it is, its sha256 and size in bytes.
+
+    For a folder, ``sha256`` covers the sorted relative paths and the contents of every file.
+    """
+
+    uri: str
+    sha256: str
+    bytes: int
+
+
+@runtime_checkable
+class BlobStore(Protocol):
+    """Stores checkpoints and weights.
+
+    Contract:
+    - ``write_dir(key, fill)`` calls ``fill(tmp_folder)`` and then makes the folder appear at
+      ``key`` atomically (temp + fsync + rename): a reader never sees a partial folder, and a
+      writer killed half-way leaves the old blob or nothing. Same for ``write_bytes``.
+    - URIs of local blobs are relative to KITCHEN_HOME, so the home folder can move.
+    - ``verify(ref)`` is True only if the blob exists and its sha256 matches.
+    """
+
+    def write_dir(self, key: str, fill: Callable[[Path], None]) -> BlobRef: ...
+
+    def write_bytes(self, key: str, data: bytes) -> BlobRef: ...
+
+    def read_bytes(self, uri: str) -> bytes: ...
+
+    def local_path(self, uri: str) -> Path: ...
+
+    def exists(self, uri: str) -> bool: ...
+
+    def verify(self, ref: BlobRef) -> bool: ...
+
+    def list(self, prefix: str = "") -> Iterator[str]: ...
+
+    def delete(self, uri: str) -> None: ...
+
+
+@runtime_checkable
+class Evaluator(Protocol):
+    """Scores the current weights; returns flat float metrics (``test/nll``, ``test/accuracy``)."""
+
+    def evaluate(self, sampler: SamplingClient, training: TrainingClient) -> dict[str, float]: ...
+
+
+__all__ = [
+    "BlobRef",
+    "BlobStore",
+    "DatasetStore",
+    "Evaluator",
+    "HubClient",
+    "SamplingClient",
+    "Tokenizer",
+    "TrainingClient",
+]
