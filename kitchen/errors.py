@@ -16,7 +16,7 @@ Hierarchy::
     ├── EventSchemaError              exit 1  an event of an unknown type or newer schema_version
     ├── CheckpointCorrupt             exit 1  a checkpoint blob is missing or fails its sha256
     ├── TrainingDiverged              exit 1  NaN or infinite loss
-    └── OfflineMiss                   exit 2  a hub file or dataset that is not cached, with no network
+    └── OfflineMiss                   exit 2  a hub file or dataset not cached, no network
 
 The CLI prints ``str(error)`` as one line and exits with ``error.exit_code``; it never
 shows a traceback for these. Messages say what went wrong and how to fix it.

@@ -136,7 +136,9 @@ class HubClient(Protocol):
     ``OfflineMiss`` in one line; tokens never appear in errors or logs.
     """
 
-    def download_file(self, repo_id: str, filename: str, *, revision: str | None = None) -> Path: ...
+    def download_file(
+        self, repo_id: str, filename: str, *, revision: str | None = None
+    ) -> Path: ...
 
     def snapshot(self, repo_id: str, *, revision: str | None = None) -> Path: ...
 

@@ -201,7 +201,7 @@ class SavedState:
 
 
 class Future(Protocol[T_co]):
-    """An operation already submitted. ``result`` blocks until it is done and re-raises its error."""
+    """A submitted operation. ``result`` blocks until it is done and re-raises its error."""
 
     def result(self, timeout: float | None = None) -> T_co: ...
 
@@ -224,7 +224,9 @@ class CompletedFuture(Generic[T]):
 # A concurrent.futures.Future satisfies the Future protocol; re-exported for adapters.
 ThreadFuture = concurrent.futures.Future
 
-CustomLossFn = Callable[[Sequence[Datum], Sequence["torch.Tensor"]], tuple["torch.Tensor", dict[str, float]]]
+CustomLossFn = Callable[
+    [Sequence[Datum], Sequence["torch.Tensor"]], tuple["torch.Tensor", dict[str, float]]
+]
 """``forward_backward_custom``'s loss: given the data and each datum's per-token target
 logprobs (a tensor that carries gradients), return a scalar loss and metrics (tinker's shape)."""
 

@@ -1,0 +1,39 @@
+"""Test-only fault points: kill the process exactly at a named dangerous moment.
+
+Set ``KITCHEN_FAULT`` to ``NAME`` or ``NAME@N`` (the Nth time that point is reached, 1-based)
+and the process SIGKILLs itself there, so crash-recovery tests hit every dangerous moment on
+purpose instead of by timing luck. ``KITCHEN_PERTURB_STEP=N`` perturbs step N when it is
+re-executed by a resumed attempt (to prove ``DeterminismMismatch`` fires). Both are read once at
+import; when unset the checks cost one comparison.
+
+Point names used by the engine: ``flush:before``, ``flush:after``, ``stage:<name>:before``,
+``stage:<name>:after``, ``checkpoint:mid_write``, ``checkpoint:after_blob``,
+``final:mid_write``, ``evaluate:mid``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+_SPEC = os.environ.get("KITCHEN_FAULT", "")
+_NAME, _, _NTH = _SPEC.partition("@")
+_TARGET = int(_NTH) if _NTH else 1
+_hits = 0
+PERTURB_STEP: int | None = (
+    int(os.environ["KITCHEN_PERTURB_STEP"]) if os.environ.get("KITCHEN_PERTURB_STEP") else None
+)
+
+
+def point(name: str) -> None:
+    """SIGKILL this process if ``name`` is the armed fault point (on its Nth hit)."""
+    global _hits
+    if not _NAME or name != _NAME:
+        return
+    _hits += 1
+    if _hits >= _TARGET:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def armed() -> bool:
+    return bool(_NAME)

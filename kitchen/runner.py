@@ -1,0 +1,634 @@
+"""The runner: drives one attempt of a run through its state machine.
+
+Per transition: choose the next edge → ``StageStarted`` → the stage inside a span →
+``StageCompleted`` (or ``StageFailed`` + ``RunFailed``) → the machine takes the edge. Events are
+recorded into a unit of work and folded into the in-memory ``RunState`` at once; they reach the
+database by group commit:
+
+- every stage that is not ``hot`` commits what came before it, and commits its own events when it
+  ends (set-up, checkpoints, evaluation: anything with side effects that cannot be redone);
+- the ``hot`` per-step stages share one commit per step, made at the top of the step loop;
+- the end of an attempt (completed, failed, interrupted, cancelled) always commits.
+
+A crash therefore loses at most the uncommitted events of the step in flight, which resume
+re-executes anyway. Stages never touch the store or the machine: they get a :class:`StageContext`
+and return outputs (and, for checkpoints, the ``CheckpointSaved`` event to record after their
+blob is durable).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import signal
+import socket
+import sys
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType, SimpleNamespace
+from typing import Any
+
+from kitchen import events as ev
+from kitchen import faults
+from kitchen.errors import (
+    ConcurrencyConflict,
+    ConfigError,
+    IllegalTransition,
+    KitchenError,
+    LeaseHeld,
+    NotFound,
+    StoreUnavailable,
+)
+from kitchen.machine import RunMachine
+from kitchen.state import Checkpoint, Recorded, RunState, apply, fold
+from kitchen.workflow import FINISH_TRIGGER, INITIAL, Loop, Node, Stage, Workflow
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFLICT, EXIT_INTERRUPTED = 0, 1, 3, 130
+DETERMINISM_METRIC = "train_mean_nll"
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """What a stage returns: small JSON-able outputs, and events to record after StageCompleted."""
+
+    outputs: Mapping[str, Any] = field(default_factory=dict)
+    events: tuple[ev.Event, ...] = ()
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    checkpoint: Checkpoint | None
+    path: Path | None
+
+
+@dataclass
+class StageContext:
+    run_id: str
+    attempt: int
+    config: Any
+    resources: SimpleNamespace
+    state: RunState
+    stage: Stage
+    home: Path
+    run_dir: Path
+    blobs: Any
+    resume: ResumePoint | None
+    interrupted: Callable[[], bool]
+
+
+StageFn = Callable[[StageContext], "StageResult | Mapping[str, Any] | None"]
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What a resume compares with RunCreated: a difference is recorded, some are refused."""
+
+    config_hash: str
+    data_fingerprint: str | None
+    versions: Mapping[str, str]
+    torch_threads: int | None
+
+
+class Reporter:
+    """Progress hooks for the CLI; the default reports nothing."""
+
+    def started(self, state: RunState) -> None: ...
+
+    def stage_done(self, stage: Stage, outputs: Mapping[str, Any], state: RunState) -> None: ...
+
+    def finished(self, state: RunState, code: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class View:
+    """What workflow conditions see when the runner decides the next edge."""
+
+    state: RunState
+    config: Any
+    resources: SimpleNamespace
+    flags: Mapping[str, bool]
+
+
+def _loop_heads(nodes: tuple[Node, ...]) -> set[str]:
+    heads: set[str] = set()
+    for n in nodes:
+        if isinstance(n, Loop):
+            first = n.body[0]
+            assert isinstance(first, Stage)
+            heads.add(first.slot)
+            heads |= _loop_heads(n.body)
+    return heads
+
+
+class Runner:
+    def __init__(
+        self,
+        *,
+        store: Any,
+        workflow: Workflow,
+        stages: Mapping[str, StageFn],
+        run_id: str,
+        config: Any,
+        home: Path,
+        blobs: Any = None,
+        telemetry: Any = None,
+        reporter: Reporter | None = None,
+        lease_ttl_s: float = 60.0,
+        check_every_s: float = 1.0,
+        determinism_tolerance: float = 1e-6,
+        handle_signals: bool = True,
+    ) -> None:
+        missing = {s.name for s in workflow.stages()} - set(stages)
+        if missing:
+            raise ConfigError(
+                f"workflow {workflow.name!r} has stages without code: {sorted(missing)}"
+            )
+        self.store = store
+        self.workflow = workflow
+        self.table = workflow.compile()
+        self.stages = stages
+        self.run_id = run_id
+        self.config = config
+        self.home = Path(home)
+        self.blobs = blobs
+        self.telemetry = telemetry
+        self.reporter = reporter or Reporter()
+        self.lease_ttl_s = lease_ttl_s
+        self.check_every_s = check_every_s
+        self.tolerance = determinism_tolerance
+        self.handle_signals = handle_signals
+        self.resources = SimpleNamespace()
+        self.state = RunState(run_id=run_id)
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._committed_seq = 0
+        self._buffer: list[ev.Event] = []
+        self._interrupt: str | None = None
+        self._last_check = 0.0
+        self._heads = _loop_heads(workflow.body)
+        self._resume: ResumePoint | None = None
+        self._span: Any = None
+
+    # ------------------------------------------------------------------ unit of work
+
+    def record(self, event: ev.Event) -> int:
+        """Add an event to the unit of work and fold it; returns its seq."""
+        seq = self.state.last_seq + 1
+        self._buffer.append(event)
+        self.state = apply(self.state, Recorded(seq, None, event))
+        return seq
+
+    def flush(self) -> None:
+        if not self._buffer:
+            return
+        from kitchen.store import NewEvent
+
+        batch = [NewEvent(e.type_name(), e.payload(), e.schema_version) for e in self._buffer]
+        faults.point("flush:before")
+        delay = 0.5
+        for attempt in range(8):
+            try:
+                self.store.append(self.run_id, batch, expected_seq=self._committed_seq)
+                break
+            except StoreUnavailable:
+                if attempt == 7:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 8.0)
+        self._committed_seq += len(batch)
+        self._buffer.clear()
+        faults.point("flush:after")
+
+    # ------------------------------------------------------------------ entry points
+
+    def start(self, created: ev.RunCreated) -> int:
+        if self.store.run_exists(self.run_id):
+            raise self._exists_error()
+        self.store.acquire_lease(
+            self.run_id,
+            self.holder,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            attempt=1,
+            ttl_s=self.lease_ttl_s,
+        )
+        try:
+            with self._attempt_span(1, None) as span:
+                self.record(created)
+                self.record(self._attempt_started(1, span, None))
+                try:
+                    self.flush()
+                except ConcurrencyConflict:
+                    raise self._exists_error() from None
+                return self._drive(RunMachine(self.table, self.workflow.conditions, INITIAL))
+        finally:
+            self._release()
+
+    def _exists_error(self) -> ConfigError:
+        return ConfigError(
+            f"run {self.run_id!r} already exists; continue it with `kitchen resume {self.run_id}`"
+        )
+
+    def resume(self, identity: Identity, *, force: bool = False) -> int:
+        records = self._load()
+        self.state = fold(self.run_id, records)
+        self._committed_seq = self.state.last_seq
+        if self.state.terminal:
+            raise ConfigError(
+                f"run {self.run_id!r} is {self.state.status}; there is nothing to resume"
+            )
+        differences, refused = self._compare(identity)
+        if refused and not force:
+            raise ConfigError(
+                f"run {self.run_id!r} was created with a different {' and '.join(refused)}; "
+                "resume with --force to continue anyway"
+            )
+        attempt = self.state.attempt + 1
+        self.store.acquire_lease(
+            self.run_id,
+            self.holder,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            attempt=attempt,
+            ttl_s=self.lease_ttl_s,
+        )
+        try:
+            ckpt = self._newest_valid_checkpoint()
+            previous = self._previous_span()
+            with self._attempt_span(attempt, previous) as span:
+                self.record(self._attempt_started(attempt, span, ckpt.seq if ckpt else None))
+                self.record(
+                    ev.RunResumed(
+                        attempt=attempt,
+                        from_checkpoint_seq=ckpt.seq if ckpt else None,
+                        from_step=ckpt.step if ckpt else 0,
+                        machine_state=ckpt.machine_state if ckpt else INITIAL,
+                        cursor=dict(ckpt.cursor) if ckpt else {},
+                        config_hash=identity.config_hash,
+                        data_fingerprint=identity.data_fingerprint,
+                        versions=dict(identity.versions),
+                        torch_threads=identity.torch_threads,
+                        differences=differences,
+                        forced=bool(refused) and force,
+                    )
+                )
+                try:
+                    self.flush()
+                except ConcurrencyConflict:
+                    raise LeaseHeld(
+                        f"run {self.run_id!r} is being resumed by another worker"
+                    ) from None
+                initial = INITIAL
+                if ckpt is not None:
+                    self._resume = ResumePoint(ckpt, self.blobs.local_path(ckpt.uri))
+                    initial = ckpt.machine_state
+                    code = self._rebuild(initial)
+                    if code is not None:
+                        return code
+                return self._drive(RunMachine(self.table, self.workflow.conditions, initial))
+        finally:
+            self._release()
+
+    # ------------------------------------------------------------------ resume helpers
+
+    def _load(self) -> list[Recorded]:
+        rows = self.store.read(self.run_id)
+        if not rows:
+            raise NotFound(
+                f"no run {self.run_id!r} in {self.store.url_for_display}; see `kitchen runs`"
+            )
+        return [
+            Recorded(r.seq, r.recorded_at, ev.decode(r.type, r.schema_version, r.payload))
+            for r in rows
+        ]
+
+    def _compare(self, identity: Identity) -> tuple[list[str], list[str]]:
+        s = self.state
+        diffs: list[str] = []
+        refused: list[str] = []
+        if identity.config_hash != s.config_hash:
+            diffs.append(f"config_hash {s.config_hash} -> {identity.config_hash}")
+            refused.append("config")
+        if identity.data_fingerprint != s.data_fingerprint:
+            diffs.append(f"data_fingerprint {s.data_fingerprint} -> {identity.data_fingerprint}")
+            refused.append("dataset")
+        for lib, version in sorted(identity.versions.items()):
+            if s.versions.get(lib) != version:
+                diffs.append(f"{lib} {s.versions.get(lib)} -> {version}")
+        created_threads = s.versions.get("torch_threads")
+        if identity.torch_threads is not None and created_threads not in (
+            None,
+            str(identity.torch_threads),
+        ):
+            diffs.append(f"torch_threads {created_threads} -> {identity.torch_threads}")
+        return diffs, refused
+
+    def _newest_valid_checkpoint(self) -> Checkpoint | None:
+        from kitchen.ports import BlobRef
+
+        for ckpt in reversed(self.state.live_checkpoints()):
+            if self.blobs.verify(BlobRef(ckpt.uri, ckpt.sha256, ckpt.bytes)):
+                return ckpt
+            self.record(
+                ev.CheckpointInvalidated(
+                    checkpoint_seq=ckpt.seq, uri=ckpt.uri, reason="blob missing or sha256 mismatch"
+                )
+            )
+        return None
+
+    def _previous_span(self) -> tuple[str, str] | None:
+        for a in reversed(self.state.attempts):
+            if a.trace_id and a.span_id:
+                return a.trace_id, a.span_id
+        return None
+
+    def _rebuild(self, state_name: str) -> int | None:
+        """Re-run the set-up stages (as events of this attempt) without moving the machine."""
+        for stage in self.workflow.stages():
+            if stage.option("setup"):
+                code = self._run_stage(stage, state_name, state_name, None)
+                if code is not None:
+                    return code
+        return None
+
+    # ------------------------------------------------------------------ the loop
+
+    def _attempt_started(
+        self, attempt: int, span: Any, resumed_from: int | None
+    ) -> ev.AttemptStarted:
+        trace_id, span_id = self.telemetry.ids(span) if self.telemetry and span else (None, None)
+        try:
+            import torch  # only to record the thread count when torch is already in use
+
+            threads: int | None = torch.get_num_threads() if "torch" in sys.modules else None
+        except ImportError:  # pragma: no cover
+            threads = None
+        return ev.AttemptStarted(
+            attempt=attempt,
+            worker=self.holder,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            trace_id=trace_id,
+            span_id=span_id,
+            resumed_from=resumed_from,
+            torch_threads=threads,
+        )
+
+    def _attempt_span(self, attempt: int, previous: tuple[str, str] | None) -> Any:
+        if self.telemetry is None:
+            from contextlib import nullcontext
+
+            return nullcontext(None)
+        return self.telemetry.attempt_span(self.run_id, attempt, previous)
+
+    def _drive(self, machine: RunMachine) -> int:
+        self._install_signals()
+        self.reporter.started(self.state)
+        try:
+            while True:
+                code = self._boundary(machine)
+                if code is not None:
+                    return code
+                view = View(self.state, self.config, self.resources, {})
+                row = machine.choose(view)
+                if row is None:
+                    raise IllegalTransition(
+                        f"no transition of workflow {self.workflow.name!r} applies in state "
+                        f"{machine.state!r}"
+                    )
+                if row.trigger == FINISH_TRIGGER:
+                    return self._complete(machine, row)
+                stage = self.workflow.stage_at(row.dest)
+                code = self._run_stage(stage, row.source, row.dest, machine, row)
+                if code is not None:
+                    return code
+        finally:
+            self._restore_signals()
+            self._close_resources()
+
+    def _run_stage(
+        self, stage: Stage, source: str, dest: str, machine: RunMachine | None, row: Any = None
+    ) -> int | None:
+        if not stage.hot or dest in self._heads:
+            self.flush()
+        s = self.state
+        seq = self.record(
+            ev.StageStarted(
+                stage=stage.name,
+                source=source,
+                dest=dest,
+                step=s.step,
+                epoch=s.epoch,
+                attempt=s.attempt,
+            )
+        )
+        faults.point(f"stage:{stage.name}:before")
+        ctx = StageContext(
+            run_id=self.run_id,
+            attempt=s.attempt,
+            config=self.config,
+            resources=self.resources,
+            state=s,
+            stage=stage,
+            home=self.home,
+            run_dir=self.home / self.run_id,
+            blobs=self.blobs,
+            resume=self._resume,
+            interrupted=lambda: self._interrupt is not None,
+        )
+        span = None
+        if self.telemetry is not None:
+            span = self.telemetry.stage_span(
+                stage.name,
+                {
+                    "kitchen.run_id": self.run_id,
+                    "kitchen.attempt": s.attempt,
+                    "kitchen.stage": stage.name,
+                    "kitchen.step": s.step,
+                    "kitchen.epoch": s.epoch,
+                    "kitchen.event_seq": seq,
+                },
+            )
+        t0 = time.perf_counter()
+        try:
+            result = self.stages[stage.name](ctx)
+        except Exception as exc:
+            if span is not None:
+                self.telemetry.end_with_error(span, exc)
+            return self._fail(stage, exc, machine)
+        if span is not None:
+            span.end()
+        res = result if isinstance(result, StageResult) else StageResult(dict(result or {}))
+        outputs = dict(res.outputs)
+        step = int(outputs.pop("step", self.state.step))
+        epoch = int(outputs.pop("epoch", self.state.epoch))
+        self.record(
+            ev.StageCompleted(
+                stage=stage.name,
+                dest=dest,
+                step=step,
+                epoch=epoch,
+                outputs=outputs,
+                duration_s=time.perf_counter() - t0,
+            )
+        )
+        if "steps" in outputs:
+            self._after_step_metrics(outputs["steps"])
+        for extra in res.events:
+            if isinstance(extra, ev.CheckpointSaved):
+                self.flush()  # the stage's own events first; then the checkpoint record
+            self.record(extra)
+        if machine is not None and row is not None:
+            machine.take(row)
+        faults.point(f"stage:{stage.name}:after")
+        if not stage.hot:
+            self.flush()
+        self.reporter.stage_done(stage, outputs, self.state)
+        return None
+
+    def _after_step_metrics(self, steps: Mapping[Any, Mapping[str, Any]]) -> None:
+        for key, metrics in steps.items():
+            step = int(key)
+            if self.telemetry is not None:
+                self.telemetry.record_step(metrics)
+            old = self.state.superseded_metrics.get(step)
+            if old is None or DETERMINISM_METRIC not in metrics:
+                continue
+            logged = float(old[1].get(DETERMINISM_METRIC, math.nan))
+            replayed = float(metrics[DETERMINISM_METRIC])
+            if not abs(logged - replayed) <= self.tolerance:
+                self.record(
+                    ev.DeterminismMismatch(
+                        step=step,
+                        metric=DETERMINISM_METRIC,
+                        logged=logged,
+                        replayed=replayed,
+                        tolerance=self.tolerance,
+                        logged_seq=old[0],
+                    )
+                )
+
+    # ------------------------------------------------------------------ endings
+
+    def _complete(self, machine: RunMachine, row: Any) -> int:
+        metrics = dict(self.state.last_metrics())
+        latest_eval = self.state.eval_metrics.get(max(self.state.eval_metrics, default=-1), {})
+        metrics.update({k: v for k, v in latest_eval.items() if isinstance(v, int | float)})
+        clean = {
+            k: float(v)
+            for k, v in metrics.items()
+            if isinstance(v, int | float) and math.isfinite(v)
+        }
+        self.record(
+            ev.RunCompleted(
+                step=self.state.step,
+                metrics=clean,
+                adapter_uri=getattr(self.resources, "adapter_uri", None),
+            )
+        )
+        machine.take(row)
+        self.flush()
+        self.reporter.finished(self.state, EXIT_OK)
+        return EXIT_OK
+
+    def _fail(self, stage: Stage, exc: BaseException, machine: RunMachine | None) -> int:
+        s = self.state
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        self.record(
+            ev.StageFailed(
+                stage=stage.name,
+                step=s.step,
+                epoch=s.epoch,
+                error_type=type(exc).__name__,
+                message=message,
+            )
+        )
+        self.record(
+            ev.RunFailed(
+                error_type=type(exc).__name__, message=message, stage=stage.name, step=s.step
+            )
+        )
+        if machine is not None:
+            machine.fail()
+        self.flush()
+        self.reporter.finished(self.state, EXIT_FAILED)
+        if not isinstance(exc, KitchenError):
+            self.resources.last_traceback = exc
+        return EXIT_FAILED
+
+    def _boundary(self, machine: RunMachine) -> int | None:
+        """Between stages: honour signals, cancellation and the lease."""
+        if self._interrupt is not None:
+            self.record(
+                ev.AttemptInterrupted(
+                    attempt=self.state.attempt, signal=self._interrupt, step=self.state.step
+                )
+            )
+            self.flush()
+            self.reporter.finished(self.state, EXIT_INTERRUPTED)
+            return EXIT_INTERRUPTED
+        now = time.monotonic()
+        if now - self._last_check < self.check_every_s:
+            return None
+        self._last_check = now
+        self.store.renew_lease(self.run_id, self.holder, self.lease_ttl_s)
+        if self.store.cancel_requested(self.run_id):
+            self.record(ev.RunCancelled(reason="cancel requested", step=self.state.step))
+            machine.cancel()
+            self.flush()
+            self.store.clear_cancel(self.run_id)
+            self.reporter.finished(self.state, EXIT_FAILED)
+            return EXIT_FAILED
+        return None
+
+    def _release(self) -> None:
+        with contextlib.suppress(KitchenError):
+            self.store.release_lease(self.run_id, self.holder)
+
+    def _close_resources(self) -> None:
+        for value in vars(self.resources).values():
+            close = getattr(value, "close", None)
+            if callable(close) and getattr(value, "_kitchen_owned", False):
+                close()
+
+    # ------------------------------------------------------------------ signals
+
+    def _install_signals(self) -> None:
+        if not self.handle_signals:
+            return
+        self._old_handlers: dict[int, Any] = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old_handlers[sig] = signal.signal(sig, self._on_signal)
+
+    def _restore_signals(self) -> None:
+        for sig, old in getattr(self, "_old_handlers", {}).items():
+            signal.signal(sig, old)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self._interrupt is not None:  # a second signal: stop now
+            raise KeyboardInterrupt
+        self._interrupt = signal.Signals(signum).name
+        print(
+            f"kitchen: {self._interrupt} received; stopping after the current stage "
+            "(send it again to stop at once)",
+            file=sys.stderr,
+        )
+
+
+__all__ = [
+    "EXIT_CONFLICT",
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "Identity",
+    "Reporter",
+    "ResumePoint",
+    "Runner",
+    "StageContext",
+    "StageFn",
+    "StageResult",
+    "View",
+]

@@ -1,0 +1,353 @@
+"""RunState and the fold that rebuilds it from the run's events.
+
+State is only ever ``fold(events)``: nothing else writes it. ``apply`` is pure — it returns a
+new ``RunState`` and never mutates the one it was given (collections are copied when they
+change), so folding one event at a time equals folding the batch, and ``kitchen replay --at``
+can stop anywhere.
+
+Superseded history: when a run resumes from a checkpoint, the stage events logged after that
+checkpoint by earlier attempts stay in the log (it is an audit trail) but no longer describe the
+run's effective history; ``RunResumed`` marks the seq range ``(checkpoint_seq, resume_seq)`` as
+superseded. Their step metrics are kept apart (``superseded_metrics``) so re-executed steps can be
+compared with them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any
+
+from kitchen import events as ev
+
+STATUSES = ("created", "running", "interrupted", "crashed", "completed", "failed", "cancelled")
+TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
+INITIAL_MACHINE_STATE = "start"
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """An event with the log coordinates the fold needs."""
+
+    seq: int
+    recorded_at: datetime | None
+    event: ev.Event
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    number: int
+    worker: str
+    host: str
+    pid: int
+    started_seq: int
+    started_at: datetime | None
+    resumed_from: int | None
+    trace_id: str | None
+    span_id: str | None
+    ended: str | None = None  # completed | failed | cancelled | interrupted | None (still open)
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    seq: int
+    name: str
+    step: int
+    epoch: int
+    uri: str
+    sha256: str
+    bytes: int
+    machine_state: str
+    cursor: dict[str, Any]
+    final: bool
+    status: str = "live"  # live | invalidated | deleted
+    attempt: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Mismatch:
+    seq: int
+    step: int
+    metric: str
+    logged: float
+    replayed: float
+
+
+_EMPTY: MappingProxyType[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class RunState:
+    run_id: str
+    last_seq: int = 0
+    recipe: str | None = None
+    workflow: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    config_hash: str | None = None
+    seed: int | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    data_fingerprint: str | None = None
+    run_dir: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    status: str = "created"
+    machine_state: str = INITIAL_MACHINE_STATE
+    attempts: tuple[Attempt, ...] = ()
+    step: int = 0
+    epoch: int = 0
+    stage: str | None = None  # the stage in flight (StageStarted without its end)
+    step_metrics: dict[int, dict[str, Any]] = field(default_factory=dict)
+    step_metric_seqs: dict[int, int] = field(default_factory=dict)  # seq that logged each step
+    superseded_metrics: dict[int, tuple[int, dict[str, Any]]] = field(default_factory=dict)
+    eval_metrics: dict[int, dict[str, Any]] = field(default_factory=dict)
+    checkpoints: tuple[Checkpoint, ...] = ()
+    superseded: tuple[tuple[int, int], ...] = ()  # (first_seq, last_seq) inclusive ranges
+    optim_steps: tuple[int, ...] = ()  # effective optim_step steps, in order
+    mismatches: tuple[Mismatch, ...] = ()
+    final_metrics: dict[str, Any] = field(default_factory=dict)
+    adapter_uri: str | None = None
+    error: tuple[str, str] | None = None  # (type, message) of RunFailed
+    cancel_reason: str | None = None
+
+    # ---- derived views (no state of their own)
+
+    @property
+    def attempt(self) -> int:
+        return self.attempts[-1].number if self.attempts else 0
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    def live_checkpoints(self) -> list[Checkpoint]:
+        return [c for c in self.checkpoints if c.status == "live"]
+
+    def is_superseded(self, seq: int) -> bool:
+        return any(lo <= seq <= hi for lo, hi in self.superseded)
+
+    def last_metrics(self) -> dict[str, Any]:
+        return self.step_metrics[max(self.step_metrics)] if self.step_metrics else {}
+
+
+Handler = Callable[[RunState, Recorded, Any], RunState]
+_HANDLERS: dict[type[ev.Event], Handler] = {}
+
+
+def _on(cls: type[ev.Event]) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        _HANDLERS[cls] = fn
+        return fn
+
+    return register
+
+
+def apply(state: RunState, rec: Recorded) -> RunState:
+    """Return the state after ``rec``; ``state`` is left untouched."""
+    handler = _HANDLERS[type(rec.event)]
+    new = handler(state, rec, rec.event)
+    return replace(new, last_seq=rec.seq, updated_at=rec.recorded_at or new.updated_at)
+
+
+def fold(run_id: str, records: Iterable[Recorded], state: RunState | None = None) -> RunState:
+    s = state if state is not None else RunState(run_id=run_id)
+    for rec in records:
+        s = apply(s, rec)
+    return s
+
+
+def _end_attempt(state: RunState, how: str) -> tuple[Attempt, ...]:
+    if not state.attempts or state.attempts[-1].ended is not None:
+        return state.attempts
+    return (*state.attempts[:-1], replace(state.attempts[-1], ended=how))
+
+
+# --------------------------------------------------------------------------- lifecycle
+
+
+@_on(ev.RunCreated)
+def _run_created(s: RunState, r: Recorded, e: ev.RunCreated) -> RunState:
+    return replace(
+        s,
+        recipe=e.recipe,
+        workflow=e.workflow,
+        config=dict(e.config),
+        config_hash=e.config_hash,
+        seed=e.seed,
+        versions=dict(e.versions),
+        data_fingerprint=e.data_fingerprint,
+        run_dir=e.run_dir,
+        created_at=r.recorded_at,
+        status="created",
+    )
+
+
+@_on(ev.AttemptStarted)
+def _attempt_started(s: RunState, r: Recorded, e: ev.AttemptStarted) -> RunState:
+    attempt = Attempt(
+        number=e.attempt,
+        worker=e.worker,
+        host=e.host,
+        pid=e.pid,
+        started_seq=r.seq,
+        started_at=r.recorded_at,
+        resumed_from=e.resumed_from,
+        trace_id=e.trace_id,
+        span_id=e.span_id,
+    )
+    attempts = _end_attempt(s, "crashed")
+    return replace(s, attempts=(*attempts, attempt), status="running", stage=None)
+
+
+@_on(ev.RunResumed)
+def _run_resumed(s: RunState, r: Recorded, e: ev.RunResumed) -> RunState:
+    lo = (e.from_checkpoint_seq or 0) + 1
+    superseded = (*s.superseded, (lo, r.seq - 1)) if lo <= r.seq - 1 else s.superseded
+    keep: dict[int, dict[str, Any]] = {}
+    keep_seqs: dict[int, int] = {}
+    moved = dict(s.superseded_metrics)
+    for step, metrics in s.step_metrics.items():
+        if step < e.from_step:
+            keep[step] = metrics
+            keep_seqs[step] = s.step_metric_seqs[step]
+        else:
+            moved[step] = (s.step_metric_seqs[step], metrics)
+    evals = {k: v for k, v in s.eval_metrics.items() if k <= e.from_step}
+    optim = tuple(x for x in s.optim_steps if x < e.from_step)
+    return replace(
+        s,
+        superseded=superseded,
+        step_metrics=keep,
+        step_metric_seqs=keep_seqs,
+        superseded_metrics=moved,
+        eval_metrics=evals,
+        optim_steps=optim,
+        step=e.from_step,
+        epoch=int(e.cursor.get("epoch", s.epoch)),
+        machine_state=e.machine_state,
+        status="running",
+        stage=None,
+    )
+
+
+@_on(ev.AttemptInterrupted)
+def _interrupted(s: RunState, r: Recorded, e: ev.AttemptInterrupted) -> RunState:
+    return replace(s, status="interrupted", attempts=_end_attempt(s, "interrupted"), stage=None)
+
+
+@_on(ev.RunCompleted)
+def _completed(s: RunState, r: Recorded, e: ev.RunCompleted) -> RunState:
+    return replace(
+        s,
+        status="completed",
+        machine_state="completed",
+        attempts=_end_attempt(s, "completed"),
+        final_metrics=dict(e.metrics),
+        adapter_uri=e.adapter_uri,
+        step=e.step,
+        stage=None,
+    )
+
+
+@_on(ev.RunFailed)
+def _failed(s: RunState, r: Recorded, e: ev.RunFailed) -> RunState:
+    return replace(
+        s,
+        status="failed",
+        machine_state="failed",
+        attempts=_end_attempt(s, "failed"),
+        error=(e.error_type, e.message),
+        stage=None,
+    )
+
+
+@_on(ev.RunCancelled)
+def _cancelled(s: RunState, r: Recorded, e: ev.RunCancelled) -> RunState:
+    return replace(
+        s,
+        status="cancelled",
+        machine_state="cancelled",
+        attempts=_end_attempt(s, "cancelled"),
+        cancel_reason=e.reason,
+        stage=None,
+    )
+
+
+# --------------------------------------------------------------------------- stages
+
+
+@_on(ev.StageStarted)
+def _stage_started(s: RunState, r: Recorded, e: ev.StageStarted) -> RunState:
+    return replace(s, stage=e.stage, step=e.step, epoch=e.epoch)
+
+
+@_on(ev.StageCompleted)
+def _stage_completed(s: RunState, r: Recorded, e: ev.StageCompleted) -> RunState:
+    new = replace(s, stage=None, machine_state=e.dest, step=e.step, epoch=e.epoch)
+    if e.stage == "log_step_metrics":
+        logged = {int(k): dict(v) for k, v in e.outputs.get("steps", {}).items()}
+        if logged:
+            new = replace(
+                new,
+                step_metrics={**s.step_metrics, **logged},
+                step_metric_seqs={**s.step_metric_seqs, **dict.fromkeys(logged, r.seq)},
+            )
+    elif e.stage == "optim_step":
+        new = replace(new, optim_steps=(*s.optim_steps, e.step))
+    elif e.stage == "evaluate" and e.outputs.get("metrics"):
+        new = replace(new, eval_metrics={**s.eval_metrics, e.step: dict(e.outputs["metrics"])})
+    return new
+
+
+@_on(ev.StageFailed)
+def _stage_failed(s: RunState, r: Recorded, e: ev.StageFailed) -> RunState:
+    return replace(s, stage=None)
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+@_on(ev.CheckpointSaved)
+def _checkpoint_saved(s: RunState, r: Recorded, e: ev.CheckpointSaved) -> RunState:
+    ckpt = Checkpoint(
+        seq=r.seq,
+        name=e.name,
+        step=e.step,
+        epoch=e.epoch,
+        uri=e.uri,
+        sha256=e.sha256,
+        bytes=e.bytes,
+        machine_state=e.machine_state,
+        cursor=dict(e.cursor),
+        final=e.final,
+        attempt=s.attempt,
+    )
+    return replace(s, checkpoints=(*s.checkpoints, ckpt))
+
+
+def _mark_checkpoint(s: RunState, seq: int, status: str) -> RunState:
+    return replace(
+        s,
+        checkpoints=tuple(replace(c, status=status) if c.seq == seq else c for c in s.checkpoints),
+    )
+
+
+@_on(ev.CheckpointInvalidated)
+def _checkpoint_invalidated(s: RunState, r: Recorded, e: ev.CheckpointInvalidated) -> RunState:
+    return _mark_checkpoint(s, e.checkpoint_seq, "invalidated")
+
+
+@_on(ev.CheckpointDeleted)
+def _checkpoint_deleted(s: RunState, r: Recorded, e: ev.CheckpointDeleted) -> RunState:
+    return _mark_checkpoint(s, e.checkpoint_seq, "deleted")
+
+
+@_on(ev.DeterminismMismatch)
+def _mismatch(s: RunState, r: Recorded, e: ev.DeterminismMismatch) -> RunState:
+    m = Mismatch(seq=r.seq, step=e.step, metric=e.metric, logged=e.logged, replayed=e.replayed)
+    return replace(s, mismatches=(*s.mismatches, m))
+
+
+missing = set(ev.EVENT_TYPES.values()) - set(_HANDLERS)
+assert not missing, f"event types without a fold handler: {missing}"
