@@ -202,8 +202,12 @@ def _attempt_started(s: RunState, r: Recorded, e: ev.AttemptStarted) -> RunState
 
 @_on(ev.RunResumed)
 def _run_resumed(s: RunState, r: Recorded, e: ev.RunResumed) -> RunState:
+    # Superseded: what earlier attempts logged after the checkpoint, up to the AttemptStarted
+    # of this attempt (its own events, such as CheckpointInvalidated, are not superseded).
     lo = (e.from_checkpoint_seq or 0) + 1
-    superseded = (*s.superseded, (lo, r.seq - 1)) if lo <= r.seq - 1 else s.superseded
+    current = s.attempts[-1] if s.attempts and s.attempts[-1].number == e.attempt else None
+    hi = (current.started_seq if current else r.seq) - 1
+    superseded = (*s.superseded, (lo, hi)) if lo <= hi else s.superseded
     keep: dict[int, dict[str, Any]] = {}
     keep_seqs: dict[int, int] = {}
     moved = dict(s.superseded_metrics)
