@@ -96,6 +96,9 @@ class Identity:
 class Reporter:
     """Progress hooks for the CLI; the default reports nothing."""
 
+    def created(self, state: RunState) -> None:
+        """The run's first events are committed: it exists now."""
+
     def started(self, state: RunState) -> None: ...
 
     def stage_done(self, stage: Stage, outputs: Mapping[str, Any], state: RunState) -> None: ...
@@ -223,6 +226,7 @@ class Runner:
                     self.flush()
                 except ConcurrencyConflict:
                     raise self._exists_error() from None
+                self.reporter.created(self.state)
                 return self._drive(RunMachine(self.table, self.workflow.conditions, INITIAL))
         finally:
             self._release()
