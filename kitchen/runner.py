@@ -57,6 +57,9 @@ class StageResult:
 
     outputs: Mapping[str, Any] = field(default_factory=dict)
     events: tuple[ev.Event, ...] = ()
+    # Side effects to run only once this stage's events are committed (e.g. deleting old
+    # checkpoint blobs after the new checkpoint is on record).
+    after_commit: tuple[Callable[[], None], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -488,8 +491,10 @@ class Runner:
         if machine is not None and row is not None:
             machine.take(row)
         faults.point(f"stage:{stage.name}:after")
-        if not stage.hot:
+        if not stage.hot or res.after_commit:
             self.flush()
+        for effect in res.after_commit:
+            effect()
         self.reporter.stage_done(stage, outputs, self.state)
         return None
 
@@ -593,9 +598,11 @@ class Runner:
             self.store.release_lease(self.run_id, self.holder)
 
     def _close_resources(self) -> None:
-        for value in vars(self.resources).values():
-            close = getattr(value, "close", None)
-            if callable(close) and getattr(value, "_kitchen_owned", False):
+        """Close what stages opened (``resources.closers``) if the attempt ended early."""
+        closers = getattr(self.resources, "closers", [])
+        self.resources.closers = []
+        for close in closers:
+            with contextlib.suppress(Exception):
                 close()
 
     # ------------------------------------------------------------------ signals

@@ -21,7 +21,11 @@ from kitchen.errors import KitchenError
 
 # Sub-command modules, in the order --help lists them. Each defines
 # ``register(subparsers) -> None`` that adds its parser(s) with ``set_defaults(func=...)``.
-_COMMAND_MODULES = ("kitchen.cli.db",)
+_COMMAND_MODULES = (
+    "kitchen.cli.run",
+    "kitchen.cli.recipes",
+    "kitchen.cli.db",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,29 @@
+"""``kitchen recipes``: list recipes, or print a recipe's workflow graph."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("recipes", help="list recipes; --graph NAME prints a workflow's transitions")
+    p.add_argument(
+        "--graph", metavar="NAME", help="print the states and transitions of recipe NAME"
+    )
+    p.add_argument("--mermaid", action="store_true", help="with --graph: Mermaid stateDiagram")
+    p.set_defaults(func=_recipes)
+
+
+def _recipes(args: argparse.Namespace) -> int:
+    from kitchen.recipes import RECIPES, load_recipe
+    from kitchen.workflows import workflow_module
+
+    if args.graph:
+        recipe = load_recipe(args.graph)
+        table = workflow_module(recipe.WORKFLOW).WORKFLOW.compile()
+        print(table.mermaid() if args.mermaid else table.text())
+        return 0
+    for name in sorted(RECIPES):
+        recipe = load_recipe(name)
+        print(f"{name:<16} {recipe.DESCRIPTION}  [workflow: {recipe.WORKFLOW}]")
+    return 0

@@ -1,0 +1,121 @@
+"""Recipe configuration: a file (YAML/TOML) plus ``key=value`` overrides, validated in one go.
+
+Every problem is reported at once, in one line, before a run is created: unknown keys (with the
+known ones listed), wrong types and out-of-range values (with the value given), a missing or
+broken file (with the parser's line). Secrets are ``SecretStr`` fields, filled from the
+environment when unset and written to the log only as ``**********``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, SecretStr, ValidationError
+
+from kitchen.errors import ConfigError
+
+SECRET_ENV = {"hf_token": "HF_TOKEN", "tinker_api_key": "TINKER_API_KEY"}
+
+
+def read_file(path: str | Path) -> dict[str, Any]:
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} not found; pass an existing .yaml or .toml file")
+    text = p.read_text(encoding="utf-8")
+    try:
+        if p.suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text)
+        elif p.suffix == ".toml":
+            data = tomllib.loads(text)
+        else:
+            raise ConfigError(f"config file {str(p)!r}: use a .yaml, .yml or .toml file")
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(
+            f"config file {str(p)!r} is not valid YAML{where}: {getattr(exc, 'problem', exc)}"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {str(p)!r} is not valid TOML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(p)!r} must hold a mapping of key: value")
+    return data
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r} is not key=value (e.g. learning_rate=1e-3)")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        out[key.strip()] = raw if isinstance(value, dict | list) else value
+    return out
+
+
+def build(
+    config_cls: type[BaseModel], file_data: Mapping[str, Any], overrides: Mapping[str, Any]
+) -> BaseModel:
+    """Validate file data updated by overrides; all problems in one ConfigError."""
+    merged = {**file_data, **overrides}
+    known = set(config_cls.model_fields)
+    problems = [f"unknown key {k!r}" for k in merged if k not in known]
+    for field, env in SECRET_ENV.items():
+        if field in known and merged.get(field) is None and os.environ.get(env):
+            merged[field] = os.environ[env]
+    try:
+        cfg = config_cls.model_validate({k: v for k, v in merged.items() if k in known})
+    except ValidationError as exc:
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"])
+            given = err.get("input")
+            shown = "***" if where in SECRET_ENV else repr(given)
+            problems.append(f"{where}: {err['msg']} (got {shown})")
+        cfg = None
+    if problems:
+        hint = (
+            f"known keys: {', '.join(sorted(known))}"
+            if any("unknown key" in p for p in problems)
+            else ""
+        )
+        raise ConfigError("invalid config: " + "; ".join(problems) + (f" — {hint}" if hint else ""))
+    assert cfg is not None
+    return cfg
+
+
+def redacted(cfg: BaseModel) -> dict[str, Any]:
+    """The config as recorded in RunCreated: JSON values, secrets as ``**********``."""
+    data = cfg.model_dump(mode="json")
+    for name, field in type(cfg).model_fields.items():
+        if field.annotation is not None and "SecretStr" in str(field.annotation):
+            data[name] = None if getattr(cfg, name) is None else "**********"
+    return data
+
+
+def config_hash(data: Mapping[str, Any]) -> str:
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def restore(
+    config_cls: type[BaseModel], recorded: Mapping[str, Any], overrides: Mapping[str, Any]
+) -> BaseModel:
+    """Rebuild a run's config from RunCreated's record: secrets come back from the environment."""
+    data = {k: v for k, v in recorded.items() if not (isinstance(v, str) and v == "**********")}
+    return build(config_cls, data, overrides)
+
+
+def secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None

@@ -1,0 +1,40 @@
+"""forward_backward: submit the batch's forward/backward pass; the result is awaited later.
+
+Submitting without waiting is what lets step N+1's pass be queued while step N's results are
+still being logged (submit-ahead); the backend runs operations in submission order.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from kitchen import faults
+from kitchen.stages._common import InFlight
+
+
+def _perturbed(ctx: Any, step: int, batch: list[Any]) -> list[Any]:
+    """Test-only: drop the last example of a re-executed step to force a different loss."""
+    if step == faults.PERTURB_STEP and ctx.attempt > 1 and len(batch) > 1:
+        return batch[:-1]
+    return batch
+
+
+def run(ctx: Any) -> dict[str, Any]:
+    r = ctx.resources
+    step, batch = r.batch
+    batch = _perturbed(ctx, step, batch)
+    n_seq, n_tok, n_loss = r.batch_stats
+    fb = r.training.forward_backward(batch, "cross_entropy")
+    r.pipeline.inflight[step] = InFlight(
+        step=step,
+        epoch=r.cursor.epoch,
+        fb=fb,
+        optim=None,
+        learning_rate=0.0,
+        num_sequences=n_seq,
+        num_tokens=n_tok,
+        num_loss_tokens=n_loss,
+        submitted_at=time.perf_counter(),
+    )
+    return {"step": step}
