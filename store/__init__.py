@@ -1,0 +1,35 @@
+"""kitchen's event store: the append-only run log in SQLite or Postgres.
+
+Public surface (pinned by a test)::
+
+    open_store(url=None, *, migrate=True) -> EventStore
+    resolve_db_url(url=None) -> str; upgrade(url=None) -> str; current_revision(url=None)
+    NewEvent, StoredEvent, RunRow, Lease, VerifyResult
+    canonical_json, event_hash, GENESIS_HASH
+
+See docs/store.md for the guarantees (durability, concurrency, tailing) and why.
+"""
+
+from ._engine import resolve_db_url
+from ._open import current_revision, head_revision, open_store, upgrade
+from .canonical import GENESIS_HASH, canonical_json, event_hash
+from .event_store import EventStore
+from .records import Lease, NewEvent, RunRow, StoredEvent, VerifyResult, check_run_id
+
+__all__ = [
+    "GENESIS_HASH",
+    "EventStore",
+    "Lease",
+    "NewEvent",
+    "RunRow",
+    "StoredEvent",
+    "VerifyResult",
+    "canonical_json",
+    "check_run_id",
+    "current_revision",
+    "event_hash",
+    "head_revision",
+    "open_store",
+    "resolve_db_url",
+    "upgrade",
+]

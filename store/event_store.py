@@ -1,0 +1,337 @@
+"""The event store: an append-only log of run events in SQLite or Postgres.
+
+Appends are optimistic: the caller names the last seq it has seen and the UNIQUE(run_id, seq)
+constraint turns a lost race into :class:`ConcurrencyConflict` with nothing written. Every
+driver error leaves as a kitchen error (see ``_engine.translate``). A dropped connection is
+survived where that is safe: reads are retried once, and an append whose commit outcome is
+unknown is settled by reading back its rows and comparing hashes, so it is never written twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import exc
+
+from kitchen.errors import ConcurrencyConflict, KitchenError, NotFound, StoreUnavailable
+
+from . import _append, _leases
+from ._engine import DRIVER_ERRORS, is_disconnect, mask, translate
+from ._verify import verify_chain
+from .canonical import GENESIS_HASH
+from .projection import initial_row, project
+from .records import Lease, NewEvent, RunRow, StoredEvent, VerifyResult, check_run_id
+from .schema import events, runs
+
+T = TypeVar("T")
+_MAX_TIPS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class _Unsettled:
+    """An append whose commit we could not confirm: settled on the next append to the run."""
+
+    expected_seq: int
+    rows: list[dict[str, Any]]
+
+
+class EventStore:
+    """Append, read, verify and lease runs. Open one with :func:`kitchen.store.open_store`."""
+
+    def __init__(self, engine: sa.Engine, url: str) -> None:
+        self._engine = engine
+        self._url = url
+        self.url_for_display = mask(url)
+        self.dialect: str = engine.dialect.name
+        # run_id -> (seq, hash) of the newest event this instance wrote or read. Only a hint
+        # for chaining: UNIQUE(run_id, seq) still catches every conflict.
+        self._tips: dict[str, tuple[int, str]] = {}
+        self._unsettled: dict[str, _Unsettled] = {}
+
+    @property
+    def engine(self) -> sa.Engine:
+        """The SQLAlchemy engine, for tools and tests; never write events through it."""
+        return self._engine
+
+    # ------------------------------------------------------------------ transactions
+
+    @contextmanager
+    def _writer(self) -> Iterator[sa.Connection]:
+        """A write transaction that serialises with every other writer of the log.
+
+        SQLite: ``BEGIN IMMEDIATE``. Postgres: ``LOCK TABLE events IN EXCLUSIVE MODE`` (readers
+        are not blocked), so positions become visible in commit order and a reader tailing by
+        position never skips an event that commits late.
+        """
+        with self._engine.connect() as conn:
+            conn = conn.execution_options(kitchen_begin="IMMEDIATE")
+            with conn.begin():
+                if self.dialect == "postgresql":
+                    conn.exec_driver_sql("LOCK TABLE events IN EXCLUSIVE MODE")
+                yield conn
+
+    def _read(self, doing: str, fn: Callable[[sa.Connection], T]) -> T:
+        """Run a read in one transaction; retried once if the connection was dropped."""
+        for attempt in (1, 2):
+            try:
+                with self._engine.connect() as conn, conn.begin():
+                    return fn(conn)
+            except DRIVER_ERRORS as error:
+                if attempt == 1 and is_disconnect(error):
+                    continue
+                raise translate(error, self._url, doing) from None
+        raise AssertionError("unreachable")
+
+    def _write(self, doing: str, fn: Callable[[sa.Connection], T]) -> T:
+        try:
+            with self._writer() as conn:
+                return fn(conn)
+        except KitchenError:
+            raise
+        except DRIVER_ERRORS as error:
+            raise translate(error, self._url, doing) from None
+
+    # ------------------------------------------------------------------ appends
+
+    def append(
+        self, run_id: str, events: Sequence[NewEvent], expected_seq: int
+    ) -> list[StoredEvent]:
+        """Append ``events`` after seq ``expected_seq`` (0 for a new run), all or nothing."""
+        check_run_id(run_id)
+        if not isinstance(expected_seq, int) or expected_seq < 0:
+            raise ValueError(f"expected_seq must be an int >= 0, not {expected_seq!r}")
+        prepared = _append.prepare(events)
+        if not prepared:
+            return []
+        settled = self._settle(run_id, prepared, expected_seq)
+        if settled is not None:
+            return settled
+        for attempt in (1, 2):
+            rows: list[dict[str, Any]] = []
+            try:
+                with self._writer() as conn:
+                    prev = self._prev(conn, run_id, expected_seq)
+                    rows = _append.build(run_id, prepared, expected_seq, prev)
+                    stored = _append.write(conn, rows, expected_seq)
+            except exc.IntegrityError:
+                self._tips.pop(run_id, None)
+                raise self._conflict(run_id, expected_seq) from None
+            except ConcurrencyConflict:
+                self._tips.pop(run_id, None)
+                raise
+            except DRIVER_ERRORS as error:
+                if not is_disconnect(error):
+                    raise translate(error, self._url, f"append to run {run_id}") from None
+                outcome = self._read_back(run_id, expected_seq, rows) if rows else []
+                if outcome:
+                    stored = outcome
+                elif attempt == 1:
+                    continue
+                else:
+                    raise translate(error, self._url, f"append to run {run_id}") from None
+            self._remember(run_id, stored[-1].seq, stored[-1].hash)
+            return stored
+        raise AssertionError("unreachable")
+
+    def _prev(self, conn: sa.Connection, run_id: str, expected_seq: int) -> str:
+        if expected_seq == 0:
+            return GENESIS_HASH
+        tip = self._tips.get(run_id)
+        if tip is not None and tip[0] == expected_seq:
+            return tip[1]
+        return _append.hash_at(conn, run_id, expected_seq)
+
+    def _read_back(
+        self, run_id: str, expected_seq: int, rows: list[dict[str, Any]]
+    ) -> list[StoredEvent]:
+        """Settle an append whose commit outcome is unknown.
+
+        Returns the stored events if our rows are there (it committed), [] if no row is there
+        (it did not). Someone else's rows there mean we lost a race. If the database cannot
+        even be read, the batch is remembered and the next append of it settles it first.
+        """
+        try:
+            found = self._read(
+                f"read back run {run_id}",
+                lambda conn: _rows(conn, run_id, expected_seq, expected_seq + len(rows)),
+            )
+        except StoreUnavailable:
+            self._unsettled[run_id] = _Unsettled(expected_seq, rows)
+            raise StoreUnavailable(
+                f"lost the connection to {self.url_for_display} while appending to run "
+                f"{run_id}, and cannot tell if it committed; retry the same append "
+                "(it will not be written twice)"
+            ) from None
+        if not found:
+            return []
+        if [r.hash for r in found] == [r["hash"] for r in rows]:
+            return found
+        raise self._conflict(run_id, expected_seq)
+
+    def _settle(
+        self, run_id: str, prepared: list[_append.Prepared], expected_seq: int
+    ) -> list[StoredEvent] | None:
+        """If this exact batch was left unsettled by a lost connection, settle it first."""
+        pending = self._unsettled.pop(run_id, None)
+        if pending is None or pending.expected_seq != expected_seq:
+            return None
+        same = [(p.type, p.payload_json, p.schema_version) for p in prepared] == [
+            (r["type"], r["payload"], r["schema_version"]) for r in pending.rows
+        ]
+        if not same:
+            return None
+        return self._read_back(run_id, expected_seq, pending.rows) or None
+
+    def _conflict(self, run_id: str, expected_seq: int) -> ConcurrencyConflict:
+        return ConcurrencyConflict(
+            f"run {run_id!r} moved on: seq {expected_seq + 1} was already taken by another "
+            "writer; reload the run and retry from its last seq"
+        )
+
+    def _remember(self, run_id: str, seq: int, digest: str) -> None:
+        if len(self._tips) >= _MAX_TIPS:
+            self._tips.clear()
+        self._tips[run_id] = (seq, digest)
+
+    # ------------------------------------------------------------------ reads
+
+    def read(
+        self, run_id: str, after_seq: int = 0, upto_seq: int | None = None
+    ) -> list[StoredEvent]:
+        """The run's events with ``after_seq < seq <= upto_seq``, in seq order."""
+        check_run_id(run_id)
+        found = self._read(
+            f"read run {run_id}", lambda conn: _rows(conn, run_id, after_seq, upto_seq)
+        )
+        if found and upto_seq is None:
+            self._remember(run_id, found[-1].seq, found[-1].hash)
+        return found
+
+    def read_all(self, after_position: int = 0, limit: int | None = None) -> list[StoredEvent]:
+        """Events of every run with position > ``after_position``, in position order."""
+        query = sa.select(events).where(events.c.position > after_position)
+        query = query.order_by(events.c.position).limit(limit)
+        return self._read(
+            "read the event log",
+            lambda conn: [_append.to_stored(r, r.position) for r in conn.execute(query).mappings()],
+        )
+
+    def last_seq(self, run_id: str) -> int:
+        check_run_id(run_id)
+        query = sa.select(sa.func.max(events.c.seq)).where(events.c.run_id == run_id)
+        return int(self._read(f"read run {run_id}", lambda c: c.execute(query).scalar()) or 0)
+
+    def run_exists(self, run_id: str) -> bool:
+        return self.last_seq(run_id) > 0
+
+    def get_run(self, run_id: str) -> RunRow | None:
+        check_run_id(run_id)
+        query = sa.select(runs).where(runs.c.run_id == run_id)
+        row = self._read(f"read run {run_id}", lambda c: c.execute(query).first())
+        return None if row is None else RunRow(**row._mapping)
+
+    def list_runs(self, status: str | None = None, recipe: str | None = None) -> list[RunRow]:
+        """Rows of the runs projection, oldest first."""
+        query = sa.select(runs).order_by(runs.c.created_at, runs.c.run_id)
+        if status is not None:
+            query = query.where(runs.c.status == status)
+        if recipe is not None:
+            query = query.where(runs.c.recipe == recipe)
+        rows = self._read("list runs", lambda c: c.execute(query).all())
+        return [RunRow(**r._mapping) for r in rows]
+
+    def verify(self, run_id: str) -> VerifyResult:
+        """Recompute the run's hash chain and check its seqs are 1, 2, 3, ..."""
+        found = self.read(run_id)
+        if not found:
+            raise NotFound(f"no run {run_id!r} in {self.url_for_display}; see `kitchen runs`")
+        return verify_chain(found)
+
+    # ------------------------------------------------------------------ projections
+
+    def rebuild_projections(self) -> int:
+        """Recompute the runs table from the log (after a bug fix, or to audit it)."""
+
+        def rebuild(conn: sa.Connection) -> int:
+            conn.execute(runs.delete())
+            query = sa.select(events).order_by(events.c.run_id, events.c.seq)
+            rows: dict[str, RunRow] = {}
+            for r in conn.execute(query).mappings():
+                row = rows.get(r["run_id"]) or initial_row(r["run_id"], r["recorded_at"])
+                e = _append.to_stored(r, r["position"])
+                rows[e.run_id] = project(row, e.type, e.payload, e.seq, e.recorded_at)
+            if rows:
+                conn.execute(runs.insert(), [_as_dict(row) for row in rows.values()])
+            return len(rows)
+
+        return self._write("rebuild the runs projection", rebuild)
+
+    # ------------------------------------------------------------------ leases
+
+    def acquire_lease(
+        self, run_id: str, holder: str, *, host: str, pid: int, attempt: int, ttl_s: float
+    ) -> Lease:
+        """Claim the run for one worker; LeaseHeld if another live worker has it."""
+        check_run_id(run_id)
+        now = datetime.now(UTC)
+        new = Lease(run_id, holder, host, pid, attempt, now, now + timedelta(seconds=ttl_s))
+        return self._write(f"lease run {run_id}", lambda c: _leases.acquire(c, new))
+
+    def renew_lease(self, run_id: str, holder: str, ttl_s: float) -> None:
+        check_run_id(run_id)
+        self._write(
+            f"renew the lease of {run_id}", lambda c: _leases.renew(c, run_id, holder, ttl_s)
+        )
+
+    def release_lease(self, run_id: str, holder: str) -> None:
+        check_run_id(run_id)
+        self._write(f"release run {run_id}", lambda c: _leases.release(c, run_id, holder))
+
+    def get_lease(self, run_id: str) -> Lease | None:
+        check_run_id(run_id)
+        return self._read(f"read the lease of {run_id}", lambda c: _leases.get(c, run_id))
+
+    def request_cancel(self, run_id: str) -> None:
+        """Ask the worker driving the run to stop at its next stage boundary."""
+        if not self.run_exists(run_id):
+            raise NotFound(f"no run {run_id!r} in {self.url_for_display}; see `kitchen runs`")
+        self._write(f"cancel run {run_id}", lambda c: _leases.request_cancel(c, run_id))
+
+    def cancel_requested(self, run_id: str) -> bool:
+        check_run_id(run_id)
+        return self._read(f"read run {run_id}", lambda c: _leases.cancel_requested(c, run_id))
+
+    def clear_cancel(self, run_id: str) -> None:
+        check_run_id(run_id)
+        self._write(f"cancel run {run_id}", lambda c: _leases.clear_cancel(c, run_id))
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> EventStore:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"EventStore({self.url_for_display!r})"
+
+
+def _rows(
+    conn: sa.Connection, run_id: str, after_seq: int, upto_seq: int | None
+) -> list[StoredEvent]:
+    query = sa.select(events).where(events.c.run_id == run_id, events.c.seq > after_seq)
+    if upto_seq is not None:
+        query = query.where(events.c.seq <= upto_seq)
+    result = conn.execute(query.order_by(events.c.seq)).mappings()
+    return [_append.to_stored(r, r["position"]) for r in result]
+
+
+def _as_dict(row: RunRow) -> dict[str, Any]:
+    return {name: getattr(row, name) for name in RunRow.__dataclass_fields__}
