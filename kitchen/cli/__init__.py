@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -69,6 +70,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail("interrupted", 130)
     except BrokenPipeError:
         return 0
+    except Exception as exc:  # a bug, not the user's doing: still one line unless asked
+        if os.environ.get("KITCHEN_DEBUG"):
+            raise
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        return fail(
+            f"unexpected {type(exc).__name__}: {first} (set KITCHEN_DEBUG=1 for the traceback)", 1
+        )
 
 
 def entrypoint() -> None:  # pragma: no cover - console script

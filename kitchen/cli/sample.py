@@ -1,0 +1,76 @@
+"""``kitchen sample RUN_ID "prompt"``: generate from a run's weights (final or a checkpoint)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from kitchen.errors import NotFound
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("sample", help="generate from a run's final weights or a checkpoint")
+    p.add_argument("run_id")
+    p.add_argument("prompt", help="the user message")
+    p.add_argument(
+        "--checkpoint", metavar="NAME", help="checkpoint name, e.g. step-000020 (default: newest)"
+    )
+    p.add_argument("--max-tokens", type=int, default=32)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=-1)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_sample)
+
+
+def _pick_checkpoint(state: object, name: str | None) -> object:
+    live = state.live_checkpoints()  # type: ignore[attr-defined]
+    if name is not None:
+        for c in live:
+            if c.name == name:
+                return c
+        names = ", ".join(c.name for c in live) or "none"
+        raise NotFound(f"run has no live checkpoint {name!r}; live checkpoints: {names}")
+    if not live:
+        raise NotFound(
+            "run has no checkpoint to sample from yet; wait for its first save_every step"
+        )
+    return live[-1]
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from kitchen import config as kconfig
+    from kitchen.adapters import registry
+    from kitchen.cli._common import load_state
+    from kitchen.launch import kitchen_home
+    from kitchen.recipes import load_recipe
+    from kitchen.renderers import get_renderer
+    from kitchen.store import open_store
+    from kitchen.types import SamplingParams
+
+    store = open_store()
+    state, _ = load_state(store, args.run_id)
+    ckpt = _pick_checkpoint(state, args.checkpoint)
+    recipe = load_recipe(state.recipe or "")
+    cfg = kconfig.restore(recipe.Config, state.config, {})
+    path = registry.blob_store("local", kitchen_home()).local_path(ckpt.uri)  # type: ignore[attr-defined]
+    client = registry.training_client(cfg)
+    try:
+        client.load_state(path / "state", with_optimizer=False).result()
+        renderer = get_renderer(cfg.renderer_name, client.get_tokenizer())
+        prompt = renderer.build_generation_prompt([{"role": "user", "content": args.prompt}])
+        params = SamplingParams(
+            max_tokens=args.max_tokens,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            top_k=args.top_k,
+            stop=tuple(renderer.get_stop_sequences()),
+            seed=args.seed,
+        )
+        resp = client.sampling_client().sample(prompt, 1, params).result()
+        message, _ = renderer.parse_response(list(resp.sequences[0].tokens))
+    finally:
+        client.close()
+    print(f"(from {ckpt.name}, step {ckpt.step})", file=sys.stderr)  # type: ignore[attr-defined]
+    print(message.get("content", ""))
+    return 0
