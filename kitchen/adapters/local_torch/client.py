@@ -1,0 +1,235 @@
+"""LocalTrainingClient: the TrainingClient port on a transformers causal LM with a peft LoRA.
+
+Every operation is queued on ONE worker thread and runs in submission order; each method
+returns its future at once. That is what lets a training loop submit step N+1's
+forward_backward before it reads step N's result (tinker's submit-ahead), and it means the
+model, the optimizer and the RNGs are only ever touched by that one thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from kitchen.adapters.local_torch import batch as batching
+from kitchen.adapters.local_torch import export, loading, optim, state
+from kitchen.adapters.local_torch.decode import prompt_logprobs
+from kitchen.adapters.local_torch.losses import builtin
+from kitchen.adapters.local_torch.sampling import LocalSamplingClient
+from kitchen.errors import ConfigError, TrainingDiverged
+from kitchen.types import (
+    AdamParams,
+    CustomLossFn,
+    Datum,
+    ForwardBackwardOutput,
+    Future,
+    LossFnType,
+    ModelInput,
+    OptimStepResponse,
+    SavedState,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+R = TypeVar("R")
+
+
+class LocalTrainingClient:
+    """LoRA training on this machine's CPU or GPU, deterministic on CPU.
+
+    ``lora_alpha`` defaults to 32 whatever the rank, as in tinker, so its learning-rate
+    recipes carry over; ``target_modules=None`` adapts every linear projection except the
+    output head.
+    """
+
+    def __init__(
+        self,
+        *,
+        model_name: str,
+        lora_rank: int = 16,
+        lora_alpha: int | None = None,
+        lora_dropout: float = 0.0,
+        target_modules: Sequence[str] | None = None,
+        device: str = "auto",
+        dtype: str = "float32",
+        seed: int = 0,
+    ) -> None:
+        self._lora = loading.lora_settings(lora_rank, lora_alpha, lora_dropout, target_modules)
+        self._device = loading.pick_device(device)
+        torch_dtype = loading.pick_dtype(dtype)
+        self._model_name = model_name
+        self._seed = seed
+        path = loading.resolve_name(model_name)
+        loading.seed_everything(seed, self._device)
+        self._tokenizer = loading.load_tokenizer(path)
+        self._model = loading.load_lora_model(path, self._lora, self._device, torch_dtype, seed)
+        self._params = {n: p for n, p in self._model.named_parameters() if p.requires_grad}
+        self._optimizer = optim.new_optimizer(self._params.values())
+        self._vocab = int(self._model.get_input_embeddings().num_embeddings)
+        self._step = 0
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kitchen-train")
+
+    # ------------------------------------------------------------------ the port
+
+    @property
+    def step(self) -> int:
+        return self._step
+
+    def get_tokenizer(self) -> Any:
+        return self._tokenizer
+
+    def forward_backward(
+        self,
+        data: Sequence[Datum],
+        loss_fn: LossFnType = "cross_entropy",
+        loss_fn_config: Mapping[str, float] | None = None,
+    ) -> Future[ForwardBackwardOutput]:
+        config = dict(loss_fn_config or {})
+        return self._submit(self._forward_backward, list(data), loss_fn, config)
+
+    def forward_backward_custom(
+        self, data: Sequence[Datum], loss_fn: CustomLossFn
+    ) -> Future[ForwardBackwardOutput]:
+        return self._submit(self._forward_backward_custom, list(data), loss_fn)
+
+    def optim_step(self, adam_params: AdamParams) -> Future[OptimStepResponse]:
+        return self._submit(self._optim_step, adam_params)
+
+    def save_state(self, path: str | Path) -> Future[SavedState]:
+        return self._submit(self._save_state, Path(path))
+
+    def load_state(self, path: str | Path, with_optimizer: bool = True) -> Future[SavedState]:
+        """Restore a saved state; without the optimizer, AdamW starts afresh on those weights."""
+        return self._submit(self._load_state, Path(path), with_optimizer)
+
+    def save_weights_for_sampler(self, path: str | Path) -> Future[str]:
+        return self._submit(self._write, export.save_adapter, Path(path))
+
+    def export_merged(self, path: str | Path) -> Future[str]:
+        """Full weights with the adapter merged in, plus the tokenizer: a plain HF model folder."""
+        return self._submit(self._write, self._export_merged, Path(path))
+
+    def sampling_client(self) -> LocalSamplingClient:
+        """Snapshot the weights once every operation submitted so far has run (this waits)."""
+        snapshot = self._submit(export.sampling_snapshot, self._model).result()
+        return LocalSamplingClient(snapshot, self._tokenizer, seed=self._seed + self._step)
+
+    def compute_logprobs(self, prompt: ModelInput) -> Future[list[float | None]]:
+        return self._submit(self._compute_logprobs, prompt.to_ints())
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        """Finish queued operations and stop the worker thread."""
+        self._executor.shutdown(wait=True)
+
+    def __enter__(self) -> LocalTrainingClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ worker side
+
+    def _submit(self, fn: Callable[..., R], *args: Any) -> Future[R]:
+        try:
+            return self._executor.submit(fn, *args)
+        except RuntimeError as exc:
+            raise ConfigError("this training client is closed: create a new one") from exc
+
+    def _forward_backward(
+        self, data: list[Datum], loss_fn: str, config: dict[str, float]
+    ) -> ForwardBackwardOutput:
+        loss = builtin(loss_fn, config)
+        packed = self._pack(data, loss.inputs)
+        logprobs = batching.target_logprobs(self._train_mode(), packed)
+        total = loss.fn(logprobs, packed.inputs, config)
+        value = self._backward(total)
+        return ForwardBackwardOutput(
+            batching.to_outputs(logprobs, packed.lengths), {"loss:sum": value}
+        )
+
+    def _forward_backward_custom(
+        self, data: list[Datum], loss_fn: CustomLossFn
+    ) -> ForwardBackwardOutput:
+        packed = self._pack(data, ("target_tokens",))
+        logprobs = batching.target_logprobs(self._train_mode(), packed)
+        total, metrics = loss_fn(data, batching.per_datum(logprobs, packed.lengths))
+        if total.dim() != 0:
+            raise ConfigError("a custom loss must return a scalar tensor: sum or mean it")
+        value = self._backward(total)
+        out = {"loss:sum": value, **{k: float(v) for k, v in metrics.items()}}
+        return ForwardBackwardOutput(batching.to_outputs(logprobs, packed.lengths), out)
+
+    def _pack(self, data: list[Datum], keys: Sequence[str]) -> batching.Batch:
+        packed = batching.pack(data, keys, self._device)
+        batching.check_vocab(packed, self._vocab)
+        return packed
+
+    def _train_mode(self) -> torch.nn.Module:
+        self._model.train()
+        return self._model
+
+    def _backward(self, loss: torch.Tensor) -> float:
+        value = float(loss.detach())
+        if value != value or value in (float("inf"), float("-inf")):
+            raise TrainingDiverged(
+                f"loss is {value} at step {self._step}: lower the learning rate or look for "
+                "NaN/inf in the weights or advantages"
+            )
+        loss.backward()
+        return value
+
+    def _optim_step(self, adam: AdamParams) -> OptimStepResponse:
+        optim.set_hyperparams(self._optimizer, adam)
+        params = list(self._params.values())
+        norm = optim.grad_norm(params)
+        if norm != norm or norm == float("inf"):
+            self._optimizer.zero_grad(set_to_none=True)
+            raise TrainingDiverged(
+                f"gradient norm is {norm} at step {self._step}: lower the learning rate or "
+                "set grad_clip_norm"
+            )
+        optim.clip(params, norm, adam.grad_clip_norm)
+        self._optimizer.step()
+        self._optimizer.zero_grad(set_to_none=True)
+        self._step += 1
+        return OptimStepResponse({"grad_norm": norm, "learning_rate": adam.learning_rate})
+
+    def _save_state(self, folder: Path) -> SavedState:
+        header = {"step": self._step, "model": self._model_name, "lora": self._lora.as_json()}
+        state.save(folder, self._params, self._optimizer, header)
+        return SavedState(str(folder), self._step)
+
+    def _load_state(self, folder: Path, with_optimizer: bool) -> SavedState:
+        header = state.read_header(folder)
+        if header.get("lora") != self._lora.as_json():
+            raise ConfigError(
+                f"{folder} was saved with LoRA {header.get('lora')}, this client has "
+                f"{self._lora.as_json()}: create the client with the same LoRA settings"
+            )
+        state.load_weights(folder, self._params)
+        self._optimizer = optim.new_optimizer(self._params.values())
+        self._optimizer.zero_grad(set_to_none=True)
+        if with_optimizer:
+            state.load_optimizer(folder, self._params, self._optimizer, header["optimizer"])
+        state.restore_rng(folder, header["rng"])
+        self._step = int(header["step"])
+        return SavedState(str(folder), self._step)
+
+    def _write(self, writer: Callable[[Any, Path], None], folder: Path) -> str:
+        writer(self._model, folder)
+        return str(folder)
+
+    def _export_merged(self, model: Any, folder: Path) -> None:
+        export.export_merged(model, self._tokenizer, folder)
+
+    def _compute_logprobs(self, tokens: list[int]) -> list[float | None]:
+        self._model.eval()
+        try:
+            return prompt_logprobs(self._model, tokens)
+        finally:
+            self._model.train()

@@ -1,0 +1,163 @@
+"""Turning a model name into a LoRA-wrapped causal LM, its tokenizer, and a seeded process.
+
+Local folders and hub ids go through the same ``from_pretrained`` calls, so that the
+embedded tiny model and a real hub model exercise one code path. Loader errors a user can
+cause are turned into one-line kitchen errors here, in one place.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kitchen.errors import ConfigError, NotFound, OfflineMiss
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from peft import PeftModel
+
+DEFAULT_LORA_ALPHA = 32
+"""tinker's fixed alpha: its learning-rate recipes assume scale = 32 / rank, so they transfer."""
+
+ALL_LINEAR = "all-linear"
+"""peft's name for every linear projection of the architecture except the output head."""
+
+
+@dataclass(frozen=True, slots=True)
+class LoraSettings:
+    """The LoRA shape of a client; saved with its state so a mismatched load is refused."""
+
+    rank: int
+    alpha: int
+    dropout: float
+    target_modules: tuple[str, ...] | None
+
+    def as_json(self) -> dict[str, Any]:
+        targets = list(self.target_modules) if self.target_modules is not None else ALL_LINEAR
+        return {"rank": self.rank, "alpha": self.alpha, "dropout": self.dropout, "targets": targets}
+
+
+def lora_settings(
+    rank: int, alpha: int | None, dropout: float, target_modules: Sequence[str] | None
+) -> LoraSettings:
+    if rank < 1:
+        raise ConfigError(f"lora_rank must be at least 1, got {rank}: pass e.g. lora_rank=16")
+    if not 0.0 <= dropout < 1.0:
+        raise ConfigError(f"lora_dropout must be in [0, 1), got {dropout}")
+    targets = tuple(target_modules) if target_modules is not None else None
+    return LoraSettings(rank, DEFAULT_LORA_ALPHA if alpha is None else alpha, dropout, targets)
+
+
+def resolve_name(model_name: str) -> str:
+    """Map ``kitchen/…`` names to shipped folders, and local folders to absolute paths.
+
+    An absolute path is what peft writes as ``base_model_name_or_path``, so an adapter saved
+    from a local base model loads from any working directory.
+    """
+    try:
+        from kitchen.embedded import resolve_model
+    except ImportError:
+        resolved = model_name
+    else:
+        resolved = str(resolve_model(model_name))
+    path = Path(resolved).expanduser()
+    return str(path.resolve()) if path.is_dir() else resolved
+
+
+def pick_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cpu", "cuda"):
+        raise ConfigError(f"device must be cpu, cuda or auto, got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device='cuda' but torch sees no CUDA device: pass device='cpu'")
+    return device
+
+
+def pick_dtype(dtype: str) -> torch.dtype:
+    import torch
+
+    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+    if dtype not in dtypes:
+        raise ConfigError(f"dtype must be float32 or bfloat16, got {dtype!r}")
+    return dtypes[dtype]
+
+
+def seed_everything(seed: int, device: str) -> None:
+    """Seed python, numpy and torch, and ask torch for deterministic kernels on CPU.
+
+    CUDA determinism needs ``CUBLAS_WORKSPACE_CONFIG`` set before CUDA starts, which a library
+    cannot do for its caller, so there the flag is left to the user.
+    """
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if device == "cpu":
+        torch.use_deterministic_algorithms(True)
+
+
+def _from_pretrained(loader: Any, name: str, **kwargs: Any) -> Any:
+    try:
+        return loader.from_pretrained(name, **kwargs)
+    except OSError as exc:
+        if Path(name).is_dir():
+            raise ConfigError(
+                f"{name} is a folder but not a loadable model ({_first_line(exc)}): "
+                "pass a folder written by save_pretrained"
+            ) from exc
+        if "connect" in str(exc) or _offline():
+            raise OfflineMiss(
+                f"model {name!r} is not a local folder nor in the Hugging Face cache and the hub "
+                "is unreachable: download it while online or pass a local folder"
+            ) from exc
+        raise NotFound(
+            f"model {name!r} was not found ({_first_line(exc)}): check the hub id or folder"
+        ) from exc
+
+
+def _offline() -> bool:
+    import huggingface_hub.constants
+
+    return bool(huggingface_hub.constants.HF_HUB_OFFLINE)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def load_tokenizer(name: str) -> Any:
+    from transformers import AutoTokenizer
+
+    return _from_pretrained(AutoTokenizer, name)
+
+
+def load_lora_model(
+    name: str, lora: LoraSettings, device: str, dtype: torch.dtype, seed: int
+) -> PeftModel:
+    """Load the base model and wrap it; the LoRA init draws from a generator seeded here."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = _from_pretrained(AutoModelForCausalLM, name, dtype=dtype)
+    config = LoraConfig(
+        r=lora.rank,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=ALL_LINEAR if lora.target_modules is None else list(lora.target_modules),
+        task_type="CAUSAL_LM",
+    )
+    torch.manual_seed(seed)
+    try:
+        model = get_peft_model(base, config)
+    except ValueError as exc:
+        raise ConfigError(f"cannot apply LoRA to {name}: {_first_line(exc)}") from exc
+    return model.to(device)

@@ -1,0 +1,54 @@
+"""The local torch backend keeps the TrainingClient and SamplingClient contracts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kitchen.testing.sampling_contract import SamplingClientContract
+from kitchen.testing.training_contract import TrainingClientContract
+
+
+class TestLocalTrainingClient(TrainingClientContract):
+    __test__ = True
+
+    @pytest.fixture
+    def make_client(self, tiny_model_dir: Path) -> Callable[..., Any]:
+        from kitchen.adapters.local_torch import create_training_client
+
+        def make(seed: int = 0) -> Any:
+            return create_training_client(
+                model_name=str(tiny_model_dir), lora_rank=4, device="cpu", seed=seed
+            )
+
+        return make
+
+
+@pytest.fixture(scope="module")
+def trained_sampler(tiny_model_dir: Path) -> Iterator[tuple[Any, Any]]:
+    """A sampler on a client moved off its zero-initialised adapter, so LoRA weights count."""
+    from kitchen.adapters.local_torch import create_training_client
+    from kitchen.testing.training_contract import STEP, supervised
+
+    client = create_training_client(model_name=str(tiny_model_dir), lora_rank=4, device="cpu")
+    client.forward_backward([supervised(client, "Once upon a time there was a cat.")])
+    client.optim_step(STEP).result()
+    sampler = client.sampling_client()
+    yield sampler, client.get_tokenizer()
+    sampler.close()
+    client.close()
+
+
+class TestLocalSamplingClient(SamplingClientContract):
+    __test__ = True
+
+    @pytest.fixture
+    def sampler(self, trained_sampler: tuple[Any, Any]) -> Any:
+        return trained_sampler[0]
+
+    @pytest.fixture
+    def tokenizer(self, trained_sampler: tuple[Any, Any]) -> Any:
+        return trained_sampler[1]
