@@ -94,7 +94,7 @@ def hash_at(conn: sa.Connection, run_id: str, seq: int) -> str:
 def write(conn: sa.Connection, rows: list[dict[str, Any]], expected_seq: int) -> list[StoredEvent]:
     """Insert the rows and move the projection in the caller's transaction."""
     got = conn.execute(events.insert().returning(events.c.seq, events.c.position), rows)
-    positions: dict[int, int] = dict(got.tuples().all())
+    positions: dict[int, int] = {seq: pos for seq, pos in got}
     payloads = [json.loads(r["payload"]) for r in rows]
     _project(conn, rows, payloads, expected_seq)
     return [

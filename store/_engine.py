@@ -65,6 +65,21 @@ def mask(url: str) -> str:
 
 def create_engine(url: URL) -> Engine:
     """An engine with kitchen's connection settings (see ``_sqlite_settings``)."""
+    try:
+        return _create_engine(url)
+    except (exc.ArgumentError, ImportError) as error:
+        shown = url.render_as_string(hide_password=True)
+        hint = (
+            "pip install 'kitchen-posttrain[postgres]'"
+            if "psycopg" in str(error)
+            else ("use sqlite:///PATH or postgresql+psycopg://...")
+        )
+        raise StoreUnavailable(
+            f"cannot use database {shown}: {_first_line(error)}; {hint}"
+        ) from None
+
+
+def _create_engine(url: URL) -> Engine:
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)

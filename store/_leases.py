@@ -21,7 +21,8 @@ def _insert_if_absent(conn: sa.Connection, table: sa.Table, values: dict[str, ob
     """INSERT ... ON CONFLICT DO NOTHING; True if this call inserted the row."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     stmt = dialect.insert(table).values(**values).on_conflict_do_nothing()
-    return bool(conn.execute(stmt).rowcount)
+    # RETURNING, not rowcount: psycopg reports -1 for a skipped INSERT ... ON CONFLICT
+    return conn.execute(stmt.returning(table.c.run_id)).first() is not None
 
 
 def to_lease(row: sa.Row[tuple[object, ...]] | None) -> Lease | None:
