@@ -57,7 +57,16 @@ def scrub(text: str, tokens: list[str]) -> str:
     return text
 
 
-def unreachable_errors() -> tuple[type[BaseException], ...]:
+def is_unreachable(exc: BaseException) -> bool:
+    """True for connection failures, offline mode and hub outages (HTTP 5xx)."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    if isinstance(exc, HfHubHTTPError) and exc.response is not None:
+        return exc.response.status_code >= 500
+    return isinstance(exc, _unreachable_errors())
+
+
+def _unreachable_errors() -> tuple[type[BaseException], ...]:
     """Exception types that mean "the hub cannot be reached", for the HTTP library in use.
 
     Only modules already imported are looked at: huggingface_hub has imported its own.

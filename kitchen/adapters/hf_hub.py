@@ -48,10 +48,16 @@ class HFHubClient:
             )
         return Path(str(path))
 
-    def snapshot(self, repo_id: str, *, revision: str | None = None) -> Path:
-        """The repo's folder in the cache, downloading what is missing when online."""
+    def snapshot(
+        self, repo_id: str, *, revision: str | None = None, local_only: bool = False
+    ) -> Path:
+        """The repo's folder in the cache, downloading what is missing when online.
+
+        ``local_only`` skips the hub even when it could be reached, for callers that
+        already know it cannot be.
+        """
         with self._translated(repo_id, revision):
-            return self._snapshot(repo_id, revision, local_only=env.hub_offline())
+            return self._snapshot(repo_id, revision, local_only=local_only or env.hub_offline())
 
     def list_files(self, repo_id: str, *, revision: str | None = None) -> list[str]:
         """Sorted repo paths; offline, those of the cached snapshot.
@@ -81,6 +87,28 @@ class HFHubClient:
 
         return self._online_or_cached(repo_id, revision, online, cached)
 
+    def reachable(self, repo_id: str) -> bool:
+        """Whether the hub answers for this repo (False offline or when it cannot be reached).
+
+        One quick request: callers ask before handing a repo to a library that would
+        retry for half a minute against a network that is down. A hub answer that the
+        repo does not exist raises NotFound.
+        """
+        from huggingface_hub import HfApi
+
+        if env.hub_offline():
+            return False
+        with self._translated(repo_id, None):
+            try:
+                HfApi(endpoint=env.endpoint(), token=self._token).repo_info(
+                    repo_id, repo_type=self.repo_type
+                )
+            except Exception as exc:
+                if env.is_unreachable(exc):
+                    return False
+                raise
+        return True
+
     # ------------------------------------------------------------------ internals
 
     def _snapshot(self, repo_id: str, revision: str | None, *, local_only: bool) -> Path:
@@ -104,7 +132,7 @@ class HFHubClient:
                 try:
                     return online(HfApi(endpoint=env.endpoint(), token=self._token))
                 except Exception as exc:
-                    if not _unreachable(exc):
+                    if not env.is_unreachable(exc):
                         raise
             return cached(self._snapshot(repo_id, revision, local_only=True))
 
@@ -131,7 +159,7 @@ class HFHubClient:
         what = f"{self.repo_type} {repo_id!r}" + (f" at revision {revision!r}" if revision else "")
         subject = f"file {filename!r} of {what}" if filename else what
         missing = hf.LocalEntryNotFoundError | hf.IncompleteSnapshotError
-        if isinstance(exc, missing) or _unreachable(exc):
+        if isinstance(exc, missing) or env.is_unreachable(exc):
             return OfflineMiss(_miss_message(subject))
         if isinstance(exc, hf.GatedRepoError):
             return NotFound(f"{what} is gated; accept its terms on the hub and set HF_TOKEN")
@@ -160,15 +188,6 @@ def _miss_message(subject: str) -> str:
     if offline:
         fix = "unset HF_HUB_OFFLINE and " + fix
     return f"{subject} is not in the local cache ({where}) and {reason}; {fix}"
-
-
-def _unreachable(exc: BaseException) -> bool:
-    """True for connection failures, offline mode and hub outages (HTTP 5xx)."""
-    from huggingface_hub.errors import HfHubHTTPError
-
-    if isinstance(exc, HfHubHTTPError) and exc.response is not None:
-        return exc.response.status_code >= 500
-    return isinstance(exc, env.unreachable_errors())
 
 
 def _files_under(folder: Path) -> list[str]:
