@@ -5,8 +5,9 @@ Per transition: choose the next edge → ``StageStarted`` → the stage inside a
 recorded into a unit of work and folded into the in-memory ``RunState`` at once; they reach the
 database by group commit:
 
-- every stage that is not ``hot`` commits what came before it, and commits its own events when it
-  ends (set-up, checkpoints, evaluation: anything with side effects that cannot be redone);
+- every stage that is not ``hot`` commits what came before it together with its own
+  ``StageStarted`` before it runs, and its other events when it ends (set-up, checkpoints,
+  evaluation: anything with side effects that cannot be redone);
 - the ``hot`` per-step stages share one commit per step, made at the top of the step loop;
 - the end of an attempt (completed, failed, interrupted, cancelled) always commits.
 
@@ -419,8 +420,8 @@ class Runner:
     def _run_stage(
         self, stage: Stage, source: str, dest: str, machine: RunMachine | None, row: Any = None
     ) -> int | None:
-        if not stage.hot or dest in self._heads:
-            self.flush()
+        if stage.hot and dest in self._heads:
+            self.flush()  # step boundary: the previous step's events go in one commit
         s = self.state
         seq = self.record(
             ev.StageStarted(
@@ -432,6 +433,8 @@ class Runner:
                 attempt=s.attempt,
             )
         )
+        if not stage.hot:
+            self.flush()  # a stage with side effects is on record before it begins them
         faults.point(f"stage:{stage.name}:before")
         ctx = StageContext(
             run_id=self.run_id,
