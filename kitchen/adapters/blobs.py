@@ -25,6 +25,7 @@ from kitchen.adapters._blob_common import (
     marker_bytes,
     nested_error,
     parse_temp_name,
+    sha256_chunks,
     split_prefix,
     temp_name,
 )
@@ -83,7 +84,7 @@ class LocalBlobStore:
         tmp = dest.parent / temp_name(dest.name, "tmp")
         try:
             lfs.write_synced(tmp, data)
-            sha, size = lfs.hash_file(tmp)
+            sha, size = sha256_chunks([data])
             self._swap_in(tmp, dest)
         finally:
             lfs.remove(tmp)
