@@ -368,12 +368,9 @@ class Runner:
         self, attempt: int, span: Any, resumed_from: int | None
     ) -> ev.AttemptStarted:
         trace_id, span_id = self.telemetry.ids(span) if self.telemetry and span else (None, None)
-        try:
-            import torch  # only to record the thread count when torch is already in use
-
-            threads: int | None = torch.get_num_threads() if "torch" in sys.modules else None
-        except ImportError:  # pragma: no cover
-            threads = None
+        # Only when torch is already in use: importing it here would cost seconds per attempt.
+        torch = sys.modules.get("torch")
+        threads: int | None = int(torch.get_num_threads()) if torch is not None else None
         return ev.AttemptStarted(
             attempt=attempt,
             worker=self.holder,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,7 @@ from opentelemetry.trace import StatusCode
 
 from kitchen.adapters.blobs import LocalBlobStore
 from kitchen.runner import EXIT_FAILED, EXIT_OK, StageContext
-from kitchen.store import EventStore
+from kitchen.store import EventStore, open_store
 from kitchen.telemetry import Telemetry
 
 S, C = "StageStarted", "StageCompleted"
@@ -217,3 +219,28 @@ def test_a_crash_inside_a_hot_stage_loses_only_the_step_in_flight(
     assert history(store) == THREE_STEPS_SAVING_EVERY_TWO[:10]
     assert folded(store).status == "running"
     assert store.get_lease(RUN_ID) is None
+
+
+def test_an_attempt_imports_no_training_library(sqlite_url: str, home: Path) -> None:
+    """A run whose stages need no torch (a remote trainer, these fakes) must not pay for it."""
+    script = "\n".join(
+        [
+            "import sys",
+            f"sys.path.insert(0, {str(Path(__file__).parent)!r})",
+            "import fakeflow",
+            f"code = fakeflow.main(['start', {sqlite_url!r}, {str(home)!r}, {RUN_ID!r}])",
+            "heavy = ('torch', 'transformers', 'peft', 'datasets')",
+            "print(sorted(m for m in heavy if m in sys.modules))",
+            "sys.exit(code)",
+        ]
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+
+    assert done.returncode == EXIT_OK, done.stderr
+    assert done.stdout.strip() == "[]"
+    with open_store(sqlite_url) as store:
+        attempt_started = store.read(RUN_ID)[1]
+    assert attempt_started.type == "AttemptStarted"
+    assert attempt_started.payload["torch_threads"] is None
