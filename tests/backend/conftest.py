@@ -28,7 +28,7 @@ def local_client(tiny_model_dir: Path) -> Iterator[Callable[..., Any]]:
 
     def make(**kwargs: Any) -> Any:
         settings: dict[str, Any] = {"model_name": str(tiny_model_dir), "lora_rank": 4}
-        settings.update(device="cpu", **kwargs)
+        settings.update({"device": "cpu", **kwargs})
         made.append(create_training_client(**settings))
         return made[-1]
 

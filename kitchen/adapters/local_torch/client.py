@@ -64,8 +64,8 @@ class LocalTrainingClient:
         self._seed = seed
         path = loading.resolve_name(model_name)
         loading.seed_everything(seed, self._device)
-        self._tokenizer = loading.load_tokenizer(path)
         self._model = loading.load_lora_model(path, self._lora, self._device, torch_dtype, seed)
+        self._tokenizer = loading.load_tokenizer(path)
         self._params = {n: p for n, p in self._model.named_parameters() if p.requires_grad}
         self._optimizer = optim.new_optimizer(self._params.values())
         self._vocab = int(self._model.get_input_embeddings().num_embeddings)

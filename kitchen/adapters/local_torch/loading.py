@@ -107,11 +107,11 @@ def seed_everything(seed: int, device: str) -> None:
 def _from_pretrained(loader: Any, name: str, **kwargs: Any) -> Any:
     try:
         return loader.from_pretrained(name, **kwargs)
-    except OSError as exc:
-        if Path(name).is_dir():
+    except (OSError, ValueError) as exc:
+        if Path(name).is_dir() or isinstance(exc, ValueError):
             raise ConfigError(
-                f"{name} is a folder but not a loadable model ({_first_line(exc)}): "
-                "pass a folder written by save_pretrained"
+                f"{name} is not a loadable model ({_first_line(exc)}): "
+                "pass a folder written by save_pretrained or a hub model id"
             ) from exc
         if "connect" in str(exc) or _offline():
             raise OfflineMiss(
