@@ -25,6 +25,10 @@ from kitchen.errors import KitchenError
 _COMMAND_MODULES = (
     "kitchen.cli.run",
     "kitchen.cli.recipes",
+    "kitchen.cli.runs",
+    "kitchen.cli.show",
+    "kitchen.cli.replay",
+    "kitchen.cli.cancel",
     "kitchen.cli.db",
 )
 

@@ -1,0 +1,290 @@
+"""``kitchen replay RUN_ID``: the run's history as a timeline, then the state it folds to.
+
+Replay only reads: it folds the stored events and prints them. It opens no span, runs no stage
+and writes nothing, so it is safe on a run that a worker is driving right now. ``--verify``
+adds the audit: the hash chain, and every live checkpoint's blob (and the final adapter) hashed
+again under KITCHEN_HOME.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kitchen import events as ev
+    from kitchen.state import Recorded, RunState
+    from kitchen.store import EventStore, StoredEvent
+
+# Step metrics worth a place on a timeline line; the rest stay in `--json` and `kitchen show`.
+KEY_STEP_METRICS = ("train_mean_nll",)
+SUPERSEDED = "[superseded]"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "replay",
+        help="print a run's event timeline and the state it folds to (no side effects)",
+        description="Print one line per event (seq, time, type, stage, step, key metrics; "
+        f"{SUPERSEDED} marks work redone after a resume), then the folded state. Reads only.",
+    )
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("--at", type=int, metavar="SEQ", help="fold only the events with seq <= SEQ")
+    p.add_argument("--json", action="store_true", help="print {events: [...], state: {...}}")
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="also check the hash chain and the sha256 of every live checkpoint and the final "
+        "adapter; exit 1 at the first bad item",
+    )
+    p.set_defaults(func=_replay)
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from kitchen.cli._common import displayed_status, kitchen_home, not_found, open_store, records
+    from kitchen.state import fold
+
+    store = open_store()
+    rows = store.read(args.run_id)
+    if not rows:
+        raise not_found(store, args.run_id)
+    recs = records(rows)
+    full = fold(args.run_id, recs)
+    verified = _verify(store, args.run_id, full, rows, kitchen_home()) if args.verify else None
+    if args.at is not None:
+        upto = _check_at(args.at, args.run_id, rows[-1].seq)
+        rows = [r for r in rows if r.seq <= upto]
+        recs = recs[: len(rows)]
+        state = fold(args.run_id, recs)
+    else:
+        state = full
+    # At the end the state is the run's current one, so a dead worker shows as crashed; at an
+    # earlier seq it is history, and the status is what the log said then.
+    status = displayed_status(store, state) if args.at is None else state.status
+    if args.json:
+        print(json.dumps(_as_json(state, status, rows, recs, verified), indent=2))
+        return 0
+    out = timeline(state, rows, recs)
+    out += ["", *_state_lines(state, status, at_end=args.at is None)]
+    if verified is not None:
+        out += ["", _verified_line(verified)]
+    sys.stdout.write("\n".join(out) + "\n")
+    return 0
+
+
+def _check_at(at: int, run_id: str, last: int) -> int:
+    from kitchen.errors import ConfigError
+
+    if not 1 <= at <= last:
+        raise ConfigError(
+            f"--at {at} is outside run {run_id}, whose events are seq 1 to {last}; "
+            f"pick a seq in that range"
+        )
+    return at
+
+
+# --------------------------------------------------------------------------- timeline
+
+
+def timeline(state: RunState, rows: list[StoredEvent], recs: list[Recorded]) -> list[str]:
+    """A header, then one line per event; superseded as known at the end of this fold."""
+    width = max(len(str(rows[-1].seq)) if rows else 1, 3)
+    head = f"{'SEQ':>{width}}  {'TIME (UTC)':<23}  {'TYPE':<20} {'STAGE':<24} {'STEP':>5}  DETAILS"
+    lines = [head]
+    for row, rec in zip(rows, recs, strict=True):
+        e = rec.event
+        stage = getattr(e, "stage", None) or ""
+        step = _step_of(e)
+        text = (
+            f"{row.seq:>{width}}  {_time_ms(row)}  {row.type:<20} {stage:<24} "
+            f"{'' if step is None else step:>5}  {details(e)}"
+        )
+        if state.is_superseded(row.seq):
+            text += f"  {SUPERSEDED}"
+        lines.append(text.rstrip())
+    return lines
+
+
+def _time_ms(row: StoredEvent) -> str:
+    return row.recorded_at.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def _step_of(e: ev.Event) -> int | None:
+    step = getattr(e, "step", None)
+    if step is None:
+        step = getattr(e, "from_step", None)
+    return step if isinstance(step, int) else None
+
+
+def details(e: ev.Event) -> str:
+    """The few facts of an event a reader scans for; the full payload is in ``--json``."""
+    from kitchen import events as ev
+    from kitchen.cli._common import fmt_metrics, fmt_value
+
+    if isinstance(e, ev.StageCompleted):
+        return _stage_outputs(e.stage, e.outputs, e.duration_s)
+    if isinstance(e, ev.StageStarted):
+        return f"{e.source} -> {e.dest}"
+    if isinstance(e, ev.StageFailed | ev.RunFailed):
+        return f"{e.error_type}: {e.message}"
+    if isinstance(e, ev.RunCreated):
+        return f"recipe={e.recipe} workflow={e.workflow} seed={e.seed}"
+    if isinstance(e, ev.AttemptStarted):
+        text = f"attempt={e.attempt} worker={e.worker}"
+        return text + (f" resumed_from=seq {e.resumed_from}" if e.resumed_from else "")
+    if isinstance(e, ev.RunResumed):
+        ckpt = e.from_checkpoint_seq
+        text = f"attempt={e.attempt} from={'start' if ckpt is None else f'seq {ckpt}'}"
+        return text + f" state={e.machine_state}" + (" forced" if e.forced else "")
+    if isinstance(e, ev.AttemptInterrupted):
+        return f"attempt={e.attempt} signal={e.signal}"
+    if isinstance(e, ev.RunCompleted):
+        return fmt_metrics(e.metrics)
+    if isinstance(e, ev.RunCancelled):
+        return e.reason
+    if isinstance(e, ev.CheckpointSaved):
+        return f"{e.name} uri={e.uri} bytes={e.bytes}" + (" final" if e.final else "")
+    if isinstance(e, ev.CheckpointInvalidated):
+        return f"checkpoint seq {e.checkpoint_seq} uri={e.uri} ({e.reason})"
+    if isinstance(e, ev.CheckpointDeleted):
+        return f"checkpoint seq {e.checkpoint_seq} uri={e.uri}"
+    if isinstance(e, ev.DeterminismMismatch):
+        return (
+            f"{e.metric}: logged {fmt_value(e.logged)} (seq {e.logged_seq}), "
+            f"replayed {fmt_value(e.replayed)}"
+        )
+    return ""
+
+
+def _stage_outputs(stage: str, outputs: dict[str, Any], duration_s: float) -> str:
+    from kitchen.cli._common import fmt_metrics, fmt_value
+
+    parts: list[str] = []
+    if stage == "log_step_metrics":
+        for key, metrics in outputs.get("steps", {}).items():
+            key_metrics = {k: metrics[k] for k in KEY_STEP_METRICS if k in metrics}
+            parts.append(f"step {key}: {fmt_metrics(key_metrics)}".rstrip())
+    elif stage == "evaluate" and isinstance(outputs.get("metrics"), dict):
+        parts.append(fmt_metrics(outputs["metrics"]))
+    else:
+        for key, value in sorted(outputs.items()):
+            if isinstance(value, str | int | float | bool):
+                shown = value[:12] if key == "sha256" and isinstance(value, str) else value
+                parts.append(f"{key}={fmt_value(shown)}")
+    parts.append(f"({duration_s:.3f}s)")
+    return "  ".join(parts)
+
+
+# --------------------------------------------------------------------------- state
+
+
+def _state_lines(state: RunState, status: str, *, at_end: bool) -> list[str]:
+    from kitchen.cli._common import kitchen_home
+    from kitchen.cli.show import describe
+
+    title = f"state at seq {state.last_seq}" + (" (the end):" if at_end else ":")
+    body = describe(state, status, kitchen_home())
+    return [title, *(f"  {line}" if line else "" for line in body)]
+
+
+def _as_json(
+    state: RunState,
+    status: str,
+    rows: list[StoredEvent],
+    recs: list[Recorded],
+    verified: dict[str, Any] | None,
+) -> dict[str, Any]:
+    from kitchen.cli._common import state_json
+
+    events = [
+        {
+            "seq": row.seq,
+            "recorded_at": row.recorded_at.isoformat(),
+            "type": row.type,
+            "schema_version": row.schema_version,
+            "stage": getattr(rec.event, "stage", None),
+            "step": _step_of(rec.event),
+            "superseded": state.is_superseded(row.seq),
+            "payload": row.payload,
+            "hash": row.hash,
+        }
+        for row, rec in zip(rows, recs, strict=True)
+    ]
+    out: dict[str, Any] = {"events": events, "state": state_json(state, status)}
+    if verified is not None:
+        out["verified"] = verified
+    return out
+
+
+# --------------------------------------------------------------------------- verify
+
+
+def _verify(
+    store: EventStore, run_id: str, state: RunState, rows: list[StoredEvent], home: Path
+) -> dict[str, Any]:
+    """The hash chain, then each live checkpoint's blob, then the final adapter's.
+
+    Raises at the first bad item (IntegrityViolation, CheckpointCorrupt: exit 1).
+    """
+    from kitchen.adapters.blobs import LocalBlobStore
+    from kitchen.errors import IntegrityViolation
+
+    result = store.verify(run_id)
+    if not result.ok:
+        reason = (result.reason or "").removeprefix(f"seq {result.first_bad_seq}: ")
+        raise IntegrityViolation(f"hash chain broken at seq {result.first_bad_seq}: {reason}")
+    blobs = LocalBlobStore(home)
+    live = state.live_checkpoints()
+    for c in live:
+        _check_blob(blobs, f"checkpoint {c.name} (seq {c.seq})", c.uri, c.sha256, c.bytes)
+    final = _final_adapter(state, rows) if state.status == "completed" else None
+    if final is not None:
+        uri, sha256, size, seq = final
+        _check_blob(blobs, f"final adapter (seq {seq})", uri, sha256, size)
+    return {"events": result.checked, "checkpoints": len(live), "final_adapter": final is not None}
+
+
+def _final_adapter(state: RunState, rows: list[StoredEvent]) -> tuple[str, str, int, int] | None:
+    """(uri, sha256, bytes, seq) from the effective ``save_final_weights`` that made the adapter."""
+    for row in reversed(rows):
+        out = row.payload.get("outputs") if row.type == "StageCompleted" else None
+        if (
+            isinstance(out, dict)
+            and row.payload.get("stage") == "save_final_weights"
+            and not state.is_superseded(row.seq)
+            and out.get("uri") == state.adapter_uri
+            and isinstance(out.get("sha256"), str)
+            and isinstance(out.get("bytes"), int)
+        ):
+            return out["uri"], out["sha256"], out["bytes"], row.seq
+    return None
+
+
+def _check_blob(blobs: Any, what: str, uri: str, sha256: str, size: int) -> None:
+    from kitchen.errors import CheckpointCorrupt, ConfigError
+    from kitchen.ports import BlobRef
+
+    try:
+        there = blobs.exists(uri)
+    except ConfigError:
+        raise CheckpointCorrupt(
+            f"{what}: uri {uri!r} is not a blob key under KITCHEN_HOME={blobs.root}"
+        ) from None
+    if not there:
+        raise CheckpointCorrupt(f"{what}: blob {uri} is missing under {blobs.root}")
+    if blobs.verify(BlobRef(uri, sha256, size)):
+        return
+    found_sha, found_size = blobs.hash_path(blobs.root / uri)
+    if found_sha != sha256:
+        raise CheckpointCorrupt(
+            f"{what}: sha256 mismatch (recorded {sha256[:12]}, found {found_sha[:12]})"
+        )
+    raise CheckpointCorrupt(f"{what}: size mismatch (recorded {size} bytes, found {found_size})")
+
+
+def _verified_line(verified: dict[str, Any]) -> str:
+    line = f"verified: {verified['events']} events, {verified['checkpoints']} checkpoints"
+    return line + (", final adapter" if verified["final_adapter"] else "")

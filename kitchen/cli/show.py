@@ -1,0 +1,198 @@
+"""``kitchen show RUN_ID``: one run, folded from its events, as a person wants to read it.
+
+``describe`` is also what ``kitchen replay`` prints after its timeline, so the two commands
+always agree on what a state looks like.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kitchen.state import Attempt, RunState
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "show",
+        help="show one run: config, status, attempts, checkpoints, metrics, paths",
+        description="Fold a run's events and show its recorded config, status, attempts, "
+        "checkpoints, metrics, errors, determinism mismatches and paths.",
+    )
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("--json", action="store_true", help="print the folded state as JSON")
+    p.set_defaults(func=_show)
+
+
+def _show(args: argparse.Namespace) -> int:
+    from kitchen.cli._common import displayed_status, kitchen_home, load_state, open_store
+
+    store = open_store()
+    state, _ = load_state(store, args.run_id)
+    status = displayed_status(store, state)
+    home = kitchen_home()
+    if args.json:
+        print(json.dumps(as_json(state, status, home), indent=2))
+    else:
+        print("\n".join(describe(state, status, home)))
+    return 0
+
+
+def paths(state: RunState, home: Path) -> dict[str, str | None]:
+    adapter = str(home / state.adapter_uri) if state.adapter_uri else None
+    return {"run_dir": str(home / state.run_id), "final_adapter": adapter}
+
+
+def as_json(state: RunState, status: str, home: Path) -> dict[str, Any]:
+    from kitchen.cli._common import state_json
+
+    return {
+        "state": state_json(state, status),
+        "paths": paths(state, home),
+        "replay": f"kitchen replay {state.run_id}",
+    }
+
+
+def describe(state: RunState, status: str, home: Path) -> list[str]:
+    """The readable view of a state; ``status`` is the one to show (``crashed`` is derived)."""
+    lines = _header(state, status)
+    lines += _config(state.config)
+    lines += _attempts(state, status)
+    lines += _checkpoints(state)
+    lines += _metrics(state)
+    lines += _problems(state)
+    where = paths(state, home)
+    lines += ["", "paths:", f"  run folder     {where['run_dir']}"]
+    if where["final_adapter"]:
+        lines.append(f"  final adapter  {where['final_adapter']}")
+    lines += ["", f"replay: kitchen replay {state.run_id}"]
+    if status in ("crashed", "interrupted"):
+        lines.append(f"resume: kitchen resume {state.run_id}")
+    return lines
+
+
+def _header(state: RunState, status: str) -> list[str]:
+    from kitchen.cli._common import fmt_time
+
+    shown = status if status == state.status else f"{status} (the log says {state.status})"
+    if state.stage:
+        shown += f", in stage {state.stage}"
+    return [
+        f"run        {state.run_id}",
+        f"recipe     {state.recipe or '-'} (workflow {state.workflow or '-'})",
+        f"status     {shown}",
+        f"step       {state.step} (epoch {state.epoch}, machine state {state.machine_state})",
+        f"created    {fmt_time(state.created_at)} UTC",
+        f"updated    {fmt_time(state.updated_at)} UTC (seq {state.last_seq})",
+        f"seed       {state.seed}",
+        f"config     sha256 {state.config_hash or '-'}",
+        f"data       sha256 {state.data_fingerprint or '-'}",
+    ]
+
+
+def _config(config: dict[str, Any]) -> list[str]:
+    if not config:
+        return ["", "config (as recorded): empty"]
+    width = max(len(k) for k in config)
+    return [
+        "",
+        "config (as recorded):",
+        *(
+            f"  {k.ljust(width)}  {json.dumps(v, sort_keys=True)}"
+            for k, v in sorted(config.items())
+        ),
+    ]
+
+
+def _ending(attempt: Attempt, last: bool, status: str) -> str:
+    """How an attempt ended; the open last attempt is running or (its worker gone) crashed."""
+    if attempt.ended is not None:
+        return attempt.ended
+    return status if last and status in ("running", "crashed") else "open"
+
+
+def _attempts(state: RunState, status: str) -> list[str]:
+    from kitchen.cli._common import fmt_time, table
+
+    if not state.attempts:
+        return ["", "attempts: none yet"]
+    names = {c.seq: c.name for c in state.checkpoints}
+    rows = []
+    for i, a in enumerate(state.attempts):
+        resumed = "-"
+        if a.resumed_from is not None:
+            resumed = f"{names.get(a.resumed_from, 'checkpoint')} (seq {a.resumed_from})"
+        last = i == len(state.attempts) - 1
+        rows.append(
+            [
+                str(a.number),
+                a.worker,
+                a.host,
+                str(a.pid),
+                fmt_time(a.started_at),
+                _ending(a, last, status),
+                resumed,
+            ]
+        )
+    headers = ["#", "WORKER", "HOST", "PID", "STARTED (UTC)", "ENDED", "RESUMED FROM"]
+    return ["", "attempts:", *_indent(table(headers, rows))]
+
+
+def _checkpoints(state: RunState) -> list[str]:
+    from kitchen.cli._common import table
+
+    if not state.checkpoints:
+        return ["", "checkpoints: none"]
+    rows = [
+        [c.name + (" (final)" if c.final else ""), str(c.step), c.status, str(c.seq), c.uri]
+        for c in state.checkpoints
+    ]
+    return [
+        "",
+        "checkpoints:",
+        *_indent(table(["NAME", "STEP", "STATUS", "SEQ", "URI"], rows)),
+    ]
+
+
+def _metrics(state: RunState) -> list[str]:
+    from kitchen.cli._common import fmt_metrics
+
+    rows: list[tuple[str, dict[str, Any]]] = []
+    if state.final_metrics:
+        rows.append(("final", state.final_metrics))
+    if state.step_metrics:
+        last = max(state.step_metrics)
+        rows.append((f"last step ({last})", state.step_metrics[last]))
+    rows += [(f"eval at step {step}", m) for step, m in sorted(state.eval_metrics.items())]
+    if not rows:
+        return ["", "metrics: none yet"]
+    width = max(len(label) for label, _ in rows)
+    return ["", "metrics:", *(f"  {label.ljust(width)}  {fmt_metrics(m)}" for label, m in rows)]
+
+
+def _problems(state: RunState) -> list[str]:
+    from kitchen.cli._common import fmt_value
+
+    lines: list[str] = []
+    if state.error:
+        lines += ["", f"error: {state.error[0]}: {state.error[1]}"]
+    if state.cancel_reason:
+        lines += ["", f"cancelled: {state.cancel_reason}"]
+    if state.mismatches:
+        lines += ["", "determinism mismatches (re-executed step differs from the logged one):"]
+        lines += [
+            f"  step {m.step}  {m.metric}: logged {fmt_value(m.logged)}, replayed "
+            f"{fmt_value(m.replayed)} (seq {m.seq})"
+            for m in state.mismatches
+        ]
+    if state.superseded:
+        ranges = ", ".join(f"{lo}-{hi}" for lo, hi in state.superseded)
+        lines += ["", f"superseded seqs (redone after a resume): {ranges}"]
+    return lines
+
+
+def _indent(text: str) -> list[str]:
+    return [f"  {line}" for line in text.splitlines()]
