@@ -1,0 +1,52 @@
+"""The audit commands never load a model library, nor the runner or OpenTelemetry (no spans).
+
+Each command runs in its own interpreter under ``-X importtime``, which lists on stderr every
+module that process imported.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from kitchen.testing.cli import Kitchen
+
+HEAVY = ("torch", "transformers", "peft", "datasets")
+# Replay has no side effects: it must not even load what opens spans or drives stages.
+ENGINE = ("kitchen.runner", "kitchen.telemetry", "opentelemetry")
+
+
+def _imported(stderr: str) -> set[str]:
+    names = set()
+    for line in stderr.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            name = line.rsplit("|", 1)[1].strip()
+            if name != "package":  # the header line
+                names.add(name)
+    return names
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--help",),
+        ("runs",),
+        ("runs", "--json"),
+        ("show", "again"),
+        ("replay", "done", "--verify"),
+        ("replay", "again", "--at", "8", "--json"),
+        ("cancel", "gone"),
+    ],
+    ids=" ".join,
+)
+def test_no_model_library_is_imported(
+    kitchen: Kitchen, runs_db: None, args: tuple[str, ...]
+) -> None:
+    r = kitchen(*args, python_flags=("-X", "importtime"))
+    assert r.code == 0, r.stderr[-2000:]
+    names = _imported(r.stderr)
+    assert "kitchen.cli" in names  # the probe works: the command's own imports are listed
+    top_level = {n.split(".")[0] for n in names}
+    assert not top_level & set(HEAVY), sorted(top_level & set(HEAVY))
+    if args[0] == "replay":
+        leaked = {n for n in names if n.startswith(ENGINE)}
+        assert not leaked, sorted(leaked)
