@@ -19,6 +19,11 @@ from kitchen.telemetry import Telemetry
 
 S, C = "StageStarted", "StageCompleted"
 
+# Outcomes that depend on how the database commits and locks are checked on both back-ends.
+BOTH_DATABASES = pytest.mark.parametrize(
+    "db_url", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+
 # fmt: off
 THREE_STEPS_SAVING_EVERY_TWO: list[tuple[Any, ...]] = [
     ("RunCreated",),
@@ -45,6 +50,7 @@ THREE_STEPS_SAVING_EVERY_TWO: list[tuple[Any, ...]] = [
 # fmt: on
 
 
+@BOTH_DATABASES
 def test_loops_and_conditions_write_exactly_the_expected_events(
     store: EventStore, home: Path, blobs: LocalBlobStore
 ) -> None:
@@ -151,6 +157,7 @@ def test_a_failing_stage_ends_the_run_with_stage_failed_and_run_failed(
     assert str(attrs["exception.message"]).startswith("loss is nan")
 
 
+@BOTH_DATABASES
 def test_a_cancel_request_stops_the_run_at_the_next_check(store: EventStore, home: Path) -> None:
     def cancel(ctx: StageContext) -> None:
         store.request_cancel(ctx.run_id)
@@ -174,6 +181,7 @@ def test_a_cancel_request_stops_the_run_at_the_next_check(store: EventStore, hom
     assert store.get_lease(RUN_ID) is None
 
 
+@BOTH_DATABASES
 def test_hot_stages_share_one_commit_per_step_and_other_stages_commit_first(
     store: EventStore, home: Path, blobs: LocalBlobStore
 ) -> None:

@@ -22,15 +22,20 @@ from kitchen.store import EventStore, open_store
 FAKEFLOW = Path(__file__).with_name("fakeflow.py")
 S, C = "StageStarted", "StageCompleted"
 
+# Leases are rows that the two back-ends lock differently: every test runs on both.
+pytestmark = pytest.mark.parametrize(
+    "db_url", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+
 
 def test_a_second_worker_on_a_live_run_is_refused(
-    sqlite_url: str, store: EventStore, home: Path
+    db_url: str, store: EventStore, home: Path
 ) -> None:
     config = FakeConfig(steps=3)
     refused: list[KitchenError] = []
 
     def second_worker(ctx: StageContext) -> None:
-        with open_store(sqlite_url) as other:
+        with open_store(db_url) as other:
             intruder = make_runner(other, home, config=config)
             try:
                 intruder.resume(identity(config))
@@ -56,7 +61,7 @@ def test_a_second_worker_on_a_live_run_is_refused(
 
 
 def test_two_workers_starting_one_run_at_once_only_one_proceeds(
-    sqlite_url: str, store: EventStore, home: Path
+    db_url: str, store: EventStore, home: Path
 ) -> None:
     config = FakeConfig(steps=2)
     gate = threading.Barrier(2)
@@ -66,7 +71,7 @@ def test_two_workers_starting_one_run_at_once_only_one_proceeds(
         time.sleep(0.3)  # keep the winner busy while the other one tries
 
     def worker() -> None:
-        with open_store(sqlite_url) as own:
+        with open_store(db_url) as own:
             runner = make_runner(own, home, config=config, hooks={("setup", 0): slow_setup})
             gate.wait(10)
             try:
@@ -91,11 +96,11 @@ def test_two_workers_starting_one_run_at_once_only_one_proceeds(
 
 
 def test_a_dead_workers_lease_is_taken_over_at_once(
-    sqlite_url: str, store: EventStore, home: Path
+    db_url: str, store: EventStore, home: Path
 ) -> None:
     # The worker kills itself (SIGKILL) just before train of step 1: a crash, lease left behind.
     crashed = subprocess.Popen(
-        [sys.executable, str(FAKEFLOW), "start", sqlite_url, str(home), RUN_ID, "--steps", "3"],
+        [sys.executable, str(FAKEFLOW), "start", db_url, str(home), RUN_ID, "--steps", "3"],
         env={**os.environ, "KITCHEN_FAULT": "stage:train:before@2"},
         stderr=subprocess.PIPE,
         text=True,

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fakeflow import RUN_ID, FakeConfig, created, folded, history, identity, make_runner
 
 from kitchen.runner import EXIT_INTERRUPTED, EXIT_OK, StageContext
@@ -18,6 +19,11 @@ from kitchen.store import EventStore
 
 FAKEFLOW = Path(__file__).with_name("fakeflow.py")
 S, C = "StageStarted", "StageCompleted"
+
+# Outcomes that depend on how the database commits and locks are checked on both back-ends.
+BOTH_DATABASES = pytest.mark.parametrize(
+    "db_url", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
 
 
 def _worker(*args: str) -> subprocess.Popen[str]:
@@ -40,11 +46,12 @@ def _wait_for(marker: Path, proc: subprocess.Popen[str], timeout_s: float = 60.0
         time.sleep(0.02)
 
 
+@BOTH_DATABASES
 def test_sigterm_interrupts_and_a_new_process_resumes_from_the_checkpoint(
-    sqlite_url: str, store: EventStore, home: Path, tmp_path: Path
+    db_url: str, store: EventStore, home: Path, tmp_path: Path
 ) -> None:
     marker = tmp_path / "started"
-    args = [sqlite_url, str(home), RUN_ID, "--steps", "6", "--save-every", "2"]
+    args = [db_url, str(home), RUN_ID, "--steps", "6", "--save-every", "2"]
     proc = _worker("start", *args, "--marker", str(marker), "--marker-at", "train:3")
     _wait_for(marker, proc)
     proc.send_signal(signal.SIGTERM)
