@@ -466,6 +466,10 @@ class Runner:
             if span is not None:
                 self.telemetry.end_with_error(span, exc)
             return self._fail(stage, exc, machine)
+        except BaseException as exc:  # stopped at once (a second signal): still show where
+            if span is not None:
+                self.telemetry.end_with_error(span, exc)
+            raise
         if span is not None:
             span.end()
         res = result if isinstance(result, StageResult) else StageResult(dict(result or {}))

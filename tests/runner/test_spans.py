@@ -9,9 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fakeflow import RUN_ID, FakeConfig, created, folded, identity, make_runner
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 from pydantic import SecretStr
 
 from kitchen.adapters.blobs import LocalBlobStore
@@ -182,3 +184,26 @@ def test_no_secret_of_the_config_reaches_a_span(
     assert not [t for t in texts if secret in t]
     assert not [e.payload_json for e in store.read(RUN_ID) if secret in e.payload_json]
     assert store.read(RUN_ID)[0].payload["config"]["api_key"] == "**********"
+
+
+def test_a_stage_stopped_at_once_still_ends_its_span(
+    store: EventStore, home: Path, telemetry: Telemetry, exporter: InMemorySpanExporter
+) -> None:
+    """A second Ctrl-C stops a stuck stage at once: its span must still say which one it was."""
+
+    def stuck(ctx: StageContext) -> None:
+        raise KeyboardInterrupt
+
+    config = FakeConfig(steps=3)
+    runner = make_runner(
+        store, home, config=config, telemetry=telemetry, hooks={("train", 1): stuck}
+    )
+    with pytest.raises(KeyboardInterrupt):
+        runner.start(created(RUN_ID, config))
+
+    (attempt,), stages = _split(exporter.get_finished_spans())
+    last = stages[-1]
+    assert (last.name, (last.attributes or {})["kitchen.step"]) == ("train", 1)
+    assert last.status.status_code is StatusCode.ERROR
+    assert [e.name for e in last.events] == ["exception"]
+    assert attempt.status.status_code is StatusCode.ERROR
