@@ -5,6 +5,11 @@ new ``RunState`` and never mutates the one it was given (collections are copied 
 change), so folding one event at a time equals folding the batch, and ``kitchen replay --at``
 can stop anywhere.
 
+Speed: a handler returns only the fields an event changes, and ``fold`` writes them into one
+private copy of the state that nobody else sees until it is returned; growing dicts (step
+metrics) are merged into that copy in place. Building a new 30-field ``RunState`` per event
+with ``dataclasses.replace`` cost about 13 µs an event; this costs about 2 µs (``bench/fold.py``).
+
 Superseded history: when a run resumes from a checkpoint, the stage events logged after that
 checkpoint by earlier attempts stay in the log (it is an audit trail) but no longer describe the
 run's effective history; ``RunResumed`` marks the seq range ``(checkpoint_seq, resume_seq)`` as
@@ -131,7 +136,21 @@ class RunState:
         return self.step_metrics[max(self.step_metrics)] if self.step_metrics else {}
 
 
-Handler = Callable[[RunState, Recorded, Any], RunState]
+Changes = dict[str, Any]  # field name -> new value (or _Added entries for a dict field)
+
+
+@dataclass(frozen=True, slots=True)
+class _Added:
+    """Entries a handler adds to a dict field of the state.
+
+    ``fold`` copies the field the first time it grows it and updates that copy in place after
+    that, so a run that logs N steps folds in O(N) instead of copying a growing dict per step.
+    """
+
+    entries: dict[Any, Any]
+
+
+Handler = Callable[[RunState, Recorded, Any], Changes]
 _HANDLERS: dict[type[ev.Event], Handler] = {}
 
 
@@ -145,15 +164,32 @@ def _on(cls: type[ev.Event]) -> Callable[[Handler], Handler]:
 
 def apply(state: RunState, rec: Recorded) -> RunState:
     """Return the state after ``rec``; ``state`` is left untouched."""
-    handler = _HANDLERS[type(rec.event)]
-    new = handler(state, rec, rec.event)
-    return replace(new, last_seq=rec.seq, updated_at=rec.recorded_at or new.updated_at)
+    return fold(state.run_id, (rec,), state)
 
 
 def fold(run_id: str, records: Iterable[Recorded], state: RunState | None = None) -> RunState:
-    s = state if state is not None else RunState(run_id=run_id)
+    """The state after ``records``, starting from ``state`` (untouched) or an empty run."""
+    # ``s`` is a copy that only this call holds, so writing its fields in place is invisible
+    # to everyone else. Handlers never mutate a collection of ``s``: they return new ones, or
+    # _Added entries that are merged into a dict this call has copied (``owned``).
+    s = replace(state) if state is not None else RunState(run_id=run_id)
+    put = object.__setattr__
+    handlers = _HANDLERS
+    owned: set[str] = set()  # dict fields that are this call's own copies
     for rec in records:
-        s = apply(s, rec)
+        for name, value in handlers[type(rec.event)](s, rec, rec.event).items():
+            if type(value) is _Added:
+                if name in owned:
+                    getattr(s, name).update(value.entries)
+                    continue
+                value = {**getattr(s, name), **value.entries}
+                owned.add(name)
+            else:
+                owned.discard(name)
+            put(s, name, value)
+        put(s, "last_seq", rec.seq)
+        if rec.recorded_at is not None:
+            put(s, "updated_at", rec.recorded_at)
     return s
 
 
@@ -167,24 +203,23 @@ def _end_attempt(state: RunState, how: str) -> tuple[Attempt, ...]:
 
 
 @_on(ev.RunCreated)
-def _run_created(s: RunState, r: Recorded, e: ev.RunCreated) -> RunState:
-    return replace(
-        s,
-        recipe=e.recipe,
-        workflow=e.workflow,
-        config=dict(e.config),
-        config_hash=e.config_hash,
-        seed=e.seed,
-        versions=dict(e.versions),
-        data_fingerprint=e.data_fingerprint,
-        run_dir=e.run_dir,
-        created_at=r.recorded_at,
-        status="created",
-    )
+def _run_created(s: RunState, r: Recorded, e: ev.RunCreated) -> Changes:
+    return {
+        "recipe": e.recipe,
+        "workflow": e.workflow,
+        "config": dict(e.config),
+        "config_hash": e.config_hash,
+        "seed": e.seed,
+        "versions": dict(e.versions),
+        "data_fingerprint": e.data_fingerprint,
+        "run_dir": e.run_dir,
+        "created_at": r.recorded_at,
+        "status": "created",
+    }
 
 
 @_on(ev.AttemptStarted)
-def _attempt_started(s: RunState, r: Recorded, e: ev.AttemptStarted) -> RunState:
+def _attempt_started(s: RunState, r: Recorded, e: ev.AttemptStarted) -> Changes:
     attempt = Attempt(
         number=e.attempt,
         worker=e.worker,
@@ -197,11 +232,11 @@ def _attempt_started(s: RunState, r: Recorded, e: ev.AttemptStarted) -> RunState
         span_id=e.span_id,
     )
     attempts = _end_attempt(s, "crashed")
-    return replace(s, attempts=(*attempts, attempt), status="running", stage=None)
+    return {"attempts": (*attempts, attempt), "status": "running", "stage": None}
 
 
 @_on(ev.RunResumed)
-def _run_resumed(s: RunState, r: Recorded, e: ev.RunResumed) -> RunState:
+def _run_resumed(s: RunState, r: Recorded, e: ev.RunResumed) -> Changes:
     # Superseded: what earlier attempts logged after the checkpoint, up to the AttemptStarted
     # of this attempt (its own events, such as CheckpointInvalidated, are not superseded).
     lo = (e.from_checkpoint_seq or 0) + 1
@@ -219,101 +254,94 @@ def _run_resumed(s: RunState, r: Recorded, e: ev.RunResumed) -> RunState:
             moved[step] = (s.step_metric_seqs[step], metrics)
     evals = {k: v for k, v in s.eval_metrics.items() if k <= e.from_step}
     optim = tuple(x for x in s.optim_steps if x < e.from_step)
-    return replace(
-        s,
-        superseded=superseded,
-        step_metrics=keep,
-        step_metric_seqs=keep_seqs,
-        superseded_metrics=moved,
-        eval_metrics=evals,
-        optim_steps=optim,
-        step=e.from_step,
-        epoch=int(e.cursor.get("epoch", s.epoch)),
-        machine_state=e.machine_state,
-        status="running",
-        stage=None,
-    )
+    return {
+        "superseded": superseded,
+        "step_metrics": keep,
+        "step_metric_seqs": keep_seqs,
+        "superseded_metrics": moved,
+        "eval_metrics": evals,
+        "optim_steps": optim,
+        "step": e.from_step,
+        "epoch": int(e.cursor.get("epoch", s.epoch)),
+        "machine_state": e.machine_state,
+        "status": "running",
+        "stage": None,
+    }
 
 
 @_on(ev.AttemptInterrupted)
-def _interrupted(s: RunState, r: Recorded, e: ev.AttemptInterrupted) -> RunState:
-    return replace(s, status="interrupted", attempts=_end_attempt(s, "interrupted"), stage=None)
+def _interrupted(s: RunState, r: Recorded, e: ev.AttemptInterrupted) -> Changes:
+    return {"status": "interrupted", "attempts": _end_attempt(s, "interrupted"), "stage": None}
 
 
 @_on(ev.RunCompleted)
-def _completed(s: RunState, r: Recorded, e: ev.RunCompleted) -> RunState:
-    return replace(
-        s,
-        status="completed",
-        machine_state="completed",
-        attempts=_end_attempt(s, "completed"),
-        final_metrics=dict(e.metrics),
-        adapter_uri=e.adapter_uri,
-        step=e.step,
-        stage=None,
-    )
+def _completed(s: RunState, r: Recorded, e: ev.RunCompleted) -> Changes:
+    return {
+        "status": "completed",
+        "machine_state": "completed",
+        "attempts": _end_attempt(s, "completed"),
+        "final_metrics": dict(e.metrics),
+        "adapter_uri": e.adapter_uri,
+        "step": e.step,
+        "stage": None,
+    }
 
 
 @_on(ev.RunFailed)
-def _failed(s: RunState, r: Recorded, e: ev.RunFailed) -> RunState:
-    return replace(
-        s,
-        status="failed",
-        machine_state="failed",
-        attempts=_end_attempt(s, "failed"),
-        error=(e.error_type, e.message),
-        stage=None,
-    )
+def _failed(s: RunState, r: Recorded, e: ev.RunFailed) -> Changes:
+    return {
+        "status": "failed",
+        "machine_state": "failed",
+        "attempts": _end_attempt(s, "failed"),
+        "error": (e.error_type, e.message),
+        "stage": None,
+    }
 
 
 @_on(ev.RunCancelled)
-def _cancelled(s: RunState, r: Recorded, e: ev.RunCancelled) -> RunState:
-    return replace(
-        s,
-        status="cancelled",
-        machine_state="cancelled",
-        attempts=_end_attempt(s, "cancelled"),
-        cancel_reason=e.reason,
-        stage=None,
-    )
+def _cancelled(s: RunState, r: Recorded, e: ev.RunCancelled) -> Changes:
+    return {
+        "status": "cancelled",
+        "machine_state": "cancelled",
+        "attempts": _end_attempt(s, "cancelled"),
+        "cancel_reason": e.reason,
+        "stage": None,
+    }
 
 
 # --------------------------------------------------------------------------- stages
 
 
 @_on(ev.StageStarted)
-def _stage_started(s: RunState, r: Recorded, e: ev.StageStarted) -> RunState:
-    return replace(s, stage=e.stage, step=e.step, epoch=e.epoch)
+def _stage_started(s: RunState, r: Recorded, e: ev.StageStarted) -> Changes:
+    return {"stage": e.stage, "step": e.step, "epoch": e.epoch}
 
 
 @_on(ev.StageCompleted)
-def _stage_completed(s: RunState, r: Recorded, e: ev.StageCompleted) -> RunState:
-    new = replace(s, stage=None, machine_state=e.dest, step=e.step, epoch=e.epoch)
+def _stage_completed(s: RunState, r: Recorded, e: ev.StageCompleted) -> Changes:
+    new: Changes = {"stage": None, "machine_state": e.dest, "step": e.step, "epoch": e.epoch}
     if e.stage == "log_step_metrics":
         logged = {int(k): dict(v) for k, v in e.outputs.get("steps", {}).items()}
         if logged:
-            new = replace(
-                new,
-                step_metrics={**s.step_metrics, **logged},
-                step_metric_seqs={**s.step_metric_seqs, **dict.fromkeys(logged, r.seq)},
-            )
+            new["step_metrics"] = _Added(logged)
+            new["step_metric_seqs"] = _Added(dict.fromkeys(logged, r.seq))
     elif e.stage == "optim_step":
-        new = replace(new, optim_steps=(*s.optim_steps, e.step))
+        new["optim_steps"] = (*s.optim_steps, e.step)
     elif e.stage == "evaluate" and e.outputs.get("metrics"):
-        new = replace(new, eval_metrics={**s.eval_metrics, e.step: dict(e.outputs["metrics"])})
+        new["eval_metrics"] = _Added({e.step: dict(e.outputs["metrics"])})
     return new
 
 
 @_on(ev.StageFailed)
-def _stage_failed(s: RunState, r: Recorded, e: ev.StageFailed) -> RunState:
-    return replace(s, stage=None)
+def _stage_failed(s: RunState, r: Recorded, e: ev.StageFailed) -> Changes:
+    return {"stage": None}
 
 
 # --------------------------------------------------------------------------- checkpoints
 
 
 @_on(ev.CheckpointSaved)
-def _checkpoint_saved(s: RunState, r: Recorded, e: ev.CheckpointSaved) -> RunState:
+def _checkpoint_saved(s: RunState, r: Recorded, e: ev.CheckpointSaved) -> Changes:
     ckpt = Checkpoint(
         seq=r.seq,
         name=e.name,
@@ -327,30 +355,28 @@ def _checkpoint_saved(s: RunState, r: Recorded, e: ev.CheckpointSaved) -> RunSta
         final=e.final,
         attempt=s.attempt,
     )
-    return replace(s, checkpoints=(*s.checkpoints, ckpt))
+    return {"checkpoints": (*s.checkpoints, ckpt)}
 
 
-def _mark_checkpoint(s: RunState, seq: int, status: str) -> RunState:
-    return replace(
-        s,
-        checkpoints=tuple(replace(c, status=status) if c.seq == seq else c for c in s.checkpoints),
-    )
+def _mark_checkpoint(s: RunState, seq: int, status: str) -> Changes:
+    marked = tuple(replace(c, status=status) if c.seq == seq else c for c in s.checkpoints)
+    return {"checkpoints": marked}
 
 
 @_on(ev.CheckpointInvalidated)
-def _checkpoint_invalidated(s: RunState, r: Recorded, e: ev.CheckpointInvalidated) -> RunState:
+def _checkpoint_invalidated(s: RunState, r: Recorded, e: ev.CheckpointInvalidated) -> Changes:
     return _mark_checkpoint(s, e.checkpoint_seq, "invalidated")
 
 
 @_on(ev.CheckpointDeleted)
-def _checkpoint_deleted(s: RunState, r: Recorded, e: ev.CheckpointDeleted) -> RunState:
+def _checkpoint_deleted(s: RunState, r: Recorded, e: ev.CheckpointDeleted) -> Changes:
     return _mark_checkpoint(s, e.checkpoint_seq, "deleted")
 
 
 @_on(ev.DeterminismMismatch)
-def _mismatch(s: RunState, r: Recorded, e: ev.DeterminismMismatch) -> RunState:
+def _mismatch(s: RunState, r: Recorded, e: ev.DeterminismMismatch) -> Changes:
     m = Mismatch(seq=r.seq, step=e.step, metric=e.metric, logged=e.logged, replayed=e.replayed)
-    return replace(s, mismatches=(*s.mismatches, m))
+    return {"mismatches": (*s.mismatches, m)}
 
 
 missing = set(ev.EVENT_TYPES.values()) - set(_HANDLERS)
