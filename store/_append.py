@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from kitchen.errors import ConcurrencyConflict, StoreError
 
@@ -91,10 +92,30 @@ def hash_at(conn: sa.Connection, run_id: str, seq: int) -> str:
     return str(found)
 
 
+def _insert_statement(dialect: str) -> Any:
+    """INSERT ... ON CONFLICT (run_id, seq) DO NOTHING RETURNING seq, position.
+
+    The UNIQUE constraint still decides every conflict; skipping instead of failing just
+    makes a lost race a short row count rather than a server-side error and an exception
+    unwound through the driver, which costs more than a successful append under contention.
+    """
+    module = postgresql if dialect == "postgresql" else sqlite
+    stmt = module.insert(events).on_conflict_do_nothing(index_elements=["run_id", "seq"])
+    return stmt.returning(events.c.seq, events.c.position)
+
+
+_INSERT = {name: _insert_statement(name) for name in ("postgresql", "sqlite")}
+
+
 def write(conn: sa.Connection, rows: list[dict[str, Any]], expected_seq: int) -> list[StoredEvent]:
     """Insert the rows and move the projection in the caller's transaction."""
-    got = conn.execute(events.insert().returning(events.c.seq, events.c.position), rows)
+    got = conn.execute(_INSERT[conn.dialect.name], rows)
     positions: dict[int, int] = {seq: pos for seq, pos in got}
+    if len(positions) != len(rows):
+        raise ConcurrencyConflict(
+            f"run {rows[0]['run_id']!r} moved on: seq {expected_seq + 1} was already taken by "
+            "another writer; reload the run and retry from its last seq"
+        )
     payloads = [json.loads(r["payload"]) for r in rows]
     _project(conn, rows, payloads, expected_seq)
     return [
