@@ -293,10 +293,8 @@ class Runner:
                 if ckpt is not None:
                     self._resume = ResumePoint(ckpt, self.blobs.local_path(ckpt.uri))
                     initial = ckpt.machine_state
-                    code = self._rebuild(initial)
-                    if code is not None:
-                        return code
-                return self._drive(RunMachine(self.table, self.workflow.conditions, initial))
+                machine = RunMachine(self.table, self.workflow.conditions, initial)
+                return self._drive(machine, rebuild=ckpt is not None)
         finally:
             self._release()
 
@@ -353,11 +351,17 @@ class Runner:
                 return a.trace_id, a.span_id
         return None
 
-    def _rebuild(self, state_name: str) -> int | None:
-        """Re-run the set-up stages (as events of this attempt) without moving the machine."""
+    def _rebuild(self, machine: RunMachine) -> int | None:
+        """Re-run the set-up stages (as events of this attempt) without moving the machine.
+
+        Set-up can take minutes (loading a model), so signals, cancellation and the lease are
+        honoured between its stages as between any others.
+        """
         for stage in self.workflow.stages():
             if stage.option("setup"):
-                code = self._run_stage(stage, state_name, state_name, None)
+                code = self._boundary(machine)
+                if code is None:
+                    code = self._run_stage(stage, machine.state, machine.state, machine)
                 if code is not None:
                     return code
         return None
@@ -389,10 +393,13 @@ class Runner:
             return nullcontext(None)
         return self.telemetry.attempt_span(self.run_id, attempt, previous)
 
-    def _drive(self, machine: RunMachine) -> int:
+    def _drive(self, machine: RunMachine, *, rebuild: bool = False) -> int:
         self._install_signals()
         self.reporter.started(self.state)
         try:
+            code = self._rebuild(machine) if rebuild else None
+            if code is not None:
+                return code
             while True:
                 code = self._boundary(machine)
                 if code is not None:

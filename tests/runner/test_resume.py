@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from fakeflow import RUN_ID, FakeConfig, created, folded, history, identity, make_runner
 
+from kitchen.adapters.blobs import LocalBlobStore
 from kitchen.runner import EXIT_INTERRUPTED, EXIT_OK, StageContext
 from kitchen.store import EventStore
 
@@ -201,3 +202,53 @@ def test_a_resume_from_the_start_that_logs_a_different_loss_records_a_mismatch(
         3: {"train_mean_nll": 0.25},
     }
     assert state.superseded == ((1, 25),)
+
+
+def test_a_signal_while_set_up_is_rebuilt_interrupts_the_resumed_attempt(
+    store: EventStore, home: Path, blobs: LocalBlobStore
+) -> None:
+    """Resuming from a checkpoint re-runs set-up (loading a model can take minutes): a signal
+    then must end the attempt as interrupted, not kill the process."""
+
+    def interrupt(ctx: StageContext) -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+
+    config = FakeConfig(steps=4, save_every=2)
+    first = make_runner(
+        store,
+        home,
+        config=config,
+        blobs=blobs,
+        hooks={("train", 2): interrupt},
+        handle_signals=True,
+    )
+    assert first.start(created(RUN_ID, config)) == EXIT_INTERRUPTED
+    assert len(store.read(RUN_ID)) == 24
+
+    second = make_runner(
+        store,
+        home,
+        config=config,
+        blobs=blobs,
+        hooks={("setup", 2): interrupt},
+        handle_signals=True,
+    )
+    try:
+        code: int | None = second.resume(identity(config))
+    except KeyboardInterrupt:  # the process's own handler: what a plain SIGINT would do
+        code = None
+
+    assert code == EXIT_INTERRUPTED
+    assert history(store)[24:] == [
+        ("AttemptStarted", 2),
+        ("RunResumed",),
+        (S, "setup", 2), (C, "setup", 2),
+        ("AttemptInterrupted", 2),
+    ]  # fmt: skip
+    assert store.read(RUN_ID)[-1].payload == {"attempt": 2, "signal": "SIGINT", "step": 2}
+
+    third = make_runner(store, home, config=config, blobs=blobs)
+    assert third.resume(identity(config)) == EXIT_OK
+    state = folded(store)
+    assert [a.ended for a in state.attempts] == ["interrupted", "interrupted", "completed"]
+    assert sorted(state.step_metrics) == [0, 1, 2, 3]
