@@ -170,7 +170,9 @@ class LocalTrainingClient:
         return packed
 
     def _train_mode(self) -> torch.nn.Module:
-        self._model.train()
+        """Switch to training mode only when needed: ``train()`` walks every module (~1 ms)."""
+        if not self._model.training:
+            self._model.train()
         return self._model
 
     def _backward(self, loss: torch.Tensor) -> float:
