@@ -185,6 +185,7 @@ def make_runner(
     blobs: Any = None,
     telemetry: Any = None,
     handle_signals: bool = False,
+    lease_ttl_s: float = 60.0,
     run_id: str = RUN_ID,
 ) -> Runner:
     """A runner of the fake workflow that checks the lease and cancellation at every stage."""
@@ -197,6 +198,7 @@ def make_runner(
         home=home,
         blobs=blobs,
         telemetry=telemetry,
+        lease_ttl_s=lease_ttl_s,
         check_every_s=0.0,
         handle_signals=handle_signals,
     )

@@ -139,8 +139,9 @@ def test_a_worker_whose_lease_was_taken_stops_without_writing(
         store.acquire_lease(RUN_ID, "another-worker", host="elsewhere", pid=1, attempt=2, ttl_s=60)
 
     config = FakeConfig(steps=3)
-    runner = make_runner(store, home, config=config, hooks={("train", 1): lose_the_lease})
-    runner.lease_ttl_s = 0.2
+    runner = make_runner(
+        store, home, config=config, hooks={("train", 1): lose_the_lease}, lease_ttl_s=0.2
+    )
     with pytest.raises(LeaseHeld) as refused:
         runner.start(created(RUN_ID, config))
 

@@ -18,6 +18,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from kitchen.cli import main
 from kitchen.runner import EXIT_OK
 from kitchen.store import EventStore
 from kitchen.telemetry import Telemetry
@@ -143,3 +144,24 @@ def test_an_unreachable_collector_does_not_hold_up_the_run(
     assert code == EXIT_OK
     assert ran < 4.0, f"the run took {ran:.1f}s"
     assert total < 8.0, f"the run and shutdown took {total:.1f}s"
+
+
+def test_kitchen_replay_sends_nothing_to_the_collector(
+    db_url: str,
+    store: EventStore,
+    home: Path,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = FakeConfig(steps=2)
+    assert make_runner(store, home, config=config).start(created(RUN_ID, config)) == EXIT_OK
+    monkeypatch.setenv("KITCHEN_DB_URL", db_url)
+    monkeypatch.setenv("KITCHEN_HOME", str(home))
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint)
+
+    assert main(["replay", RUN_ID]) == 0
+
+    assert "RunCompleted" in capsys.readouterr().out
+    time.sleep(0.2)  # what a background exporter would have sent by now
+    assert receiver.received == []
