@@ -1,7 +1,9 @@
 """What the read-side commands share: load and fold a run, derive its shown status, format.
 
-Only the store, the event records and the fold are imported here (never the runner or an
+Only the store, the event records and the fold are used here (never the runner or an
 adapter), so ``kitchen runs``/``show``/``replay``/``cancel`` start fast and cannot load a model.
+The event records (pydantic) are imported only by the functions that decode, so that
+``kitchen runs``, which reads the projection alone, does not pay for them.
 """
 
 from __future__ import annotations
@@ -13,11 +15,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from kitchen import events as ev
 from kitchen.errors import NotFound
-from kitchen.state import Recorded, RunState, fold
 
 if TYPE_CHECKING:
+    from kitchen.state import Recorded, RunState
     from kitchen.store import EventStore, StoredEvent
 
 
@@ -49,6 +50,9 @@ def not_found(store: EventStore, run_id: str) -> NotFound:
 
 def records(rows: Iterable[StoredEvent]) -> list[Recorded]:
     """Decode stored rows (upcasting old schema versions) into what the fold takes."""
+    from kitchen import events as ev
+    from kitchen.state import Recorded
+
     return [
         Recorded(r.seq, r.recorded_at, ev.decode(r.type, r.schema_version, r.payload)) for r in rows
     ]
@@ -58,6 +62,8 @@ def load_state(
     store: EventStore, run_id: str, upto_seq: int | None = None
 ) -> tuple[RunState, list[StoredEvent]]:
     """Fold the run's events (those with seq <= ``upto_seq`` if given); NotFound if it has none."""
+    from kitchen.state import fold
+
     rows = store.read(run_id, upto_seq=upto_seq)
     if not rows:
         raise not_found(store, run_id)

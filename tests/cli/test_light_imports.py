@@ -50,3 +50,6 @@ def test_no_model_library_is_imported(
     if args[0] == "replay":
         leaked = {n for n in names if n.startswith(ENGINE)}
         assert not leaked, sorted(leaked)
+    if args[0] in ("--help", "runs"):
+        # Start-up: listing runs reads the projection only and never decodes an event.
+        assert "pydantic" not in top_level
