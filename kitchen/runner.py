@@ -241,33 +241,35 @@ class Runner:
         )
 
     def resume(self, identity: Identity, *, force: bool = False) -> int:
-        records = self._load()
-        self.state = fold(self.run_id, records)
-        self._committed_seq = self.state.last_seq
-        if self.state.terminal:
-            raise ConfigError(
-                f"run {self.run_id!r} is {self.state.status}; there is nothing to resume"
-            )
+        self._refold()
         differences, refused = self._compare(identity)
         if refused and not force:
             raise ConfigError(
                 f"run {self.run_id!r} was created with a different {' and '.join(refused)}; "
                 "resume with --force to continue anyway"
             )
-        attempt = self.state.attempt + 1
         self.store.acquire_lease(
             self.run_id,
             self.holder,
             host=socket.gethostname(),
             pid=os.getpid(),
-            attempt=attempt,
+            attempt=self.state.attempt + 1,
             ttl_s=self.lease_ttl_s,
         )
         try:
-            ckpt = self._newest_valid_checkpoint()
-            previous = self._previous_span()
-            with self._attempt_span(attempt, previous) as span:
+            self._refold()  # the lease is ours now: nobody appends behind our back any more
+            attempt = self.state.attempt + 1
+            ckpt, bad = self._newest_valid_checkpoint()
+            with self._attempt_span(attempt, self._previous_span()) as span:
                 self.record(self._attempt_started(attempt, span, ckpt.seq if ckpt else None))
+                for b in bad:
+                    self.record(
+                        ev.CheckpointInvalidated(
+                            checkpoint_seq=b.seq,
+                            uri=b.uri,
+                            reason="blob missing or sha256 mismatch",
+                        )
+                    )
                 self.record(
                     ev.RunResumed(
                         attempt=attempt,
@@ -297,6 +299,14 @@ class Runner:
                 return self._drive(machine, rebuild=ckpt is not None)
         finally:
             self._release()
+
+    def _refold(self) -> None:
+        self.state = fold(self.run_id, self._load())
+        self._committed_seq = self.state.last_seq
+        if self.state.terminal:
+            raise ConfigError(
+                f"run {self.run_id!r} is {self.state.status}; there is nothing to resume"
+            )
 
     # ------------------------------------------------------------------ resume helpers
 
@@ -332,18 +342,16 @@ class Runner:
             diffs.append(f"torch_threads {created_threads} -> {identity.torch_threads}")
         return diffs, refused
 
-    def _newest_valid_checkpoint(self) -> Checkpoint | None:
+    def _newest_valid_checkpoint(self) -> tuple[Checkpoint | None, list[Checkpoint]]:
+        """The newest live checkpoint whose blob verifies, and the newer ones that did not."""
         from kitchen.ports import BlobRef
 
+        bad: list[Checkpoint] = []
         for ckpt in reversed(self.state.live_checkpoints()):
             if self.blobs.verify(BlobRef(ckpt.uri, ckpt.sha256, ckpt.bytes)):
-                return ckpt
-            self.record(
-                ev.CheckpointInvalidated(
-                    checkpoint_seq=ckpt.seq, uri=ckpt.uri, reason="blob missing or sha256 mismatch"
-                )
-            )
-        return None
+                return ckpt, bad
+            bad.append(ckpt)
+        return None, bad
 
     def _previous_span(self) -> tuple[str, str] | None:
         for a in reversed(self.state.attempts):
