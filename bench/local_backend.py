@@ -15,6 +15,7 @@ import random
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,22 +55,19 @@ def make_batches(count: int, size: int, seq: int, vocab: int) -> list[list[Datum
     return batches
 
 
-def backend_run(client: Any, batches: list[list[Datum]], steps: int) -> float:
+def backend_run(client: Any, batches: list[list[Datum]], steps: int) -> None:
     """Submit step i+1 before reading step i, as the supervised training loop does."""
-    started = time.perf_counter()
-    pending = (client.forward_backward(batches[0]), client.optim_step(ADAM))
+
+    def submit(i: int) -> tuple[Any, Any]:
+        return client.forward_backward(batches[i % len(batches)]), client.optim_step(ADAM)
+
+    pending = submit(0)
     for i in range(1, steps + 1):
-        upcoming = None
-        if i < steps:
-            upcoming = (
-                client.forward_backward(batches[i % len(batches)]),
-                client.optim_step(ADAM),
-            )
+        upcoming = submit(i) if i < steps else None
         pending[0].result().metrics["loss:sum"]
         pending[1].result()
         if upcoming is not None:
             pending = upcoming
-    return time.perf_counter() - started
 
 
 class PlainLoop:
@@ -117,11 +115,16 @@ class PlainLoop:
         self.optimizer.zero_grad(set_to_none=True)
         return float(loss.detach())
 
-    def run(self, batches: list[list[Datum]], steps: int) -> float:
-        started = time.perf_counter()
+    def run(self, batches: list[list[Datum]], steps: int) -> None:
         for i in range(steps):
             self.step(batches[i % len(batches)])
-        return time.perf_counter() - started
+
+
+def timed(run: Callable[[], None]) -> tuple[float, float]:
+    """Wall seconds, and CPU seconds of every thread of this process."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    run()
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def main() -> None:
@@ -139,47 +142,58 @@ def main() -> None:
 
         torch.set_num_threads(args.threads)
 
-    from kitchen.adapters.local_torch import create_training_client
-
     with tempfile.TemporaryDirectory() as scratch:
         folder, label = model_folder(Path(scratch), args.hidden, args.layers)
-        client = create_training_client(model_name=folder, lora_rank=LORA_RANK, device="cpu")
-        plain = PlainLoop(folder)
-        vocab = int(plain.model.get_input_embeddings().num_embeddings)
-        batches = make_batches(8, args.batch, args.seq, vocab)
-        tokens = sum(d.model_input.length for b in batches for d in b) / len(batches) * args.steps
-        runs = {
-            "backend": lambda: backend_run(client, batches, args.steps),
-            "plain": lambda: plain.run(batches, args.steps),
-        }
-        backend_run(client, batches, len(batches))  # every batch shape once, untimed
-        plain.run(batches, len(batches))
-        timings: dict[str, list[float]] = {"backend": [], "plain": []}
-        for r in range(args.repeats):
-            for name in ("backend", "plain") if r % 2 == 0 else ("plain", "backend"):
-                timings[name].append(runs[name]())
-        client.close()
+        timings, tokens = measure(folder, args)
     report(label, args, tokens, timings)
 
 
+def measure(
+    folder: str, args: argparse.Namespace
+) -> tuple[dict[str, list[tuple[float, float]]], int]:
+    """Alternate the two loops run by run; every batch shape is seen once, untimed, first."""
+    from kitchen.adapters.local_torch import create_training_client
+
+    client = create_training_client(model_name=folder, lora_rank=LORA_RANK, device="cpu")
+    plain = PlainLoop(folder)
+    vocab = int(plain.model.get_input_embeddings().num_embeddings)
+    batches = make_batches(8, args.batch, args.seq, vocab)
+    tokens = sum(sum(d.model_input.length for d in batches[i % 8]) for i in range(args.steps))
+    runs: dict[str, Callable[[], None]] = {
+        "backend": lambda: backend_run(client, batches, args.steps),
+        "plain": lambda: plain.run(batches, args.steps),
+    }
+    backend_run(client, batches, len(batches))
+    plain.run(batches, len(batches))
+    timings: dict[str, list[tuple[float, float]]] = {"backend": [], "plain": []}
+    for r in range(args.repeats):
+        for name in ("backend", "plain") if r % 2 == 0 else ("plain", "backend"):
+            timings[name].append(timed(runs[name]))
+    client.close()
+    return timings, tokens
+
+
 def report(
-    label: str, args: argparse.Namespace, tokens: float, timings: dict[str, list[float]]
+    label: str, args: argparse.Namespace, tokens: int, timings: dict[str, list[tuple[float, float]]]
 ) -> None:
-    """Best run and median run: on a shared machine other work only ever adds time, so the
-    best run is the cleanest view of the code's own cost; the median shows the spread."""
+    """Best, median, and per CPU-second rates. On a shared machine other work only ever adds
+    wall time, so the best run is the cleanest view of the code's own cost, the median shows
+    the spread, and CPU time is what the loop itself consumed."""
     print(
         f"model: {label}; batch {args.batch} x <= {args.seq} tokens, {args.steps} steps a run, "
-        f"{args.repeats} runs each, LoRA rank {LORA_RANK}"
+        f"{args.repeats} runs each, LoRA rank {LORA_RANK}, threads {args.threads or 'default'}"
     )
-    best = {name: tokens / min(times) for name, times in timings.items()}
-    median = {name: tokens / statistics.median(times) for name, times in timings.items()}
+    views = {
+        "best": lambda ts: tokens / min(w for w, _ in ts),
+        "median": lambda ts: tokens / statistics.median(w for w, _ in ts),
+        "per-cpu-s": lambda ts: tokens / statistics.median(c for _, c in ts),
+    }
+    rates = {view: {n: f(ts) for n, ts in timings.items()} for view, f in views.items()}
+    print(f"  {'tokens/s':10s}" + "".join(f"{view:>12s}" for view in views))
     for name in timings:
-        print(f"  {name:8s} best {best[name]:8.0f} tokens/s   median {median[name]:8.0f} tokens/s")
-    ratio_best = best["backend"] / best["plain"]
-    ratio_median = median["backend"] / median["plain"]
-    print(
-        f"  ratio    best {ratio_best:8.3f}             median {ratio_median:8.3f}   (goal >= 0.98)"
-    )
+        print(f"  {name:10s}" + "".join(f"{rates[v][name]:12.0f}" for v in views))
+    ratios = "".join(f"{rates[v]['backend'] / rates[v]['plain']:12.3f}" for v in views)
+    print(f"  {'ratio':10s}{ratios}   (backend / plain, goal >= 0.98)")
 
 
 if __name__ == "__main__":

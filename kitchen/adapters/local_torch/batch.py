@@ -36,8 +36,11 @@ class Batch:
         return self.attention_mask.bool()
 
 
-def pack(data: Sequence[Datum], keys: Sequence[str], device: str) -> Batch:
-    """Pad ``data`` into one batch carrying the loss inputs named in ``keys``."""
+def pack(data: Sequence[Datum], keys: Sequence[str], vocab_size: int, device: str) -> Batch:
+    """Pad ``data`` into one batch carrying the loss inputs named in ``keys``.
+
+    Checks run on the CPU tensors, before the move to ``device``, so they never stall a GPU.
+    """
     if not data:
         raise ConfigError("forward_backward needs at least one Datum: pass a non-empty list")
     tokens = [d.model_input.to_ints() for d in data]
@@ -45,24 +48,24 @@ def pack(data: Sequence[Datum], keys: Sequence[str], device: str) -> Batch:
     for i, n in enumerate(lengths):
         if n == 0:
             raise ConfigError(f"datum {i} has an empty model_input: drop it or give it tokens")
-    inputs = {
-        key: _pad(_field(data, key, lengths), lengths, key in FLOAT_KEYS, device) for key in keys
-    }
+    inputs = {key: _pad(_field(data, key, lengths), lengths, key in FLOAT_KEYS) for key in keys}
     flat_ids = list(chain.from_iterable(tokens))
-    ids = _pad(flat_ids, lengths, False, device)
-    mask = _pad([1] * len(flat_ids), lengths, False, device)
-    return Batch(ids, mask, lengths, inputs)
+    ids = _pad(flat_ids, lengths, False)
+    mask = _pad([1] * len(flat_ids), lengths, False)
+    _check_vocab(ids, "model_input", vocab_size)
+    if "target_tokens" in inputs:
+        _check_vocab(inputs["target_tokens"], "target_tokens", vocab_size)
+    moved = {key: value.to(device) for key, value in inputs.items()}
+    return Batch(ids.to(device), mask.to(device), lengths, moved)
 
 
-def check_vocab(batch: Batch, vocab_size: int) -> None:
+def _check_vocab(ids: torch.Tensor, name: str, vocab_size: int) -> None:
     """Refuse token ids the model has no embedding for, before they fail deep inside torch."""
-    targets = batch.inputs.get("target_tokens")
-    for name, ids in (("model_input", batch.input_ids), ("target_tokens", targets)):
-        if ids is not None and (int(ids.max()) >= vocab_size or int(ids.min()) < 0):
-            raise ConfigError(
-                f"{name} holds token ids outside the model's vocabulary [0, {vocab_size}): "
-                "encode the data with this model's tokenizer"
-            )
+    if int(ids.max()) >= vocab_size or int(ids.min()) < 0:
+        raise ConfigError(
+            f"{name} holds token ids outside the model's vocabulary [0, {vocab_size}): "
+            "encode the data with this model's tokenizer"
+        )
 
 
 def _field(data: Sequence[Datum], key: str, lengths: tuple[int, ...]) -> list[float] | list[int]:
@@ -80,15 +83,13 @@ def _field(data: Sequence[Datum], key: str, lengths: tuple[int, ...]) -> list[fl
     return flat
 
 
-def _pad(
-    flat: list[float] | list[int], lengths: tuple[int, ...], floating: bool, device: str
-) -> torch.Tensor:
+def _pad(flat: list[float] | list[int], lengths: tuple[int, ...], floating: bool) -> torch.Tensor:
     import torch
     from torch.nn.utils.rnn import pad_sequence
 
     values = torch.tensor(flat, dtype=torch.float32 if floating else torch.int64)
     rows = values.split(list(lengths))
-    return pad_sequence(list(rows), batch_first=True).to(device)
+    return pad_sequence(list(rows), batch_first=True)
 
 
 def target_logprobs(model: torch.nn.Module, batch: Batch) -> torch.Tensor:

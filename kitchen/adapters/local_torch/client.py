@@ -144,7 +144,7 @@ class LocalTrainingClient:
         self, data: list[Datum], loss_fn: str, config: dict[str, float]
     ) -> ForwardBackwardOutput:
         loss = builtin(loss_fn, config)
-        packed = self._pack(data, loss.inputs)
+        packed = batching.pack(data, loss.inputs, self._vocab, self._device)
         logprobs = batching.target_logprobs(self._train_mode(), packed)
         total = loss.fn(logprobs, packed.inputs, config)
         value = self._backward(total)
@@ -155,7 +155,7 @@ class LocalTrainingClient:
     def _forward_backward_custom(
         self, data: list[Datum], loss_fn: CustomLossFn
     ) -> ForwardBackwardOutput:
-        packed = self._pack(data, ("target_tokens",))
+        packed = batching.pack(data, ("target_tokens",), self._vocab, self._device)
         logprobs = batching.target_logprobs(self._train_mode(), packed)
         total, metrics = loss_fn(data, batching.per_datum(logprobs, packed.lengths))
         if total.dim() != 0:
@@ -163,11 +163,6 @@ class LocalTrainingClient:
         value = self._backward(total)
         out = {"loss:sum": value, **{k: float(v) for k, v in metrics.items()}}
         return ForwardBackwardOutput(batching.to_outputs(logprobs, packed.lengths), out)
-
-    def _pack(self, data: list[Datum], keys: Sequence[str]) -> batching.Batch:
-        packed = batching.pack(data, keys, self._device)
-        batching.check_vocab(packed, self._vocab)
-        return packed
 
     def _train_mode(self) -> torch.nn.Module:
         """Switch to training mode only when needed: ``train()`` walks every module (~1 ms)."""
