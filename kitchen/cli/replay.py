@@ -52,11 +52,14 @@ def _replay(args: argparse.Namespace) -> int:
     rows = store.read(args.run_id)
     if not rows:
         raise not_found(store, args.run_id)
+    upto = None if args.at is None else _check_at(args.at, args.run_id, rows[-1].seq)
+    # The chain is checked before anything is decoded, so that an altered row is reported as
+    # damage at its seq rather than as a payload this kitchen cannot read.
+    checked = _verify_chain(store, args.run_id) if args.verify else 0
     recs = records(rows)
     full = fold(args.run_id, recs)
-    verified = _verify(store, args.run_id, full, rows, kitchen_home()) if args.verify else None
-    if args.at is not None:
-        upto = _check_at(args.at, args.run_id, rows[-1].seq)
+    verified = _verify_blobs(full, rows, kitchen_home(), checked) if args.verify else None
+    if upto is not None:
         rows = [r for r in rows if r.seq <= upto]
         recs = recs[: len(rows)]
         state = fold(args.run_id, recs)
@@ -227,20 +230,26 @@ def _as_json(
 # --------------------------------------------------------------------------- verify
 
 
-def _verify(
-    store: EventStore, run_id: str, state: RunState, rows: list[StoredEvent], home: Path
-) -> dict[str, Any]:
-    """The hash chain, then each live checkpoint's blob, then the final adapter's.
-
-    Raises at the first bad item (IntegrityViolation, CheckpointCorrupt: exit 1).
-    """
-    from kitchen.adapters.blobs import LocalBlobStore
+def _verify_chain(store: EventStore, run_id: str) -> int:
+    """Recompute the run's hash chain; IntegrityViolation (exit 1) at the first bad seq."""
     from kitchen.errors import IntegrityViolation
 
     result = store.verify(run_id)
     if not result.ok:
         reason = (result.reason or "").removeprefix(f"seq {result.first_bad_seq}: ")
         raise IntegrityViolation(f"hash chain broken at seq {result.first_bad_seq}: {reason}")
+    return result.checked
+
+
+def _verify_blobs(
+    state: RunState, rows: list[StoredEvent], home: Path, checked: int
+) -> dict[str, Any]:
+    """Each live checkpoint's blob, then the final adapter's, hashed again under ``home``.
+
+    Raises CheckpointCorrupt (exit 1) at the first bad one.
+    """
+    from kitchen.adapters.blobs import LocalBlobStore
+
     blobs = LocalBlobStore(home)
     live = state.live_checkpoints()
     for c in live:
@@ -249,7 +258,7 @@ def _verify(
     if final is not None:
         uri, sha256, size, seq = final
         _check_blob(blobs, f"final adapter (seq {seq})", uri, sha256, size)
-    return {"events": result.checked, "checkpoints": len(live), "final_adapter": final is not None}
+    return {"events": checked, "checkpoints": len(live), "final_adapter": final is not None}
 
 
 def _final_adapter(state: RunState, rows: list[StoredEvent]) -> tuple[str, str, int, int] | None:

@@ -160,6 +160,24 @@ def test_verify_fails_on_an_altered_payload(
     assert r.stdout == ""
 
 
+def test_verify_reports_an_unreadable_altered_row_as_damage(
+    kitchen: Kitchen, runs_db: None, store: EventStore
+) -> None:
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE events SET payload = '{}' WHERE run_id = 'again' AND seq = 3"))
+    plain = kitchen("replay", "again")
+    assert plain.code == 1
+    assert one_line_error(plain) == (
+        "kitchen: error: StageCompleted payload is invalid at stage: Field required"
+    )
+    audited = kitchen("replay", "again", "--verify")
+    assert audited.code == 1
+    assert one_line_error(audited) == (
+        "kitchen: error: hash chain broken at seq 3: hash does not match its contents "
+        "(the row was altered)"
+    )
+
+
 def test_verify_fails_on_a_corrupt_checkpoint_blob(
     kitchen: Kitchen, runs_db: None, home: Path
 ) -> None:
