@@ -14,14 +14,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from kitchen.errors import ConcurrencyConflict, StoreError
 
-from .canonical import GENESIS_HASH, canonical_json, event_hash
+from . import _sql
+from .canonical import GENESIS_HASH, canonical_json, chain_hash, format_timestamp
 from .projection import changes, initial_row
 from .records import NewEvent, StoredEvent
-from .schema import events, runs
+from .schema import events
 
 MAX_TYPE_LENGTH = 128
 
@@ -54,10 +54,11 @@ def build(
 ) -> list[dict[str, Any]]:
     """The rows to insert, chained onto ``prev_hash``; one timestamp for the whole batch."""
     now = datetime.now(UTC)
+    stamp = format_timestamp(now)
     rows = []
     for offset, p in enumerate(prepared, start=1):
         seq = expected_seq + offset
-        digest = event_hash(run_id, seq, p.type, p.schema_version, now, p.payload_json, prev_hash)
+        digest = chain_hash(run_id, seq, p.type, p.schema_version, stamp, p.payload_json, prev_hash)
         rows.append(
             {
                 "run_id": run_id,
@@ -92,25 +93,9 @@ def hash_at(conn: sa.Connection, run_id: str, seq: int) -> str:
     return str(found)
 
 
-def _insert_statement(dialect: str) -> Any:
-    """INSERT ... ON CONFLICT (run_id, seq) DO NOTHING RETURNING seq, position.
-
-    The UNIQUE constraint still decides every conflict; skipping instead of failing just
-    makes a lost race a short row count rather than a server-side error and an exception
-    unwound through the driver, which costs more than a successful append under contention.
-    """
-    module = postgresql if dialect == "postgresql" else sqlite
-    stmt = module.insert(events).on_conflict_do_nothing(index_elements=["run_id", "seq"])
-    return stmt.returning(events.c.seq, events.c.position)
-
-
-_INSERT = {name: _insert_statement(name) for name in ("postgresql", "sqlite")}
-
-
 def write(conn: sa.Connection, rows: list[dict[str, Any]], expected_seq: int) -> list[StoredEvent]:
     """Insert the rows and move the projection in the caller's transaction."""
-    got = conn.execute(_INSERT[conn.dialect.name], rows)
-    positions: dict[int, int] = {seq: pos for seq, pos in got}
+    positions = _sql.insert_rows(conn, rows)
     if len(positions) != len(rows):
         raise ConcurrencyConflict(
             f"run {rows[0]['run_id']!r} moved on: seq {expected_seq + 1} was already taken by "
@@ -131,11 +116,15 @@ def _project(
     for row, payload in zip(rows, payloads, strict=True):
         merged.update(changes(row["type"], payload, row["seq"], row["recorded_at"]))
     run_id = rows[0]["run_id"]
+    dialect = conn.dialect
     if expected_seq == 0:
-        values = asdict(initial_row(run_id, rows[0]["recorded_at"])) | merged
-        conn.execute(runs.insert(), values)
+        full = asdict(initial_row(run_id, rows[0]["recorded_at"])) | merged
+        columns = tuple(full)
+        _sql.execute(conn, _sql.insert_run(dialect, columns), _sql.values(dialect, full, columns))
     else:
-        conn.execute(runs.update().where(runs.c.run_id == run_id), merged)
+        columns = tuple(merged)
+        params = (*_sql.values(dialect, merged, columns), run_id)
+        _sql.execute(conn, _sql.update_run(dialect, columns), params)
 
 
 def to_stored(row: Any, position: int, payload: Any = None) -> StoredEvent:

@@ -117,7 +117,11 @@ def _sqlite_begin(conn: sa.Connection) -> None:
     write lock up front and wait on busy_timeout, instead of failing with SQLITE_BUSY when a
     read lock cannot be upgraded."""
     mode = conn.get_execution_options().get("kitchen_begin", "DEFERRED")
-    conn.exec_driver_sql(f"BEGIN {mode}")
+    # straight to the driver: this runs on every transaction, and the SQLAlchemy execution
+    # path would double its cost (a driver error here is translated like any other)
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None
+    dbapi.execute(f"BEGIN {mode}")
 
 
 def is_disconnect(error: BaseException) -> bool:
@@ -132,7 +136,8 @@ def translate(error: BaseException, url: str, doing: str) -> StoreError:
     password = _password(url)
     if password:
         detail = detail.replace(password, "***")
-    if isinstance(error, exc.OperationalError | exc.InterfaceError) or _is_not_a_database(error):
+    unavailable = (exc.OperationalError, exc.InterfaceError, sqlite3.OperationalError)
+    if isinstance(error, unavailable) or _is_not_a_database(error):
         hint = (
             "check that KITCHEN_DB_URL or KITCHEN_HOME points at a kitchen database file"
             if where.startswith("sqlite")

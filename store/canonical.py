@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 from datetime import UTC, datetime
+from json.encoder import encode_basestring
 from typing import Any
 
 from kitchen.errors import StoreError
@@ -82,14 +83,41 @@ def event_hash(
     exactly the canonical envelope, and hashing the stored bytes means any edit to them,
     even a re-formatting one, breaks the chain.
     """
-    head = canonical_json(
-        {
-            "recorded_at": format_timestamp(recorded_at),
-            "run_id": run_id,
-            "schema_version": schema_version,
-            "seq": seq,
-            "type": type,
-        }
+    stamp = format_timestamp(recorded_at)
+    return chain_hash(run_id, seq, type, schema_version, stamp, payload_json, prev_hash)
+
+
+def chain_hash(
+    run_id: str,
+    seq: int,
+    type: str,
+    schema_version: int,
+    stamp: str,
+    payload_json: str,
+    prev_hash: str,
+) -> str:
+    """``event_hash`` with the timestamp already formatted (a batch shares one).
+
+    The envelope is spelled out in canonical key order rather than serialised, because this
+    runs for every event appended; ``encode_basestring`` is the string form the canonical
+    encoder itself uses.
+    """
+    envelope = "".join(
+        (
+            '{"payload":',
+            payload_json,
+            ',"recorded_at":"',
+            stamp,
+            '","run_id":',
+            encode_basestring(run_id),
+            ',"schema_version":',
+            str(int(schema_version)),
+            ',"seq":',
+            str(int(seq)),
+            ',"type":',
+            encode_basestring(type),
+            "}",
+            prev_hash,
+        )
     )
-    envelope = '{"payload":' + payload_json + "," + head[1:]
-    return hashlib.sha256((envelope + prev_hash).encode("utf-8")).hexdigest()
+    return hashlib.sha256(envelope.encode("utf-8")).hexdigest()

@@ -9,6 +9,7 @@ unknown is settled by reading back its rows and comparing hashes, so it is never
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -118,7 +119,7 @@ class EventStore:
                     prev = self._prev(conn, run_id, expected_seq)
                     rows = _append.build(run_id, prepared, expected_seq, prev)
                     stored = _append.write(conn, rows, expected_seq)
-            except exc.IntegrityError:
+            except (exc.IntegrityError, sqlite3.IntegrityError):
                 self._tips.pop(run_id, None)
                 raise self._conflict(run_id, expected_seq) from None
             except ConcurrencyConflict:
