@@ -56,22 +56,22 @@ def _replay(args: argparse.Namespace) -> int:
     # The chain is checked before anything is decoded, so that an altered row is reported as
     # damage at its seq rather than as a payload this kitchen cannot read.
     checked = _verify_chain(store, args.run_id) if args.verify else 0
-    recs = records(rows)
-    full = fold(args.run_id, recs)
-    verified = _verify_blobs(full, rows, kitchen_home(), checked) if args.verify else None
-    if upto is not None:
-        rows = [r for r in rows if r.seq <= upto]
-        recs = recs[: len(rows)]
-        state = fold(args.run_id, recs)
-    else:
-        state = full
+    shown = rows if upto is None else [r for r in rows if r.seq <= upto]
+    # Decode only what is shown, unless the audit needs the whole run's checkpoints.
+    decoded = records(rows if args.verify else shown)
+    recs = decoded[: len(shown)]
+    state = fold(args.run_id, recs)
+    verified = None
+    if args.verify:
+        full = state if upto is None else fold(args.run_id, decoded)
+        verified = _verify_blobs(full, rows, kitchen_home(), checked)
     # At the end the state is the run's current one, so a dead worker shows as crashed; at an
     # earlier seq it is history, and the status is what the log said then.
     status = displayed_status(store, state) if args.at is None else state.status
     if args.json:
-        print(json.dumps(_as_json(state, status, rows, recs, verified), indent=2))
+        print(json.dumps(_as_json(state, status, shown, recs, verified), indent=2))
         return 0
-    out = timeline(state, rows, recs)
+    out = timeline(state, shown, recs)
     out += ["", *_state_lines(state, status, at_end=args.at is None)]
     if verified is not None:
         out += ["", _verified_line(verified)]

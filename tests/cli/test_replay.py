@@ -10,6 +10,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from kitchen import events as ev
+from kitchen.cli.replay import details
 from kitchen.store import EventStore
 from kitchen.testing.cli import Kitchen, one_line_error
 
@@ -230,3 +232,45 @@ def _snapshot(store: EventStore, home: Path) -> dict[str, Any]:
         (str(p.relative_to(home)), p.stat().st_mtime_ns) for p in home.rglob("*") if p.is_file()
     )
     return {"tables": tables, "files": files}
+
+
+def test_details_of_the_events_the_histories_above_lack() -> None:
+    assert (
+        details(
+            ev.StageFailed(
+                stage="forward_backward",
+                step=3,
+                epoch=0,
+                error_type="TrainingDiverged",
+                message="NaN",
+            )
+        )
+        == "TrainingDiverged: NaN"
+    )
+    assert details(ev.RunFailed(error_type="OSError", message="disk full")) == "OSError: disk full"
+    assert details(ev.RunCancelled(reason="cancelled by user", step=4)) == "cancelled by user"
+    assert (
+        details(
+            ev.CheckpointInvalidated(
+                checkpoint_seq=42, uri="r/c/step-000010", reason="sha256 mismatch"
+            )
+        )
+        == "checkpoint seq 42 uri=r/c/step-000010 (sha256 mismatch)"
+    )
+    assert (
+        details(ev.CheckpointDeleted(checkpoint_seq=42, uri="r/c/step-000010", step=10))
+        == "checkpoint seq 42 uri=r/c/step-000010"
+    )
+    assert (
+        details(
+            ev.StageCompleted(
+                stage="save_checkpoint",
+                dest="save_checkpoint",
+                step=10,
+                epoch=0,
+                outputs={"name": "step-000010", "deleted": ["step-000005"], "bytes": 2048},
+                duration_s=1.5,
+            )
+        )
+        == "bytes=2048  name=step-000010  (1.500s)"
+    )
