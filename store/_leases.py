@@ -9,7 +9,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from kitchen.errors import LeaseHeld
 
@@ -19,7 +18,10 @@ from .schema import cancel_requests, leases
 
 def _insert_if_absent(conn: sa.Connection, table: sa.Table, values: dict[str, object]) -> bool:
     """INSERT ... ON CONFLICT DO NOTHING; True if this call inserted the row."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql as dialect
+    else:
+        from sqlalchemy.dialects import sqlite as dialect  # type: ignore[no-redef]
     stmt = dialect.insert(table).values(**values).on_conflict_do_nothing()
     # RETURNING, not rowcount: psycopg reports -1 for a skipped INSERT ... ON CONFLICT
     return conn.execute(stmt.returning(table.c.run_id)).first() is not None
