@@ -62,17 +62,18 @@ class EventStore:
     # ------------------------------------------------------------------ transactions
 
     @contextmanager
-    def _writer(self) -> Iterator[sa.Connection]:
-        """A write transaction that serialises with every other writer of the log.
+    def _writer(self, *, log: bool = True) -> Iterator[sa.Connection]:
+        """A write transaction; with ``log``, one that serialises with every writer of the log.
 
-        SQLite: ``BEGIN IMMEDIATE``. Postgres: ``LOCK TABLE events IN EXCLUSIVE MODE`` (readers
-        are not blocked), so positions become visible in commit order and a reader tailing by
-        position never skips an event that commits late.
+        SQLite: ``BEGIN IMMEDIATE`` (there is one writer at a time anyway). Postgres, for the
+        log: ``LOCK TABLE events IN EXCLUSIVE MODE`` (readers are not blocked), so positions
+        become visible in commit order and a reader tailing by position never skips an event
+        that commits late. Lease and cancel writes leave the log alone and take row locks only.
         """
         with self._engine.connect() as conn:
             conn = conn.execution_options(kitchen_begin="IMMEDIATE")
             with conn.begin():
-                if self.dialect == "postgresql":
+                if log and self.dialect == "postgresql":
                     conn.exec_driver_sql("LOCK TABLE events IN EXCLUSIVE MODE")
                 yield conn
 
@@ -88,9 +89,9 @@ class EventStore:
                 raise translate(error, self._url, doing) from None
         raise AssertionError("unreachable")
 
-    def _write(self, doing: str, fn: Callable[[sa.Connection], T]) -> T:
+    def _write(self, doing: str, fn: Callable[[sa.Connection], T], *, log: bool = False) -> T:
         try:
-            with self._writer() as conn:
+            with self._writer(log=log) as conn:
                 return fn(conn)
         except KitchenError:
             raise
@@ -270,7 +271,7 @@ class EventStore:
                 conn.execute(runs.insert(), [_as_dict(row) for row in rows.values()])
             return len(rows)
 
-        return self._write("rebuild the runs projection", rebuild)
+        return self._write("rebuild the runs projection", rebuild, log=True)
 
     # ------------------------------------------------------------------ leases
 

@@ -2,6 +2,7 @@
 
     python _workers.py shared URL WORKER N   # N appends to run "shared", retrying conflicts
     python _workers.py own URL WORKER N      # N appends (batches of 1-3) to run "own-WORKER"
+    python _workers.py lease URL WORKER N    # try once to lease run "contested"; 1 if it won
 
 Each waits until the file named by KITCHEN_TEST_GO exists, so that all workers start together,
 and prints the number of conflicts it retried. A conflicting worker backs off for a random,
@@ -17,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from kitchen.errors import ConcurrencyConflict
+from kitchen.errors import ConcurrencyConflict, LeaseHeld
 from kitchen.store import NewEvent, open_store
 
 
@@ -61,6 +62,21 @@ def own(url: str, worker: int, n: int) -> int:
     return 0
 
 
+def lease(url: str, worker: int, _n: int) -> int:
+    """The lease names another host, so that its holder counts as live after this exits."""
+    store = open_store(url, migrate=False)
+    _wait_for_go()
+    try:
+        store.acquire_lease(
+            "contested", f"w{worker}", host="another-host", pid=1, attempt=1, ttl_s=300
+        )
+    except LeaseHeld:
+        return 0
+    finally:
+        store.close()
+    return 1
+
+
 if __name__ == "__main__":
     mode, url, worker, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-    print({"shared": shared, "own": own}[mode](url, worker, n))
+    print({"shared": shared, "own": own, "lease": lease}[mode](url, worker, n))

@@ -119,3 +119,18 @@ def test_tailing_reader_sees_every_event_once_in_order(
         assert [e.seq for e in mine] == list(range(1, per_worker + 1))
     assert [e.position for e in store.read_all()] == positions
     store.close()
+
+
+def test_racing_for_one_lease_exactly_one_wins(
+    db_url: str, tmp_path: Path, workers: list[Workers]
+) -> None:
+    pool = Workers(tmp_path, "lease", db_url, 1)
+    workers.append(pool)
+    pool.go()
+    won = pool.wait()
+    assert sorted(won) == [0] * (WORKERS - 1) + [1]
+    store = open_store(db_url)
+    lease = store.get_lease("contested")
+    assert lease is not None
+    assert lease.holder == f"w{won.index(1)}"
+    store.close()
