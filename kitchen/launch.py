@@ -76,9 +76,27 @@ def _dataset_identity(cfg: Any) -> str:
     registry.check("dataset", cfg.dataset_adapter)
     registry.check("training", cfg.training_adapter)
     store = registry.dataset_store(cfg.dataset_adapter)
-    rows = store.load(cfg.dataset, "train")
-    store.require_columns(rows, ["messages"], cfg.dataset)
+    rows = store.load(cfg.dataset, "train", columns=("messages",))
+    for index, row in enumerate(rows):
+        _check_chat_row(cfg.dataset, index, row["messages"])
     return str(store.fingerprint(cfg.dataset, "train"))
+
+
+def _check_chat_row(source: str, index: int, messages: Any) -> None:
+    ok = isinstance(messages, list) and bool(messages)
+    for m in messages if ok else ():
+        if not (
+            isinstance(m, dict)
+            and isinstance(m.get("role"), str)
+            and isinstance(m.get("content"), str)
+        ):
+            ok = False
+            break
+    if not ok:
+        raise ConfigError(
+            f"{source}: row {index}: 'messages' must be a non-empty list of "
+            "{'role': str, 'content': str}; fix or drop that row"
+        )
 
 
 def _check_renderer(cfg: Any) -> None:

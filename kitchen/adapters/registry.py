@@ -56,10 +56,9 @@ def training_client(cfg: Any) -> Any:
 
 def train_and_test(store: Any, cfg: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Training rows and held-out rows (the ``test`` split, or the last ``test_size`` rows)."""
-    train = list(store.load(cfg.dataset, "train"))
-    store.require_columns(train, ["messages"], cfg.dataset)
+    train = list(store.load(cfg.dataset, "train", columns=("messages",)))
     try:
-        test = list(store.load(cfg.dataset, "test"))
+        test = list(store.load(cfg.dataset, "test", columns=("messages",)))
     except ConfigError:
         if len(train) <= cfg.test_size:
             raise ConfigError(

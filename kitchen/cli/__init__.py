@@ -29,6 +29,8 @@ _COMMAND_MODULES = (
     "kitchen.cli.show",
     "kitchen.cli.replay",
     "kitchen.cli.cancel",
+    "kitchen.cli.sample",
+    "kitchen.cli.recover",
     "kitchen.cli.db",
 )
 
