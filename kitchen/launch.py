@@ -8,6 +8,7 @@ adapters.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
@@ -126,6 +127,18 @@ def _identify(recipe: ModuleType, cfg: Any) -> Prepared:
     return Prepared(recipe, cfg, record, kconfig.config_hash(record), fingerprint, home)
 
 
+def _write_config(p: Prepared) -> Any:
+    def write(run_dir: Path) -> None:
+        text = json.dumps(
+            {"recipe": p.recipe.NAME, "config": p.record, "config_hash": p.config_hash},
+            indent=2,
+            sort_keys=True,
+        )
+        (run_dir / "config.json").write_text(text + "\n", encoding="utf-8")
+
+    return write
+
+
 def _runner(
     p: Prepared, store: Any, run_id: str, reporter: Reporter, trace_console: bool
 ) -> Runner:
@@ -144,6 +157,7 @@ def _runner(
         blobs=registry.blob_store(p.recipe.ADAPTERS.get("blobs", "local"), p.home),
         telemetry=Telemetry(trace_console=trace_console),
         reporter=reporter,
+        on_created=_write_config(p),
     )
 
 

@@ -148,6 +148,7 @@ class Runner:
         check_every_s: float = 1.0,
         determinism_tolerance: float = 1e-6,
         handle_signals: bool = True,
+        on_created: Callable[[Path], None] | None = None,
     ) -> None:
         missing = {s.name for s in workflow.stages()} - set(stages)
         if missing:
@@ -168,6 +169,8 @@ class Runner:
         self.check_every_s = check_every_s
         self.tolerance = determinism_tolerance
         self.handle_signals = handle_signals
+        self.on_created = on_created
+        self.run_dir = self.home / run_id
         self.resources = SimpleNamespace()
         self.state = RunState(run_id=run_id)
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -230,6 +233,9 @@ class Runner:
                     self.flush()
                 except ConcurrencyConflict:
                     raise self._exists_error() from None
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                if self.on_created is not None:
+                    self.on_created(self.run_dir)
                 self.reporter.created(self.state)
                 return self._drive(RunMachine(self.table, self.workflow.conditions, INITIAL))
         finally:
@@ -259,6 +265,7 @@ class Runner:
         try:
             self._refold()  # the lease is ours now: nobody appends behind our back any more
             attempt = self.state.attempt + 1
+            self.run_dir.mkdir(parents=True, exist_ok=True)
             ckpt, bad = self._newest_valid_checkpoint()
             with self._attempt_span(attempt, self._previous_span()) as span:
                 self.record(self._attempt_started(attempt, span, ckpt.seq if ckpt else None))
@@ -456,7 +463,7 @@ class Runner:
             state=s,
             stage=stage,
             home=self.home,
-            run_dir=self.home / self.run_id,
+            run_dir=self.run_dir,
             blobs=self.blobs,
             resume=self._resume,
             interrupted=lambda: self._interrupt is not None,

@@ -35,7 +35,7 @@ def _accuracy(ctx: Any, sampler: Any, renderer: Any, rows: list[dict[str, Any]])
     )
     prompts = [renderer.build_generation_prompt(row["messages"][:-1]) for row in rows]
     if hasattr(sampler, "sample_batch"):
-        responses = sampler.sample_batch(prompts, params)
+        responses = sampler.sample_batch(prompts, params).result()
     else:
         responses = [sampler.sample(p, 1, params).result() for p in prompts]
     embedded = ctx.config.dataset in list_embedded()
