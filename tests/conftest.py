@@ -70,3 +70,23 @@ def postgres_url(_postgres_session_db: sa.Engine | None) -> str:
         conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
     url = _postgres_session_db.url.update_query_dict({"options": f"-csearch_path={schema}"})
     return url.render_as_string(hide_password=False)
+
+
+# --------------------------------------------------------------------------- CI guard
+# With KITCHEN_REQUIRE_POSTGRES=1 (set by .ci/run) a skipped Postgres test fails the session:
+# a CI run that silently skipped them would prove nothing about Postgres.
+_postgres_skips: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and POSTGRES_ENV in str(report.longrepr):
+        _postgres_skips.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if os.environ.get("KITCHEN_REQUIRE_POSTGRES") and _postgres_skips:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        print(
+            f"\nKITCHEN_REQUIRE_POSTGRES is set but {len(_postgres_skips)} Postgres test(s) were "
+            f"skipped, e.g. {_postgres_skips[0]}; set {POSTGRES_ENV}"
+        )
