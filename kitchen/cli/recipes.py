@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("recipes", help="list recipes; --graph NAME prints a workflow's transitions")
     p.add_argument(
         "--graph", metavar="NAME", help="print the states and transitions of recipe NAME"

@@ -12,9 +12,10 @@ import argparse
 import subprocess
 import sys
 import time
+from typing import Any
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "recover", help="resume crashed and interrupted runs, with a cap and backoff"
     )
@@ -27,11 +28,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=_recover)
 
 
-def _resumable(store: object) -> list[tuple[str, int]]:
+def _resumable(store: Any) -> list[tuple[str, int]]:
     from kitchen.cli._common import displayed_status
 
     out = []
-    for row in store.list_runs():  # type: ignore[attr-defined]
+    for row in store.list_runs():
         if displayed_status(store, row) in ("crashed", "interrupted"):
             out.append((row.run_id, int(row.attempts)))
     return out

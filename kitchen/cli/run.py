@@ -7,7 +7,7 @@ import argparse
 from kitchen.errors import NotFound
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "run",
         help="start a new run of a recipe",

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from kitchen.errors import NotFound
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sample", help="generate from a run's final weights or a checkpoint")
     p.add_argument("run_id")
     p.add_argument("prompt", help="the user message")
@@ -52,7 +53,7 @@ def _sample(args: argparse.Namespace) -> int:
     state, _ = load_state(store, args.run_id)
     ckpt = _pick_checkpoint(state, args.checkpoint)
     recipe = load_recipe(state.recipe or "")
-    cfg = kconfig.restore(recipe.Config, state.config, {})
+    cfg: Any = kconfig.restore(recipe.Config, state.config, {})
     path = registry.blob_store("local", kitchen_home()).local_path(ckpt.uri)  # type: ignore[attr-defined]
     client = registry.training_client(cfg)
     try:
@@ -64,7 +65,7 @@ def _sample(args: argparse.Namespace) -> int:
             temperature=args.temperature,
             top_p=args.top_p,
             top_k=args.top_k,
-            stop=tuple(renderer.get_stop_sequences()),
+            stop=tuple(renderer.get_stop_sequences()),  # type: ignore[arg-type]
             seed=args.seed,
         )
         resp = client.sampling_client().sample(prompt, 1, params).result()
