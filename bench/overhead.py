@@ -105,9 +105,8 @@ def kitchen_step_time(args: argparse.Namespace, db_url: str, home: Path, tag: st
 
 
 def plain_step_time(args: argparse.Namespace, batches: list[list[Any]], lr: float) -> float:
-    from local_backend import PlainLoop
-
     import torch
+    from local_backend import PlainLoop
 
     plain = PlainLoop(str(args.model_dir))
     with torch.no_grad():  # kitchen evaluates before training: warm the forward pass alike
