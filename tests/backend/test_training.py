@@ -54,6 +54,18 @@ def test_loading_without_the_optimizer_starts_fresh_moments(
     assert outcomes[0] != outcomes[1]
 
 
+def test_lora_dropout_applies_to_training_only(local_client: MakeClient) -> None:
+    client = local_client(lora_dropout=0.5)
+    datum = supervised(client, TEXT)
+    client.forward_backward([datum])
+    client.optim_step(STEP).result()  # the adapter is no longer zero, so dropout shows
+    scored = client.compute_logprobs(prompt_of(client)).result()
+    trained_on = client.forward_backward([datum]).result().loss_fn_outputs[0]["logprobs"]
+    gaps = [abs(a - b) for a, b in zip(trained_on.data, scored[1:], strict=True)]
+    assert max(gaps) > 1e-3
+    assert client.compute_logprobs(prompt_of(client)).result() == scored
+
+
 def test_bfloat16_trains_and_samples(local_client: MakeClient) -> None:
     client = local_client(dtype="bfloat16")
     data = [supervised(client, TEXT)]

@@ -225,8 +225,7 @@ class LocalTrainingClient:
         export.export_merged(model, self._tokenizer, folder)
 
     def _compute_logprobs(self, tokens: list[int]) -> list[float | None]:
-        self._model.eval()
-        try:
-            return prompt_logprobs(self._model, tokens)
-        finally:
-            self._model.train()
+        """Scored without dropout; the next forward_backward switches back to training mode."""
+        if self._model.training:
+            self._model.eval()
+        return prompt_logprobs(self._model, tokens)
