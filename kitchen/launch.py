@@ -118,8 +118,23 @@ def prepare(recipe_name: str, overrides: list[str], config_file: str | None) -> 
     return _identify(recipe, cfg)
 
 
+def _check_model(cfg: Any) -> None:
+    """A local model folder must hold a model; hub ids are checked when the session starts."""
+    from kitchen.embedded import resolve_model
+
+    name = str(cfg.model_name)
+    path = Path(resolve_model(name)).expanduser()
+    looks_local = path.exists() or name.startswith(("/", ".", "~")) or name.startswith("kitchen/")
+    if looks_local and not (path / "config.json").is_file():
+        raise ConfigError(
+            f"model_name {name!r}: {str(path)!r} holds no model (no config.json); "
+            "pass a folder written by save_pretrained, or a hub model id"
+        )
+
+
 def _identify(recipe: ModuleType, cfg: Any) -> Prepared:
     _check_renderer(cfg)
+    _check_model(cfg)
     home = kitchen_home()
     check_home_writable(home)
     record = kconfig.redacted(cfg)

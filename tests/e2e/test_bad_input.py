@@ -35,6 +35,7 @@ def _no_run_behind(home: Path) -> None:
         ),
         (["run", "sl_basic", "dataset=/nonexistent/data.jsonl"], "/nonexistent/data.jsonl"),
         (["run", "sl_basic", "renderer_name=nope"], "unknown renderer_name 'nope'"),
+        (["run", "sl_basic", "model_name=/nonexistent/model"], "holds no model"),
         (["run", "sl_basic", "--run-id", "bad id!"], "run id 'bad id!' is not allowed"),
         (["show", "no-such-run"], "no-such-run"),
         (["resume", "no-such-run"], "no-such-run"),
