@@ -1,7 +1,7 @@
 """Builds the embedded datasets from the task families, with fixed splits.
 
 The held-out problems are drawn first, from their own seed, and every other draw (the
-train splits of all three sets and the tiny model's pre-training text) excludes their keys;
+train splits of all three sets and the tiny model's pre-training text) excludes their questions;
 so a test score measures generalisation, never recall. ``python -m kitchen.embedded.generate``
 rewrites the shipped JSONL files; a test regenerates them and compares.
 """
@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from kitchen.embedded import ASSETS_DIR
-from kitchen.embedded.tasks import Problem, problems_excluding, unique_problems, wrong_answer
+from kitchen.embedded.tasks import (
+    Problem,
+    plain_text,
+    problems_excluding,
+    unique_problems,
+    wrong_answer,
+)
 
 HELD_OUT_SEED = 1000
 HELD_OUT_SIZE = 64
@@ -35,19 +41,19 @@ def held_out_problems() -> list[Problem]:
 
 
 @functools.cache
-def held_out_keys() -> frozenset[str]:
-    return frozenset(p.key for p in held_out_problems())
+def held_out_questions() -> frozenset[str]:
+    return frozenset(p.question for p in held_out_problems())
 
 
 def train_problems(kind: str) -> list[Problem]:
     rng = random.Random(TRAIN_SEEDS[kind])
-    return unique_problems(rng, TRAIN_SIZES[kind], exclude=held_out_keys())
+    return unique_problems(rng, TRAIN_SIZES[kind], exclude=held_out_questions())
 
 
 def pretraining_lines(count: int = PRETRAIN_LINES, seed: int = PRETRAIN_SEED) -> list[str]:
     """Plain-text lines (no chat format) for pre-training; never a held-out problem."""
     rng = random.Random(seed)
-    return [p.plain for p in problems_excluding(rng, count, held_out_keys())]
+    return [plain_text(p, rng) for p in problems_excluding(rng, count, held_out_questions())]
 
 
 def _user(problem: Problem) -> list[Row]:
