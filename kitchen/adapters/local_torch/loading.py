@@ -8,6 +8,7 @@ cause are turned into one-line kitchen errors here, in one place.
 from __future__ import annotations
 
 import random
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,6 +106,9 @@ def seed_everything(seed: int, device: str) -> None:
 
 
 def _from_pretrained(loader: Any, name: str, **kwargs: Any) -> Any:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # kitchen reports progress itself, on stderr
     try:
         return loader.from_pretrained(name, **kwargs)
     except (OSError, ValueError) as exc:
@@ -157,7 +161,10 @@ def load_lora_model(
     )
     torch.manual_seed(seed)
     try:
-        model = get_peft_model(base, config)
+        with warnings.catch_warnings():
+            # peft reads a property transformers 5 deprecated; nothing for a user to act on.
+            warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
+            model = get_peft_model(base, config)
     except ValueError as exc:
         raise ConfigError(f"cannot apply LoRA to {name}: {_first_line(exc)}") from exc
     return model.to(device)
