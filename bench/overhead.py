@@ -158,6 +158,7 @@ def main() -> None:
     args = parser.parse_args()
     warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
     from kitchen import config as kconfig
+    from kitchen.adapters.local_torch import worker
     from kitchen.embedded import resolve_model
     from kitchen.recipes.sl_basic import Config
 
@@ -172,7 +173,9 @@ def main() -> None:
         root = Path(scratch)
         pg_url = _fresh_pg_schema(pg) if pg else None
         for r in range(args.repeats):
-            times["plain"].append(plain_step_time(args, batches, cfg.learning_rate))
+            # On the process's torch thread, as kitchen's backend runs: two threads driving
+            # torch would each spin an OpenMP team and slow both loops alike.
+            times["plain"].append(worker.run(plain_step_time, args, batches, cfg.learning_rate))
             home = root / f"sqlite-{r}"
             times["sqlite"].append(
                 kitchen_step_time(args, f"sqlite:///{home}/kitchen.db", home, f"s{r}")

@@ -1,6 +1,7 @@
 """LocalTrainingClient: the TrainingClient port on a transformers causal LM with a peft LoRA.
 
-Every operation is queued on ONE worker thread and runs in submission order; each method
+Every operation is queued on the process's one torch thread (``worker``) and runs in
+submission order; each method
 returns its future at once. That is what lets a training loop submit step N+1's
 forward_backward before it reads step N's result (tinker's submit-ahead), and it means the
 model, the optimizer and the RNGs are only ever touched by that one thread.
@@ -9,12 +10,11 @@ model, the optimizer and the RNGs are only ever touched by that one thread.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from kitchen.adapters.local_torch import batch as batching
-from kitchen.adapters.local_torch import export, loading, optim, state
+from kitchen.adapters.local_torch import export, loading, optim, state, worker
 from kitchen.adapters.local_torch.decode import prompt_logprobs
 from kitchen.adapters.local_torch.losses import builtin
 from kitchen.adapters.local_torch.sampling import LocalSamplingClient
@@ -62,15 +62,20 @@ class LocalTrainingClient:
         torch_dtype = loading.pick_dtype(dtype)
         self._model_name = model_name
         self._seed = seed
-        path = loading.resolve_name(model_name)
-        loading.seed_everything(seed, self._device)
-        self._model = loading.load_lora_model(path, self._lora, self._device, torch_dtype, seed)
+        self._step = 0
+        self._executor = worker.Lane()
+        worker.run(self._load, loading.resolve_name(model_name), torch_dtype)
+
+    def _load(self, path: str, torch_dtype: Any) -> None:
+        """On the torch thread, like every other torch operation (see ``worker``)."""
+        loading.seed_everything(self._seed, self._device)
+        self._model = loading.load_lora_model(
+            path, self._lora, self._device, torch_dtype, self._seed
+        )
         self._tokenizer = loading.load_tokenizer(path)
         self._params = {n: p for n, p in self._model.named_parameters() if p.requires_grad}
         self._optimizer = optim.new_optimizer(self._params.values())
         self._vocab = int(self._model.get_input_embeddings().num_embeddings)
-        self._step = 0
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kitchen-train")
 
     # ------------------------------------------------------------------ the port
 

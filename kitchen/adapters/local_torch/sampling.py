@@ -1,10 +1,10 @@
 """LocalSamplingClient: generation from a frozen snapshot of a training client's weights.
 
-Requests run on the client's own worker thread, in submission order, so a caller can queue
-many and collect them later. Randomness comes only from ``torch.Generator`` objects: a
-request with a ``seed`` gets a generator of its own (same seed, same tokens); one without
-draws from the client's private stream, seeded when the client was made, so the global torch
-RNG a training run checkpoints is never touched by sampling.
+Requests run on the process's one torch thread (see ``worker``), in submission order, so a
+caller can queue many and collect them later. Randomness comes only from ``torch.Generator``
+objects: a request with a ``seed`` gets a generator of its own (same seed, same tokens); one
+without draws from the client's private stream, seeded when the client was made, so the global
+torch RNG a training run checkpoints is never touched by sampling.
 
 Beyond the SamplingClient port, ``sample_batch`` decodes many prompts in one left-padded
 batch; greedy evaluation over a test set should use it.
@@ -13,9 +13,9 @@ batch; greedy evaluation over a test set should use it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from kitchen.adapters.local_torch import worker
 from kitchen.adapters.local_torch.decode import (
     StopRule,
     check_params,
@@ -39,7 +39,7 @@ class LocalSamplingClient:
         self._tokenizer = tokenizer
         self._device = next(model.parameters()).device
         self._stream = torch.Generator(device=self._device).manual_seed(seed)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kitchen-sample")
+        self._executor = worker.Lane()
 
     def sample(
         self, prompt: ModelInput, num_samples: int, sampling_params: SamplingParams
