@@ -7,7 +7,8 @@ re-executed by a resumed attempt (to prove ``DeterminismMismatch`` fires). Both 
 import; when unset the checks cost one comparison.
 
 Point names used by the engine: ``flush:before``, ``flush:after``, ``stage:<name>:before``,
-``stage:<name>:after``, ``checkpoint:mid_write``, ``checkpoint:after_blob``,
+``stage:<name>:after``, ``append:before_commit`` (rows inserted, transaction not yet
+committed), ``checkpoint:mid_write``, ``checkpoint:after_blob``,
 ``final:mid_write``, ``evaluate:mid``.
 """
 

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy import exc
 
+from kitchen import faults
 from kitchen.errors import ConcurrencyConflict, KitchenError, NotFound, StoreUnavailable
 
 from . import _append, _leases
@@ -120,6 +121,7 @@ class EventStore:
                     prev = self._prev(conn, run_id, expected_seq)
                     rows = _append.build(run_id, prepared, expected_seq, prev)
                     stored = _append.write(conn, rows, expected_seq)
+                    faults.point("append:before_commit")  # crash tests: inserted, not committed
             except (exc.IntegrityError, sqlite3.IntegrityError):
                 self._tips.pop(run_id, None)
                 raise self._conflict(run_id, expected_seq) from None
