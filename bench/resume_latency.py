@@ -58,10 +58,10 @@ def one(home: Path, run_id: str) -> tuple[float, float]:
         for e in store.read(run_id, after_seq=before):
             if e.type == "RunResumed" and resumed is None:
                 resumed = time.perf_counter() - t0
-            if e.type == "StageCompleted" and e.payload["stage"] == "log_step_metrics":
-                if e.payload["outputs"].get("steps"):
-                    first_step = time.perf_counter() - t0
-                    break
+            logged = e.type == "StageCompleted" and e.payload["stage"] == "log_step_metrics"
+            if logged and e.payload["outputs"].get("steps"):
+                first_step = time.perf_counter() - t0
+                break
         time.sleep(0.01)
     proc.wait()
     store.close()
@@ -79,13 +79,11 @@ def main() -> None:
             rows.append(one(Path(scratch) / f"h{r}", f"latency-{r}"))
             resumed, first = rows[-1]
             print(f"repeat {r + 1}: RunResumed {resumed:.2f} s, first step {first:.2f} s")
+    resumed = statistics.median(r[0] for r in rows)
+    first = statistics.median(r[1] for r in rows)
     print("| measure | median s |\n|---|---|")
-    print(
-        f"| `kitchen resume` → RunResumed committed | {statistics.median(r[0] for r in rows):.2f} |"
-    )
-    print(
-        f"| `kitchen resume` → first new step committed | {statistics.median(r[1] for r in rows):.2f} |"
-    )
+    print(f"| `kitchen resume` -> RunResumed committed | {resumed:.2f} |")
+    print(f"| `kitchen resume` -> first new step committed | {first:.2f} |")
 
 
 if __name__ == "__main__":
