@@ -145,7 +145,7 @@ class Runner:
         telemetry: Any = None,
         reporter: Reporter | None = None,
         lease_ttl_s: float = 60.0,
-        check_every_s: float = 1.0,
+        check_every_s: float = 5.0,
         determinism_tolerance: float = 1e-6,
         handle_signals: bool = True,
         on_created: Callable[[Path], None] | None = None,

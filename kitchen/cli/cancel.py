@@ -40,7 +40,7 @@ def _cancel(args: argparse.Namespace) -> int:
         store.request_cancel(run_id)
         print(
             f"cancel requested: the runner of {run_id} (pid {lease.pid} on {lease.host}) will "
-            "stop at the next stage boundary"
+            "stop at a stage boundary within about 5 seconds"
         )
         return 0
     event = ev.RunCancelled(reason="cancelled by user", step=state.step)
