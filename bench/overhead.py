@@ -8,8 +8,8 @@ is the training loop's time divided by its steps: for kitchen from the end of th
 ``set_epoch`` to the end of the last ``log_step_metrics`` (so set-up, evaluation and the final
 save are excluded, as they are for the plain loop), every event durably committed per step.
 
-Then one more kitchen run under cProfile breaks kitchen's own main-thread time down into the
-store, spans, machine, fold and metrics.
+Then one more kitchen run, profiled (cProfile, main thread) over its training loop only, breaks
+kitchen's own time down into the store, spans, machine, fold and metrics.
 
     python bench/overhead.py [--steps 40] [--repeats 5] [--batch-size 32]
 """
@@ -67,10 +67,9 @@ def rendered_batches(cfg: Any) -> list[list[Any]]:
 class LoopTimer:
     """A reporter that notes when the training loop starts and when its last step is logged."""
 
-    def __init__(self) -> None:
-        from kitchen.runner import Reporter
-
-        self.base = Reporter()
+    def __init__(self, profiler: cProfile.Profile | None = None, steps: int = 0) -> None:
+        self.profiler = profiler
+        self.total = steps
         self.start: float | None = None
         self.end: float | None = None
         self.steps = 0
@@ -83,21 +82,31 @@ class LoopTimer:
         now = time.perf_counter()
         if stage.name == "set_epoch" and self.start is None:
             self.start = now
+            if self.profiler is not None:
+                self.profiler.enable()
         if stage.name == "log_step_metrics" and outputs.get("steps"):
             self.end = now
             self.steps += len(outputs["steps"])
+            if self.profiler is not None and self.steps == self.total:
+                self.profiler.disable()
 
     def finished(self, state: Any, code: int) -> None: ...
 
 
-def kitchen_step_time(args: argparse.Namespace, db_url: str, home: Path, tag: str) -> float:
+def kitchen_step_time(
+    args: argparse.Namespace,
+    db_url: str,
+    home: Path,
+    tag: str,
+    profiler: cProfile.Profile | None = None,
+) -> float:
     from kitchen import launch
     from kitchen.store import open_store
 
     os.environ["KITCHEN_HOME"] = str(home)
     prepared = launch.prepare("sl_basic", settings(args), None)
     store = open_store(db_url)
-    timer = LoopTimer()
+    timer = LoopTimer(profiler, args.steps)
     code = launch.start(prepared, store, f"overhead-{tag}", timer)  # type: ignore[arg-type]
     store.close()
     assert code == 0 and timer.start and timer.end and timer.steps == args.steps, code
@@ -130,11 +139,9 @@ GROUPS = {
 
 
 def profile_breakdown(args: argparse.Namespace, db_url: str, home: Path) -> dict[str, float]:
-    """Self time (main thread) per group, in ms per step, from one profiled kitchen run."""
+    """Self time (main thread) per group, in ms per step, over the training loop of one run."""
     prof = cProfile.Profile()
-    prof.enable()
-    kitchen_step_time(args, db_url, home, "profiled")
-    prof.disable()
+    kitchen_step_time(args, db_url, home, "profiled", prof)
     stats = pstats.Stats(prof)
     out = dict.fromkeys(GROUPS, 0.0)
     out["other kitchen code"] = 0.0
