@@ -43,6 +43,51 @@ def insert_events(dialect: Dialect, n: int) -> str:
     )
 
 
+# Postgres casts for the unnest() form of the insert, in EVENT_COLUMNS order.
+_PG_ARRAY_TYPES = {
+    "run_id": "text[]",
+    "seq": "int[]",
+    "type": "text[]",
+    "payload": "text[]",
+    "recorded_at": "timestamptz[]",
+    "schema_version": "int[]",
+    "prev_hash": "text[]",
+    "hash": "text[]",
+}
+
+
+@cache
+def pg_append(columns: tuple[str, ...]) -> str:
+    """Postgres: insert a batch and move its run's row, in one statement (one round trip).
+
+    The rows arrive as one array per column and are spread by ``unnest``, so the statement's
+    text and its eight parameters are the same for every batch size: the driver parses it once
+    and the server runs it as a prepared statement, where a multi-row VALUES list would be new
+    SQL for every batch (and, past 50 parameters, parsed again on every call by the driver).
+    The UPDATE of ``runs`` is a data-modifying CTE, so it runs whether or not its result is
+    read; the caller rolls the whole transaction back if fewer rows were inserted than sent.
+    With no ``columns`` there is no UPDATE (the run's row is inserted apart, before).
+    """
+    arrays = ", ".join(f"%b::{_PG_ARRAY_TYPES[c]}" for c in EVENT_COLUMNS)
+    insert = (
+        f"INSERT INTO {events.name} ({', '.join(EVENT_COLUMNS)}) SELECT * FROM unnest({arrays}) "
+        "ON CONFLICT (run_id, seq) DO NOTHING RETURNING seq, position"
+    )
+    if not columns:
+        return insert
+    sets = ", ".join(f"{c} = %s" for c in columns)
+    return (
+        f"WITH ins AS ({insert}), "
+        f"upd AS (UPDATE {runs.name} SET {sets} WHERE run_id = %s) "
+        "SELECT seq, position FROM ins"
+    )
+
+
+def pg_event_arrays(rows: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
+    """One list per column, in EVENT_COLUMNS order, for ``pg_append``."""
+    return [[row[c] for row in rows] for c in EVENT_COLUMNS]
+
+
 @cache
 def insert_run(dialect: Dialect, columns: tuple[str, ...]) -> str:
     marks = ", ".join([_mark(dialect)] * len(columns))

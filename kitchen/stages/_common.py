@@ -79,8 +79,19 @@ def lr_multiplier(schedule: str, step: int, total_steps: int) -> float:
     raise ValueError(f"unknown lr_schedule {schedule!r}")
 
 
-def batch_stats(batch: list[Datum]) -> tuple[int, int, float]:
-    """(num_sequences, num_tokens, num_loss_tokens) of a batch."""
-    tokens = sum(d.model_input.length for d in batch)
-    loss_tokens = sum(sum(d.loss_fn_inputs["weights"].data) for d in batch)
-    return len(batch), tokens, float(loss_tokens)
+def datum_sizes(data: list[Datum]) -> list[tuple[int, float]]:
+    """(num_tokens, num_loss_tokens) of every datum, computed once so a step only adds them."""
+    return [
+        (d.model_input.length, float(sum(d.loss_fn_inputs["weights"].data))) for d in data
+    ]
+
+
+def batch_stats(sizes: list[tuple[int, float]], idx: list[int]) -> tuple[int, int, float]:
+    """(num_sequences, num_tokens, num_loss_tokens) of the batch of data indices ``idx``."""
+    tokens = 0
+    loss_tokens = 0.0
+    for i in idx:
+        n, w = sizes[i]
+        tokens += n
+        loss_tokens += w
+    return len(idx), tokens, loss_tokens

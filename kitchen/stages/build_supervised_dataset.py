@@ -10,7 +10,7 @@ from typing import Any
 
 from kitchen.errors import ConfigError
 from kitchen.renderers import TrainOnWhat, datum_from_model_input_weights
-from kitchen.stages._common import Cursor, Pipeline, Plan, epoch_order
+from kitchen.stages._common import Cursor, Pipeline, Plan, datum_sizes, epoch_order
 
 
 def run(ctx: Any) -> dict[str, Any]:
@@ -29,6 +29,7 @@ def run(ctx: Any) -> dict[str, Any]:
     if cfg.max_steps is not None:
         total = min(total, cfg.max_steps)
     r.data = data
+    r.sizes = datum_sizes(data)
     r.plan = Plan(len(data), cfg.batch_size, per_epoch, total)
     r.pipeline = Pipeline()
     r.cursor = Cursor()

@@ -16,6 +16,6 @@ def run(ctx: Any) -> dict[str, Any]:
     c.batch_index += 1
     c.step += 1
     r.batch = (step, batch)
-    n_seq, n_tok, n_loss = batch_stats(batch)
+    n_seq, n_tok, n_loss = batch_stats(r.sizes, idx)
     r.batch_stats = (n_seq, n_tok, n_loss)
     return {"step": step, "epoch": c.epoch, "num_sequences": n_seq, "num_tokens": n_tok}
