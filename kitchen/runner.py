@@ -45,7 +45,7 @@ from kitchen.errors import (
     StoreUnavailable,
 )
 from kitchen.machine import RunMachine
-from kitchen.state import Checkpoint, Recorded, RunState, apply, fold
+from kitchen.state import Checkpoint, Recorded, RunState, advance, fold
 from kitchen.workflow import FINISH_TRIGGER, INITIAL, Loop, Node, Stage, Workflow
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFLICT, EXIT_INTERRUPTED = 0, 1, 3, 130
@@ -173,6 +173,7 @@ class Runner:
         self.run_dir = self.home / run_id
         self.resources = SimpleNamespace()
         self.state = RunState(run_id=run_id)
+        self._owned: set[str] = set()  # dict fields of self.state that grow in place (advance)
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._committed_seq = 0
         self._buffer: list[ev.Event] = []
@@ -188,7 +189,7 @@ class Runner:
         """Add an event to the unit of work and fold it; returns its seq."""
         seq = self.state.last_seq + 1
         self._buffer.append(event)
-        self.state = apply(self.state, Recorded(seq, None, event))
+        self.state = advance(self.state, Recorded(seq, None, event), self._owned)
         return seq
 
     def flush(self) -> None:
@@ -309,6 +310,7 @@ class Runner:
 
     def _refold(self) -> None:
         self.state = fold(self.run_id, self._load())
+        self._owned = set()
         self._committed_seq = self.state.last_seq
         if self.state.terminal:
             raise ConfigError(

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Union
 
 INITIAL = "start"
@@ -99,10 +100,15 @@ class Workflow:
         yield from self.teardown
 
     def stage_at(self, slot: str) -> Stage:
+        return self._by_slot[slot]
+
+    @cached_property
+    def _by_slot(self) -> dict[str, Stage]:
+        """slot -> stage, built once: the runner looks a stage up on every transition."""
+        found: dict[str, Stage] = {}
         for s in self.stages():
-            if s.slot == slot:
-                return s
-        raise KeyError(slot)
+            found.setdefault(s.slot, s)
+        return found
 
     def compile(self) -> TransitionTable:
         return compile_workflow(self)

@@ -155,7 +155,9 @@ def _write_postgres(
     else:
         columns = tuple(merged)
         params += [*_sql.values(conn.dialect, merged, columns), rows[0]["run_id"]]
-    positions = dict(_sql.execute(conn, _sql.pg_append(columns), params))
+    positions = {
+        int(seq): int(pos) for seq, pos in _sql.execute(conn, _sql.pg_append(columns), params)
+    }
     _check_count(rows, positions, expected_seq)
     return positions
 

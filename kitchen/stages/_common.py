@@ -81,9 +81,7 @@ def lr_multiplier(schedule: str, step: int, total_steps: int) -> float:
 
 def datum_sizes(data: list[Datum]) -> list[tuple[int, float]]:
     """(num_tokens, num_loss_tokens) of every datum, computed once so a step only adds them."""
-    return [
-        (d.model_input.length, float(sum(d.loss_fn_inputs["weights"].data))) for d in data
-    ]
+    return [(d.model_input.length, float(sum(d.loss_fn_inputs["weights"].data))) for d in data]
 
 
 def batch_stats(sizes: list[tuple[int, float]], idx: list[int]) -> tuple[int, int, float]:

@@ -11,7 +11,7 @@ import pytest
 
 from kitchen import events as ev
 from kitchen.errors import EventSchemaError
-from kitchen.state import Recorded, RunState, apply, fold
+from kitchen.state import Recorded, RunState, advance, apply, fold
 
 GOLDEN = sorted((Path(__file__).parent / "golden").glob("*.json"))
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "events.md"
@@ -69,6 +69,31 @@ def test_folding_one_by_one_equals_folding_the_batch(path: Path) -> None:
     for rec in records:
         state = fold(history["run_id"], [rec], state)
     assert state == batch
+
+
+@pytest.mark.parametrize("path", GOLDEN, ids=[p.stem for p in GOLDEN])
+def test_advancing_one_by_one_equals_folding_the_batch(path: Path) -> None:
+    history = json.loads(path.read_text())
+    records = _records(history)
+    state = RunState(run_id=history["run_id"])
+    owned: set[str] = set()
+    for rec in records:
+        state = advance(state, rec, owned)
+    assert state == fold(history["run_id"], records)
+
+
+def test_advance_keeps_the_old_states_fields_and_grows_owned_dicts_in_place() -> None:
+    history = json.loads((Path(__file__).parent / "golden" / "crash_resume.json").read_text())
+    records = _records(history)
+    owned: set[str] = set()
+    state = RunState(run_id="golden-2")
+    for rec in records[:8]:
+        state = advance(state, rec, owned)
+    after = advance(state, records[8], owned)
+    assert after is not state
+    assert (state.last_seq, after.last_seq) == (8, 9)
+    # step_metrics is shared by the runner's line of states: one dict, grown, never copied
+    assert "step_metrics" in owned and after.step_metrics is state.step_metrics
 
 
 def test_apply_does_not_mutate_its_input() -> None:
