@@ -3,7 +3,8 @@
 (a) a plain loop written by hand (pad, forward, weighted NLL, backward, AdamW), (b) kitchen's
 sl_basic on SQLite, (c) kitchen on Postgres when KITCHEN_TEST_POSTGRES_URL is set. All three train
 the same LoRA on the same rendered batches for the same number of steps, in one process, with the
-repeats interleaved (a, b, c, a, b, c, ...) so machine noise hits them alike. A step's wall time
+repeats interleaved (a, b, c, a, b, c, ..., a) so machine noise hits them alike, and each kitchen
+run's ratio taken to the mean of the plain runs just before and after it. A step's wall time
 is the training loop's time divided by its steps: for kitchen from the end of the first
 ``set_epoch`` to the end of the last ``log_step_metrics`` (so set-up, evaluation and the final
 save are excluded, as they are for the plain loop), every event durably committed per step.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import itertools
 import os
 import pstats
 import statistics
@@ -194,6 +196,8 @@ def main() -> None:
                 + "  ".join(f"{k} {v[-1] * 1000:.1f} ms" for k, v in times.items()),
                 file=sys.stderr,
             )
+        # one more plain run, so that every kitchen run has a plain run on either side
+        times["plain"].append(worker.run(plain_step_time, args, batches, cfg.learning_rate))
         home = root / "profile"
         costs = profile_breakdown(args, f"sqlite:///{home}/kitchen.db", home)
     report(args, times, costs)
@@ -221,12 +225,18 @@ def report(
     args: argparse.Namespace, times: dict[str, list[float]], costs: dict[str, float]
 ) -> None:
     base = statistics.median(times["plain"])
+    # Each kitchen run is compared with the mean of the plain runs just before and just after
+    # it, which cancels drifts in machine speed slower than one round of runs.
+    around = [(a + b) / 2 for a, b in itertools.pairwise(times["plain"])]
     shape = f"{args.steps} steps x {args.repeats} repeats, batch_size {args.batch_size}"
     print(f"\n{shape}, model {args.model}")
     print("| loop | median ms/step | ratio to plain | per-repeat ratios |")
     print("|---|---|---|---|")
     for name, vals in times.items():
-        ratios = [v / p for v, p in zip(vals, times["plain"], strict=True)]
+        if name == "plain":
+            ratios = [v / base for v in vals]  # the plain loop's own run-to-run spread
+        else:
+            ratios = [v / p for v, p in zip(vals, around, strict=True)]
         print(
             f"| {name} | {statistics.median(vals) * 1000:.2f} | {statistics.median(ratios):.3f} | "
             + ", ".join(f"{x:.3f}" for x in ratios)

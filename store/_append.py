@@ -3,7 +3,8 @@
 Kept apart from connection handling so the hot path reads top to bottom: at most one read
 (the hash of the expected seq, skipped when this store wrote or read it last), one multi-row
 INSERT ... RETURNING, one statement for the projection, one commit. On Postgres the INSERT and
-the projection's UPDATE are one statement (``_sql.pg_append``), a round trip less per append.
+the projection's UPDATE are one statement (``_sql.pg_append``), sent with the log's lock in one
+round trip (``_write_postgres``).
 """
 
 from __future__ import annotations
@@ -146,18 +147,26 @@ def _project(
 def _write_postgres(
     conn: sa.Connection, rows: list[dict[str, Any]], payloads: list[Any], expected_seq: int
 ) -> dict[int, int]:
-    """The events and the run's row in one statement (see ``_sql.pg_append``)."""
+    """The log's lock, the run's row and the events in one round trip.
+
+    BEGIN (sent by the driver), ``LOCK TABLE events``, the INSERT of a new run's row, and one
+    statement that inserts the events and updates the run's row (``_sql.pg_append``) travel
+    together in a pipeline; the commit is the only other round trip.
+    """
     merged = _merged(rows, payloads)
     params: list[Any] = _sql.pg_event_arrays(rows)
+    statements: list[tuple[str, Any]] = [(_sql.LOCK_LOG, None)]
     columns: tuple[str, ...] = ()
     if expected_seq == 0:
-        _insert_run(conn, rows, merged)
+        full = asdict(initial_row(rows[0]["run_id"], rows[0]["recorded_at"])) | merged
+        names = tuple(full)
+        dialect = conn.dialect
+        statements.append((_sql.insert_run(dialect, names), _sql.values(dialect, full, names)))
     else:
         columns = tuple(merged)
         params += [*_sql.values(conn.dialect, merged, columns), rows[0]["run_id"]]
-    positions = {
-        int(seq): int(pos) for seq, pos in _sql.execute(conn, _sql.pg_append(columns), params)
-    }
+    statements.append((_sql.pg_append(columns), params))
+    positions = {int(seq): int(pos) for seq, pos in _sql.pg_pipeline(conn, statements)}
     _check_count(rows, positions, expected_seq)
     return positions
 

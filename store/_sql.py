@@ -58,7 +58,7 @@ _PG_ARRAY_TYPES = {
 
 @cache
 def pg_append(columns: tuple[str, ...]) -> str:
-    """Postgres: insert a batch and move its run's row, in one statement (one round trip).
+    """Postgres: insert a batch and move its run's row, in one statement.
 
     The rows arrive as one array per column and are spread by ``unnest``, so the statement's
     text and its eight parameters are the same for every batch size: the driver parses it once
@@ -138,6 +138,46 @@ def execute(conn: sa.Connection, sql: str, params: Sequence[Any]) -> Iterable[Se
         return dbapi.execute(sql, params).fetchall()
     result = conn.exec_driver_sql(sql, tuple(params))
     return result.all() if result.returns_rows else []
+
+
+LOCK_LOG = f"LOCK TABLE {events.name} IN EXCLUSIVE MODE"
+
+
+def pg_pipeline(
+    conn: sa.Connection, statements: Sequence[tuple[str, Sequence[Any] | None]]
+) -> list[Sequence[Any]]:
+    """Postgres: send ``statements`` in one round trip (psycopg's pipeline mode); returns the
+    rows of the last one.
+
+    SQLAlchemy cannot run a pipeline, so the statements go to the driver's connection inside
+    the caller's SQLAlchemy transaction, and a driver error is handed back the way SQLAlchemy
+    would: a disconnect invalidates the pooled connection and raises a ``DBAPIError`` whose
+    ``connection_invalidated`` is set, every error leaves as SQLAlchemy's wrapper of its class.
+    """
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None
+    dialect = conn.dialect
+    try:
+        with dbapi.pipeline():
+            cursors = []
+            for sql, params in statements:
+                cur = dbapi.cursor()
+                cur.execute(sql, params)
+                cursors.append(cur)
+        rows = list(cursors[-1].fetchall())
+        return rows
+    except dialect.loaded_dbapi.Error as error:
+        lost = dialect.is_disconnect(error, dbapi, None)
+        if lost:
+            conn.invalidate()
+        raise sa.exc.DBAPIError.instance(
+            statements[-1][0],
+            None,
+            error,
+            dialect.loaded_dbapi.Error,
+            connection_invalidated=lost,
+            dialect=dialect,
+        ) from error
 
 
 def insert_rows(conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> dict[int, int]:

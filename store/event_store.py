@@ -22,7 +22,7 @@ from sqlalchemy import exc
 from kitchen import faults
 from kitchen.errors import ConcurrencyConflict, KitchenError, NotFound, StoreUnavailable
 
-from . import _append, _leases
+from . import _append, _leases, _sql
 from ._engine import DRIVER_ERRORS, is_disconnect, mask, translate
 from ._verify import verify_chain
 from .canonical import GENESIS_HASH
@@ -75,7 +75,7 @@ class EventStore:
             conn = conn.execution_options(kitchen_begin="IMMEDIATE")
             with conn.begin():
                 if log and self.dialect == "postgresql":
-                    conn.exec_driver_sql("LOCK TABLE events IN EXCLUSIVE MODE")
+                    conn.exec_driver_sql(_sql.LOCK_LOG)
                 yield conn
 
     def _read(self, doing: str, fn: Callable[[sa.Connection], T]) -> T:
@@ -117,7 +117,8 @@ class EventStore:
         for attempt in (1, 2):
             rows: list[dict[str, Any]] = []
             try:
-                with self._writer() as conn:
+                # Postgres: the append takes the log's lock itself, in its one round trip
+                with self._writer(log=self.dialect != "postgresql") as conn:
                     prev = self._prev(conn, run_id, expected_seq)
                     rows = _append.build(run_id, prepared, expected_seq, prev)
                     stored = _append.write(conn, rows, expected_seq)

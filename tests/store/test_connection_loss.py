@@ -50,8 +50,10 @@ def _victim(store: EventStore) -> None:
 
 
 def _disconnects(store: EventStore) -> list[bool]:
+    """One True per pooled connection thrown away as lost (SQLAlchemy's pool event, fired
+    both for statements SQLAlchemy runs and for the append's pipelined ones)."""
     seen: list[bool] = []
-    event.listen(store.engine, "handle_error", lambda ctx: seen.append(ctx.is_disconnect))
+    event.listen(store.engine, "invalidate", lambda _dbapi, _rec, _exc: seen.append(True))
     return seen
 
 
