@@ -9,9 +9,11 @@ unknown is settled by reading back its rows and comparing hashes, so it is never
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -54,6 +56,9 @@ class EventStore:
         # for chaining: UNIQUE(run_id, seq) still catches every conflict.
         self._tips: dict[str, tuple[int, str]] = {}
         self._unsettled: dict[str, _Unsettled] = {}
+        self._held: sa.Connection | None = None  # SQLite: the connection kept for writes
+        self._held_pid: int | None = None
+        self._held_lock = threading.Lock()
 
     @property
     def engine(self) -> sa.Engine:
@@ -71,12 +76,43 @@ class EventStore:
         become visible in commit order and a reader tailing by position never skips an event
         that commits late. Lease and cancel writes leave the log alone and take row locks only.
         """
+        if self.dialect == "sqlite" and self._held_lock.acquire(blocking=False):
+            try:
+                held = self._held_connection()
+                try:
+                    with held.begin():
+                        yield held
+                except DRIVER_ERRORS:
+                    self._drop_held()  # start the next write on a fresh connection
+                    raise
+            finally:
+                self._held_lock.release()
+            return
         with self._engine.connect() as conn:
             conn = conn.execution_options(kitchen_begin="IMMEDIATE")
             with conn.begin():
                 if log and self.dialect == "postgresql":
                     conn.exec_driver_sql(_sql.LOCK_LOG)
                 yield conn
+
+    def _held_connection(self) -> sa.Connection:
+        """SQLite: the connection this store keeps for its writes (caller holds _held_lock).
+
+        Checking a connection out of the pool and resetting it on return costs about as much
+        as the SQLite commit itself (30-40 µs); an append of one event costs 0.2 ms in all. A
+        writer in another thread, while this one is busy, takes a pooled connection instead.
+        """
+        pid = os.getpid()
+        if self._held is None or self._held_pid != pid:
+            self._held = self._engine.connect().execution_options(kitchen_begin="IMMEDIATE")
+            self._held_pid = pid
+        return self._held
+
+    def _drop_held(self) -> None:
+        held, self._held = self._held, None
+        if held is not None and self._held_pid == os.getpid():
+            with suppress(Exception):
+                held.close()
 
     def _read(self, doing: str, fn: Callable[[sa.Connection], T]) -> T:
         """Run a read in one transaction; retried once if the connection was dropped."""
@@ -316,6 +352,8 @@ class EventStore:
         self._write(f"cancel run {run_id}", lambda c: _leases.clear_cancel(c, run_id))
 
     def close(self) -> None:
+        with self._held_lock:
+            self._drop_held()
         self._engine.dispose()
 
     def __enter__(self) -> EventStore:
