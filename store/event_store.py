@@ -56,7 +56,7 @@ class EventStore:
         # for chaining: UNIQUE(run_id, seq) still catches every conflict.
         self._tips: dict[str, tuple[int, str]] = {}
         self._unsettled: dict[str, _Unsettled] = {}
-        self._held: sa.Connection | None = None  # SQLite: the connection kept for writes
+        self._held: sa.Connection | None = None  # the connection kept for writes
         self._held_pid: int | None = None
         self._held_lock = threading.Lock()
 
@@ -76,31 +76,37 @@ class EventStore:
         become visible in commit order and a reader tailing by position never skips an event
         that commits late. Lease and cancel writes leave the log alone and take row locks only.
         """
-        if self.dialect == "sqlite" and self._held_lock.acquire(blocking=False):
+        if self._held_lock.acquire(blocking=False):
             try:
                 held = self._held_connection()
                 try:
-                    with held.begin():
+                    with self._transaction(held, log):
                         yield held
                 except DRIVER_ERRORS:
-                    self._drop_held()  # start the next write on a fresh connection
+                    self._drop_held()  # the next write starts on a fresh connection
                     raise
             finally:
                 self._held_lock.release()
             return
         with self._engine.connect() as conn:
             conn = conn.execution_options(kitchen_begin="IMMEDIATE")
-            with conn.begin():
-                if log and self.dialect == "postgresql":
-                    conn.exec_driver_sql(_sql.LOCK_LOG)
+            with self._transaction(conn, log):
                 yield conn
 
+    @contextmanager
+    def _transaction(self, conn: sa.Connection, log: bool) -> Iterator[None]:
+        with conn.begin():
+            if log and self.dialect == "postgresql":
+                conn.exec_driver_sql(_sql.LOCK_LOG)
+            yield
+
     def _held_connection(self) -> sa.Connection:
-        """SQLite: the connection this store keeps for its writes (caller holds _held_lock).
+        """The connection this store keeps for its writes (the caller holds _held_lock).
 
         Checking a connection out of the pool and resetting it on return costs about as much
-        as the SQLite commit itself (30-40 µs); an append of one event costs 0.2 ms in all. A
-        writer in another thread, while this one is busy, takes a pooled connection instead.
+        as a SQLite commit (30-40 µs; a one-event append costs 0.2 ms in all). A writer in
+        another thread, while this one is busy, takes a pooled connection instead; a driver
+        error (a lost Postgres connection included) drops the kept one.
         """
         pid = os.getpid()
         if self._held is None or self._held_pid != pid:

@@ -64,6 +64,7 @@ def _events(n: int) -> list[NewEvent]:
 def test_read_survives_a_dropped_connection(store: EventStore) -> None:
     _victim(store)
     store.append("r1", _events(2), 0)
+    store.read("r1")  # reads use pooled connections: leave one in the pool to be killed
     _kill_backends(store)
     seen = _disconnects(store)
     assert [e.seq for e in store.read("r1")] == [1, 2]
