@@ -125,11 +125,14 @@ def _merged(rows: list[dict[str, Any]], payloads: list[Any]) -> dict[str, Any]:
     return merged
 
 
-def _insert_run(conn: sa.Connection, rows: list[dict[str, Any]], merged: dict[str, Any]) -> None:
+def _run_insert(
+    conn: sa.Connection, rows: list[dict[str, Any]], merged: dict[str, Any]
+) -> tuple[str, list[Any]]:
+    """The INSERT of a new run's row into the projection, and its parameters."""
     full = asdict(initial_row(rows[0]["run_id"], rows[0]["recorded_at"])) | merged
     columns = tuple(full)
     dialect = conn.dialect
-    _sql.execute(conn, _sql.insert_run(dialect, columns), _sql.values(dialect, full, columns))
+    return _sql.insert_run(dialect, columns), _sql.values(dialect, full, columns)
 
 
 def _project(
@@ -137,7 +140,7 @@ def _project(
 ) -> None:
     merged = _merged(rows, payloads)
     if expected_seq == 0:
-        _insert_run(conn, rows, merged)
+        _sql.execute(conn, *_run_insert(conn, rows, merged))
     else:
         columns = tuple(merged)
         params = (*_sql.values(conn.dialect, merged, columns), rows[0]["run_id"])
@@ -158,10 +161,7 @@ def _write_postgres(
     statements: list[tuple[str, Any]] = [(_sql.LOCK_LOG, None)]
     columns: tuple[str, ...] = ()
     if expected_seq == 0:
-        full = asdict(initial_row(rows[0]["run_id"], rows[0]["recorded_at"])) | merged
-        names = tuple(full)
-        dialect = conn.dialect
-        statements.append((_sql.insert_run(dialect, names), _sql.values(dialect, full, names)))
+        statements.append(_run_insert(conn, rows, merged))
     else:
         columns = tuple(merged)
         params += [*_sql.values(conn.dialect, merged, columns), rows[0]["run_id"]]
