@@ -49,14 +49,15 @@ def rendered_batches(cfg: Any) -> list[list[Any]]:
     """The batches sl_basic trains on, in its order (same renderer, truncation and shuffle)."""
     from transformers import AutoTokenizer
 
-    from kitchen.adapters import registry
+    from kitchen.adapters.hf_datasets import HFDatasetStore
     from kitchen.embedded import resolve_model
     from kitchen.renderers import TrainOnWhat, datum_from_model_input_weights, get_renderer
-    from kitchen.stages._common import epoch_order
+    from kitchen.workflows.common.data import train_and_test
+    from kitchen.workflows.common.loop import epoch_order
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model(cfg.model_name))
     renderer = get_renderer(cfg.renderer_name, tokenizer)
-    train, _ = registry.train_and_test(registry.dataset_store(cfg.dataset_adapter), cfg)
+    train, _ = train_and_test(HFDatasetStore(), cfg.dataset, cfg.test_size, ("messages",))
     data = []
     for row in train:
         mi, w = renderer.build_supervised_example(row["messages"], TrainOnWhat(cfg.train_on_what))

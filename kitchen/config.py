@@ -68,9 +68,12 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
 def build(
     config_cls: type[BaseModel], file_data: Mapping[str, Any], overrides: Mapping[str, Any]
 ) -> BaseModel:
-    """Validate file data updated by overrides; all problems in one ConfigError."""
-    merged = {**file_data, **overrides}
+    """Validate file data updated by overrides; all problems in one ConfigError.
+
+    A dotted key ``name.sub=value`` sets one entry of a mapping key (``adapters.training=x``).
+    """
     known = set(config_cls.model_fields)
+    merged = _nest({**file_data, **overrides}, known)
     problems = [f"unknown key {k!r}" for k in merged if k not in known]
     for field, env in SECRET_ENV.items():
         if field in known and merged.get(field) is None and os.environ.get(env):
@@ -95,6 +98,15 @@ def build(
     return cfg
 
 
+def _nest(data: dict[str, Any], known: set[str]) -> dict[str, Any]:
+    """Fold each ``a.b`` key into the mapping key ``a`` (when ``a`` is a key of the config)."""
+    for key in [k for k in data if "." in k and k.partition(".")[0] in known]:
+        head, _, tail = key.partition(".")
+        base = data.get(head)
+        data[head] = {**(base if isinstance(base, dict) else {}), tail: data.pop(key)}
+    return data
+
+
 def redacted(cfg: BaseModel) -> dict[str, Any]:
     """The config as recorded in RunCreated: JSON values, secrets as ``**********``."""
     data = cfg.model_dump(mode="json")
@@ -110,10 +122,18 @@ def config_hash(data: Mapping[str, Any]) -> str:
 
 
 def restore(
-    config_cls: type[BaseModel], recorded: Mapping[str, Any], overrides: Mapping[str, Any]
+    config_cls: type[BaseModel],
+    recorded: Mapping[str, Any],
+    overrides: Mapping[str, Any],
+    renamed: Mapping[str, str] | None = None,
 ) -> BaseModel:
-    """Rebuild a run's config from RunCreated's record: secrets come back from the environment."""
+    """Rebuild a run's config from RunCreated's record: secrets come back from the environment,
+    keys an older version recorded under another name (``renamed``: old → new, dotted for a
+    mapping entry) move to their new name, and keys added since take their defaults."""
     data = {k: v for k, v in recorded.items() if not (isinstance(v, str) and v == "**********")}
+    for old, new in (renamed or {}).items():
+        if old in data and old not in config_cls.model_fields:
+            data[new] = data.pop(old)
     return build(config_cls, data, overrides)
 
 

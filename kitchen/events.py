@@ -12,7 +12,7 @@ is the number of optimizer steps it contains, i.e. the first step to run after r
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -36,7 +36,49 @@ class Event(BaseModel):
 # --------------------------------------------------------------------------- run lifecycle
 
 
+class Artifact(BaseModel):
+    """A durable output of a run: written whole (atomically), hashed, then put on record.
+
+    ``kind`` says what it is (``checkpoint``, ``final_weights``, ``reference_logprobs``,
+    ``rollouts``, ``teacher_outputs``, ``request`` …); the engine treats every kind alike.
+    ``uri`` is relative to KITCHEN_HOME for a local blob, or a remote reference
+    (``tinker://…``) when ``location`` is ``remote``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: str
+    uri: str
+    sha256: str
+    bytes: int
+    step: int | None = None
+    location: Literal["local", "remote"] = "local"
+
+
+class LineageRef(BaseModel):
+    """Weights a run was started from (``parent``) or taught by (``teacher``).
+
+    ``source`` is what the user gave (``run:<id>[@checkpoint]``, a folder, a base model);
+    for a run, ``run_id`` and ``what`` (a checkpoint name, or ``final``) say what was taken;
+    ``sha256``/``bytes`` are the weights' hash, checked again on every resume.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    role: str
+    source: str
+    kind: Literal["run", "folder", "base_model"]
+    run_id: str | None = None
+    what: str | None = None
+    uri: str | None = None
+    step: int | None = None
+    sha256: str | None = None
+    bytes: int | None = None
+
+
 class RunCreated(Event):
+    schema_version: ClassVar[int] = 2
+
     recipe: str
     workflow: str
     config: dict[str, Any]
@@ -45,6 +87,7 @@ class RunCreated(Event):
     versions: dict[str, str]
     data_fingerprint: str | None = None
     run_dir: str
+    lineage: list[LineageRef] = Field(default_factory=list)
 
 
 class AttemptStarted(Event):
@@ -109,12 +152,42 @@ class StageStarted(Event):
 
 
 class StageCompleted(Event):
+    """A stage ended. Besides its free-form ``outputs``, it carries the workflow-neutral facts
+    the fold reads (never a stage's or a metric's name):
+
+    - ``optim_step``: the step whose optimizer step this stage applied (submitted);
+    - ``metrics``: training metrics logged by this stage, ``{step: {name: value}}``;
+    - ``eval_metrics``: held-out metrics measured at ``step``;
+    - ``artifacts``: blobs written whole and now on record;
+    - ``total_steps``: the planned number of steps, once known.
+
+    Facts left empty are not written to the payload, so a step's events stay as small as
+    they were.
+    """
+
+    schema_version: ClassVar[int] = 2
+
     stage: str
     dest: str
     step: int
     epoch: int
     outputs: dict[str, Any] = Field(default_factory=dict)
     duration_s: float
+    optim_step: int | None = None
+    metrics: dict[str, dict[str, float | int]] = Field(default_factory=dict)
+    eval_metrics: dict[str, float | int] = Field(default_factory=dict)
+    artifacts: list[Artifact] = Field(default_factory=list)
+    total_steps: int | None = None
+
+    def payload(self) -> dict[str, Any]:
+        data = self.model_dump(mode="json")
+        for key in _OPTIONAL_FACTS:
+            if not data[key] and data[key] != 0:
+                del data[key]
+        return data
+
+
+_OPTIONAL_FACTS = ("optim_step", "metrics", "eval_metrics", "artifacts", "total_steps")
 
 
 class StageFailed(Event):
@@ -129,6 +202,12 @@ class StageFailed(Event):
 
 
 class CheckpointSaved(Event):
+    """``location`` ``local``: ``uri`` is a blob folder under KITCHEN_HOME, verified by
+    re-hashing it. ``remote``: ``uri`` is a service's reference (``tinker://…``), verified
+    by asking that service, restored through the training port."""
+
+    schema_version: ClassVar[int] = 2
+
     name: str
     step: int  # optimizer steps contained = first step after resuming
     epoch: int
@@ -138,6 +217,7 @@ class CheckpointSaved(Event):
     machine_state: str
     cursor: dict[str, Any] = Field(default_factory=dict)
     final: bool = False
+    location: Literal["local", "remote"] = "local"
 
 
 class CheckpointInvalidated(Event):
@@ -150,6 +230,14 @@ class CheckpointDeleted(Event):
     checkpoint_seq: int
     uri: str
     step: int
+
+
+class ArtifactDeleted(Event):
+    """An artifact's blob was removed by retention (after the newer one was on record)."""
+
+    artifact_seq: int
+    kind: str
+    uri: str
 
 
 class DeterminismMismatch(Event):
@@ -177,13 +265,56 @@ EVENT_TYPES: dict[str, type[Event]] = {
         CheckpointSaved,
         CheckpointInvalidated,
         CheckpointDeleted,
+        ArtifactDeleted,
         DeterminismMismatch,
     )
 }
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 # (type name, from version) -> function turning that version's payload into version + 1.
-UPCASTERS: dict[tuple[str, int], Upcaster] = {}
+
+
+def _run_created_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """v2 added ``lineage``; a v1 run was never started from another run's weights."""
+    return {**data, "lineage": []}
+
+
+def _checkpoint_saved_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """v2 added ``location``; every v1 checkpoint is a local blob folder."""
+    return {**data, "location": "local"}
+
+
+def _stage_completed_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """v1 said what happened through the supervised workflow's stage names; v2 says it in
+    typed fields. This is the one place that still knows those names: it reads old logs."""
+    out = {**data, "outputs": dict(data.get("outputs") or {})}
+    outputs, stage = out["outputs"], data.get("stage")
+    if stage == "log_step_metrics" and isinstance(outputs.get("steps"), dict):
+        out["metrics"] = outputs.pop("steps")
+    elif stage == "optim_step":
+        out["optim_step"] = data["step"]
+    elif stage == "evaluate" and isinstance(outputs.get("metrics"), dict):
+        out["eval_metrics"] = outputs.pop("metrics")
+    elif stage == "save_final_weights" and isinstance(outputs.get("sha256"), str):
+        out["artifacts"] = [
+            {
+                "kind": "final_weights",
+                "uri": outputs["uri"],
+                "sha256": outputs["sha256"],
+                "bytes": outputs["bytes"],
+                "step": data["step"],
+            }
+        ]
+    elif stage == "build_supervised_dataset" and "total_steps" in outputs:
+        out["total_steps"] = outputs["total_steps"]
+    return out
+
+
+UPCASTERS: dict[tuple[str, int], Upcaster] = {
+    ("RunCreated", 1): _run_created_v1,
+    ("CheckpointSaved", 1): _checkpoint_saved_v1,
+    ("StageCompleted", 1): _stage_completed_v1,
+}
 
 
 def decode(type_name: str, schema_version: int, payload: Mapping[str, Any]) -> Event:
@@ -218,6 +349,8 @@ def decode(type_name: str, schema_version: int, payload: Mapping[str, Any]) -> E
 __all__ = [
     "EVENT_TYPES",
     "UPCASTERS",
+    "Artifact",
+    "ArtifactDeleted",
     "AttemptInterrupted",
     "AttemptStarted",
     "CheckpointDeleted",
@@ -225,6 +358,7 @@ __all__ = [
     "CheckpointSaved",
     "DeterminismMismatch",
     "Event",
+    "LineageRef",
     "RunCancelled",
     "RunCompleted",
     "RunCreated",

@@ -1,9 +1,10 @@
 """From a recipe name and settings to a running attempt: the checks, the identity, the runner.
 
 ``prepare`` does every check that needs no heavy work (recipe, keys, types, ranges, files, home
-writable, database reachable, dataset readable) before anything is written, so a refused run
-leaves nothing behind. ``start``/``resume`` then build the Runner with the recipe's workflow and
-adapters.
+writable, database reachable, dataset rows in the workflow's shape, lineage) before anything is
+written, so a refused run leaves nothing behind. It also builds the run's ports, once, from the
+recipe's adapters manifest (overridable with ``adapters.<port>=NAME``): launch is the only
+reader of the manifest. ``start``/``resume`` then build the Runner with the recipe's workflow.
 """
 
 from __future__ import annotations
@@ -22,8 +23,12 @@ from typing import Any
 
 from kitchen import config as kconfig
 from kitchen import events as ev
+from kitchen import lineage as klineage
+from kitchen import registry
 from kitchen.errors import ConfigError
 from kitchen.runner import Identity, Reporter, Runner
+from kitchen.stage_api import Ports
+from kitchen.workflow import Workflow
 
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 LIBRARIES = ("kitchen-posttrain", "torch", "transformers", "peft", "datasets", "tokenizers")
@@ -60,68 +65,78 @@ def new_run_id(recipe: str) -> str:
     return f"{recipe}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{secrets.token_hex(2)}"
 
 
+PORTS = ("training", "datasets", "blobs")
+LINEAGE_KEYS = {"parent": "load_checkpoint_path", "teacher": "teacher_checkpoint"}
+
+
 @dataclass
 class Prepared:
     recipe: ModuleType
+    workflow: Workflow
     config: Any
     record: dict[str, Any]
     config_hash: str
     data_fingerprint: str | None
     home: Path
+    manifest: dict[str, str]
+    ports: Ports
+    lineage: list[ev.LineageRef]
+    lineage_paths: dict[str, str]
 
 
-def _dataset_identity(cfg: Any) -> str:
-    """Read the training rows (so bad files fail before the run) and fingerprint them."""
-    from kitchen.adapters import registry
-
-    registry.check("dataset", cfg.dataset_adapter)
-    registry.check("training", cfg.training_adapter)
-    store = registry.dataset_store(cfg.dataset_adapter)
-    rows = store.load(cfg.dataset, "train", columns=("messages",))
-    for index, row in enumerate(rows):
-        _check_chat_row(cfg.dataset, index, row["messages"])
-    return str(store.fingerprint(cfg.dataset, "train"))
-
-
-def _check_chat_row(source: str, index: int, messages: Any) -> None:
-    ok = isinstance(messages, list) and bool(messages)
-    for m in messages if ok else ():
-        if not (
-            isinstance(m, dict)
-            and isinstance(m.get("role"), str)
-            and isinstance(m.get("content"), str)
-        ):
-            ok = False
-            break
-    if not ok:
+def manifest_of(recipe: ModuleType, cfg: Any) -> dict[str, str]:
+    """The recipe's adapters manifest with the config's ``adapters.*`` overrides; names checked."""
+    manifest = {**getattr(recipe, "ADAPTERS", {}), **dict(getattr(cfg, "adapters", {}) or {})}
+    unknown = sorted(set(manifest) - set(PORTS))
+    if unknown:
         raise ConfigError(
-            f"{source}: row {index}: 'messages' must be a non-empty list of "
-            "{'role': str, 'content': str}; fix or drop that row"
+            f"unknown port {unknown[0]!r} in adapters; the ports are {', '.join(PORTS)}"
         )
+    defaults = {"datasets": "hf_datasets", "blobs": "local"}
+    for port in PORTS:
+        name = manifest.setdefault(port, defaults.get(port, ""))
+        if name not in registry.names(port):
+            raise ConfigError(
+                f"unknown {port} adapter {name!r}; known: {', '.join(registry.names(port))}"
+            )
+    return manifest
+
+
+def build_ports(manifest: dict[str, str], cfg: Any, home: Path) -> Ports:
+    """Each port's factory from the registry, called once with the config and the home."""
+    made = {port: registry.lookup(port, manifest[port])(cfg, home) for port in PORTS}
+    return Ports(training=made["training"], datasets=made["datasets"], blobs=made["blobs"])
+
+
+def _dataset_identity(workflow: Workflow, cfg: Any, ports: Ports) -> str | None:
+    """Read the training rows (so bad rows fail before the run) and fingerprint them."""
+    rows = workflow.rows
+    if rows is None:
+        return None
+    source = str(getattr(cfg, rows.source_key))
+    data = ports.datasets.load(source, "train", columns=rows.columns)
+    if rows.check is not None:
+        for index, row in enumerate(data):
+            rows.check(source, index, row)
+    return str(ports.datasets.fingerprint(source, "train"))
 
 
 def _check_renderer(cfg: Any) -> None:
     from kitchen.renderers import RENDERERS
 
-    if cfg.renderer_name not in RENDERERS:
+    name = getattr(cfg, "renderer_name", None)
+    if name is not None and name not in RENDERERS:
         raise ConfigError(
-            f"unknown renderer_name {cfg.renderer_name!r}; known: {', '.join(sorted(RENDERERS))}"
+            f"unknown renderer_name {name!r}; known: {', '.join(sorted(RENDERERS))}"
         )
-
-
-def prepare(recipe_name: str, overrides: list[str], config_file: str | None) -> Prepared:
-    from kitchen.recipes import load_recipe
-
-    recipe = load_recipe(recipe_name)
-    file_data = kconfig.read_file(config_file) if config_file else {}
-    cfg = kconfig.build(recipe.Config, file_data, kconfig.parse_overrides(overrides))
-    return _identify(recipe, cfg)
 
 
 def _check_model(cfg: Any) -> None:
     """A local model folder must hold a model; hub ids are checked when the session starts."""
     from kitchen.embedded import resolve_model
 
+    if getattr(cfg, "model_name", None) is None:
+        return
     name = str(cfg.model_name)
     path = Path(resolve_model(name)).expanduser()
     looks_local = path.exists() or name.startswith(("/", ".", "~")) or name.startswith("kitchen/")
@@ -132,14 +147,55 @@ def _check_model(cfg: Any) -> None:
         )
 
 
-def _identify(recipe: ModuleType, cfg: Any) -> Prepared:
+def prepare(recipe_name: str, overrides: list[str], config_file: str | None) -> Prepared:
+    from kitchen.recipes import load_recipe
+
+    recipe = load_recipe(recipe_name)
+    file_data = kconfig.read_file(config_file) if config_file else {}
+    cfg = kconfig.build(recipe.Config, file_data, kconfig.parse_overrides(overrides))
+    lineage, paths = _resolve_lineage(cfg, kitchen_home())
+    return _identify(recipe, cfg, lineage, paths)
+
+
+def _resolve_lineage(cfg: Any, home: Path) -> tuple[list[ev.LineageRef], dict[str, str]]:
+    refs: list[ev.LineageRef] = []
+    paths: dict[str, str] = {}
+    for role, key in LINEAGE_KEYS.items():
+        source = getattr(cfg, key, None)
+        if source:
+            ref, path = klineage.resolve(role, str(source), home)
+            refs.append(ref)
+            paths[role] = path
+    return refs, paths
+
+
+def _identify(
+    recipe: ModuleType, cfg: Any, lineage: list[ev.LineageRef], paths: dict[str, str]
+) -> Prepared:
+    from kitchen.workflows import get_workflow
+
+    workflow = get_workflow(recipe.WORKFLOW)
     _check_renderer(cfg)
     _check_model(cfg)
     home = kitchen_home()
     check_home_writable(home)
+    manifest = manifest_of(recipe, cfg)
+    ports = build_ports(manifest, cfg, home)
     record = kconfig.redacted(cfg)
-    fingerprint = _dataset_identity(cfg)
-    return Prepared(recipe, cfg, record, kconfig.config_hash(record), fingerprint, home)
+    fingerprint = _dataset_identity(workflow, cfg, ports)
+    return Prepared(
+        recipe,
+        workflow,
+        cfg,
+        record,
+        kconfig.config_hash(record),
+        fingerprint,
+        home,
+        manifest,
+        ports,
+        lineage,
+        paths,
+    )
 
 
 def _write_config(p: Prepared) -> Any:
@@ -157,44 +213,47 @@ def _write_config(p: Prepared) -> Any:
 def _runner(
     p: Prepared, store: Any, run_id: str, reporter: Reporter, trace_console: bool
 ) -> Runner:
-    from kitchen.adapters import registry
     from kitchen.telemetry import Telemetry
-    from kitchen.workflows import load_workflow
 
-    workflow, stages = load_workflow(p.recipe.WORKFLOW)
     return Runner(
         store=store,
-        workflow=workflow,
-        stages=stages,
+        workflow=p.workflow,
         run_id=run_id,
         config=p.config,
         home=p.home,
-        blobs=registry.blob_store(p.recipe.ADAPTERS.get("blobs", "local"), p.home),
+        ports=p.ports,
+        lineage={ref.role: ref for ref in p.lineage},
+        lineage_paths=p.lineage_paths,
         telemetry=Telemetry(trace_console=trace_console),
         reporter=reporter,
         on_created=_write_config(p),
     )
 
 
-def start(
-    p: Prepared, store: Any, run_id: str | None, reporter: Reporter, trace_console: bool = False
-) -> int:
-    rid = run_id or new_run_id(p.recipe.NAME)
+def check_run_id(rid: str) -> str:
     if not RUN_ID_RE.match(rid):
         raise ConfigError(
             f"run id {rid!r} is not allowed: use 1-64 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
         )
+    return rid
+
+
+def start(
+    p: Prepared, store: Any, run_id: str | None, reporter: Reporter, trace_console: bool = False
+) -> int:
+    rid = check_run_id(run_id or new_run_id(p.recipe.NAME))
     runner = _runner(p, store, rid, reporter, trace_console)
     created = ev.RunCreated(
         recipe=p.recipe.NAME,
         workflow=p.recipe.WORKFLOW,
         config=p.record,
         config_hash=p.config_hash,
-        seed=int(p.config.seed),
+        seed=int(getattr(p.config, "seed", 0)),
         versions=versions(),
         data_fingerprint=p.data_fingerprint,
         run_dir=rid,
+        lineage=p.lineage,
     )
     try:
         return runner.start(created)
@@ -216,10 +275,25 @@ def resume(
     from kitchen.recipes import load_recipe
 
     recipe = load_recipe(state.recipe)
-    cfg = kconfig.restore(recipe.Config, state.config, kconfig.parse_overrides(overrides))
-    p = _identify(recipe, cfg)
+    renamed = getattr(recipe, "RENAMED", {})
+    as_created = kconfig.restore(recipe.Config, state.config, {}, renamed)
+    cfg = kconfig.restore(recipe.Config, state.config, kconfig.parse_overrides(overrides), renamed)
+    home = kitchen_home()
+    lineage = list(state.lineage)
+    changed = [why for ref in lineage if (why := klineage.changed(ref, home)) is not None]
+    if changed and not force:
+        raise ConfigError(f"run {run_id!r}: {changed[0]}; resume with --force to continue anyway")
+    paths = {ref.role: klineage.local_path(ref, home) for ref in lineage}
+    p = _identify(recipe, cfg, lineage, paths)
     runner = _runner(p, store, run_id, reporter, trace_console)
-    identity = Identity(p.config_hash, p.data_fingerprint, versions(), _torch_threads())
+    identity = Identity(
+        p.config_hash,
+        p.data_fingerprint,
+        versions(),
+        _torch_threads(),
+        created_config_hash=kconfig.config_hash(kconfig.redacted(as_created)),
+        lineage_changes=tuple(changed),
+    )
     try:
         return runner.resume(identity, force=force)
     finally:

@@ -60,6 +60,19 @@ class SamplingClient(Protocol):
 
     def compute_logprobs(self, prompt: ModelInput) -> Future[list[float | None]]: ...
 
+    def sample_batch(
+        self, prompts: Sequence[ModelInput], sampling_params: SamplingParams
+    ) -> Future[list[SampleResponse]]:
+        """One sequence per prompt, as ``sample(prompt, 1, params)`` for each in order would
+        give; a backend may batch them."""
+        ...
+
+    def get_tokenizer(self) -> Tokenizer: ...
+
+    def close(self) -> None:
+        """Release what the client holds; it must not be used afterwards."""
+        ...
+
 
 @runtime_checkable
 class TrainingClient(Protocol):
@@ -75,8 +88,14 @@ class TrainingClient(Protocol):
     - ``save_state(path)`` writes everything needed to continue bit-exactly (weights,
       optimizer state, step, RNG states) into the existing empty folder ``path``; saving the same
       state twice writes byte-identical files. ``load_state(path, with_optimizer)`` restores it.
+      A remote backend saves to its own storage and returns a reference (``SavedState.path``,
+      e.g. ``tinker://…``) that ``load_state`` accepts.
+    - ``load_state`` also accepts a PEFT adapter folder written by ``save_weights_for_sampler``
+      (weights only; the optimizer starts afresh): that is how a run starts from another
+      run's final adapter.
     - ``save_weights_for_sampler(path)`` writes a PEFT adapter folder loadable by plain peft.
     - ``sampling_client()`` snapshots the current weights for sampling.
+    - ``close()`` finishes queued operations and releases the client.
     """
 
     def forward_backward(
@@ -104,10 +123,69 @@ class TrainingClient(Protocol):
 
     def compute_logprobs(self, prompt: ModelInput) -> Future[list[float | None]]: ...
 
+    def close(self) -> None: ...
+
     @property
     def step(self) -> int:
         """Optimizer steps applied so far (restored by ``load_state``)."""
         ...
+
+
+@runtime_checkable
+class ServiceClient(Protocol):
+    """Makes training and sampling clients (tinker's ``ServiceClient`` shape): the factory a
+    workflow uses to hold a policy, a frozen reference and a teacher at once.
+
+    Contract:
+    - ``create_lora_training_client(base_model, rank, ...)`` returns a fresh LoRA on the base
+      model; the same arguments and ``seed`` give the same initial weights.
+    - ``create_training_client_from_state(path, ...)`` returns a client holding a saved state
+      (a ``save_state`` folder or remote reference, or a PEFT adapter folder: weights only).
+    - ``create_sampling_client(base_model=…)`` samples from a base model;
+      ``create_sampling_client(model_path=…)`` from saved sampler weights (a PEFT adapter folder
+      or remote reference) on ``base_model``. Its weights never change.
+    - ``get_tokenizer(base_model)`` gives that model's tokenizer without loading the model.
+    - ``verify_checkpoint(uri, sha256)`` says whether a remote checkpoint reference still
+      resolves to the state that was recorded (local folders are verified by the blob store).
+    - ``close()`` closes every client it made that is still open.
+    """
+
+    def create_lora_training_client(
+        self,
+        base_model: str,
+        rank: int = 32,
+        *,
+        seed: int | None = None,
+        alpha: int | None = None,
+        dropout: float = 0.0,
+        train_unembed: bool = False,
+    ) -> TrainingClient: ...
+
+    def create_training_client_from_state(
+        self,
+        path: str,
+        *,
+        base_model: str,
+        rank: int = 32,
+        seed: int | None = None,
+        alpha: int | None = None,
+        dropout: float = 0.0,
+        with_optimizer: bool = True,
+    ) -> TrainingClient: ...
+
+    def create_sampling_client(
+        self,
+        *,
+        base_model: str | None = None,
+        model_path: str | None = None,
+        seed: int = 0,
+    ) -> SamplingClient: ...
+
+    def get_tokenizer(self, base_model: str) -> Tokenizer: ...
+
+    def verify_checkpoint(self, uri: str, sha256: str) -> bool: ...
+
+    def close(self) -> None: ...
 
 
 @runtime_checkable
@@ -121,11 +199,24 @@ class DatasetStore(Protocol):
     - A malformed row raises ``ConfigError`` naming the file and the row index.
     - A hub source that is not cached while offline raises ``OfflineMiss`` (one line).
     - ``fingerprint(source, split)`` is a stable hex digest of the rows' content.
+    - ``columns`` names fields every row must hold; a row without one is refused.
     """
 
-    def load(self, source: str, split: str = "train", *, streaming: bool = False) -> Any: ...
+    def load(
+        self,
+        source: str,
+        split: str = "train",
+        *,
+        streaming: bool = False,
+        columns: Sequence[str] = (),
+    ) -> Any: ...
 
     def fingerprint(self, source: str, split: str = "train") -> str: ...
+
+    def answer_checker(self, source: str) -> Callable[[Mapping[str, Any], str], bool] | None:
+        """How to grade a completion for a row of ``source`` (exact match on its reference
+        answer for the embedded sets), or None when the source defines none."""
+        ...
 
 
 @runtime_checkable
@@ -202,6 +293,7 @@ __all__ = [
     "Evaluator",
     "HubClient",
     "SamplingClient",
+    "ServiceClient",
     "Tokenizer",
     "TrainingClient",
 ]

@@ -28,9 +28,9 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType, SimpleNamespace
+from types import FrameType
 from typing import Any
 
 from kitchen import events as ev
@@ -45,56 +45,30 @@ from kitchen.errors import (
     StoreUnavailable,
 )
 from kitchen.machine import RunMachine
+from kitchen.ports import BlobRef
+from kitchen.stage_api import Ports, ResumePoint, StageContext, StageFn, StageResult, View
 from kitchen.state import Checkpoint, Recorded, RunState, advance, fold
 from kitchen.workflow import FINISH_TRIGGER, INITIAL, Loop, Node, Stage, Workflow
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFLICT, EXIT_INTERRUPTED = 0, 1, 3, 130
-DETERMINISM_METRIC = "train_mean_nll"
-
-
-@dataclass(frozen=True)
-class StageResult:
-    """What a stage returns: small JSON-able outputs, and events to record after StageCompleted."""
-
-    outputs: Mapping[str, Any] = field(default_factory=dict)
-    events: tuple[ev.Event, ...] = ()
-    # Side effects to run only once this stage's events are committed (e.g. deleting old
-    # checkpoint blobs after the new checkpoint is on record).
-    after_commit: tuple[Callable[[], None], ...] = ()
-
-
-@dataclass(frozen=True)
-class ResumePoint:
-    checkpoint: Checkpoint | None
-    path: Path | None
-
-
-@dataclass
-class StageContext:
-    run_id: str
-    attempt: int
-    config: Any
-    resources: SimpleNamespace
-    state: RunState
-    stage: Stage
-    home: Path
-    run_dir: Path
-    blobs: Any
-    resume: ResumePoint | None
-    interrupted: Callable[[], bool]
-
-
-StageFn = Callable[[StageContext], "StageResult | Mapping[str, Any] | None"]
 
 
 @dataclass(frozen=True)
 class Identity:
-    """What a resume compares with RunCreated: a difference is recorded, some are refused."""
+    """What a resume compares with RunCreated: a difference is recorded, some are refused.
+
+    ``created_config_hash`` is the hash of the run's recorded config rebuilt by today's recipe
+    (keys added since take their defaults), so only a change the user asked for counts as a
+    changed config; ``lineage_changes`` are parent/teacher weights found changed (accepted
+    only with ``--force``).
+    """
 
     config_hash: str
     data_fingerprint: str | None
     versions: Mapping[str, str]
     torch_threads: int | None
+    created_config_hash: str | None = None
+    lineage_changes: tuple[str, ...] = ()
 
 
 class Reporter:
@@ -103,21 +77,11 @@ class Reporter:
     def created(self, state: RunState) -> None:
         """The run's first events are committed: it exists now."""
 
-    def started(self, state: RunState) -> None: ...
+    def started(self, state: RunState, workflow: Workflow) -> None: ...
 
-    def stage_done(self, stage: Stage, outputs: Mapping[str, Any], state: RunState) -> None: ...
+    def stage_done(self, stage: Stage, result: StageResult, state: RunState) -> None: ...
 
     def finished(self, state: RunState, code: int) -> None: ...
-
-
-@dataclass(frozen=True)
-class View:
-    """What workflow conditions see when the runner decides the next edge."""
-
-    state: RunState
-    config: Any
-    resources: SimpleNamespace
-    flags: Mapping[str, bool]
 
 
 def _loop_heads(nodes: tuple[Node, ...]) -> set[str]:
@@ -137,11 +101,13 @@ class Runner:
         *,
         store: Any,
         workflow: Workflow,
-        stages: Mapping[str, StageFn],
         run_id: str,
         config: Any,
         home: Path,
-        blobs: Any = None,
+        ports: Ports,
+        stages: Mapping[str, StageFn] | None = None,
+        lineage: Mapping[str, ev.LineageRef] | None = None,
+        lineage_paths: Mapping[str, str] | None = None,
         telemetry: Any = None,
         reporter: Reporter | None = None,
         lease_ttl_s: float = 60.0,
@@ -150,6 +116,10 @@ class Runner:
         handle_signals: bool = True,
         on_created: Callable[[Path], None] | None = None,
     ) -> None:
+        if stages is None:
+            if workflow.code is None:
+                raise ConfigError(f"workflow {workflow.name!r} has no stage code")
+            stages = workflow.code()
         missing = {s.name for s in workflow.stages()} - set(stages)
         if missing:
             raise ConfigError(
@@ -162,7 +132,10 @@ class Runner:
         self.run_id = run_id
         self.config = config
         self.home = Path(home)
-        self.blobs = blobs
+        self.ports = ports
+        self.blobs = ports.blobs
+        self.lineage = dict(lineage or {})
+        self.lineage_paths = dict(lineage_paths or {})
         self.telemetry = telemetry
         self.reporter = reporter or Reporter()
         self.lease_ttl_s = lease_ttl_s
@@ -171,7 +144,9 @@ class Runner:
         self.handle_signals = handle_signals
         self.on_created = on_created
         self.run_dir = self.home / run_id
-        self.resources = SimpleNamespace()
+        self.resources = workflow.resources()
+        self._closers: list[Callable[[], None]] = [ports.training.close]
+        self.last_error: BaseException | None = None
         self.state = RunState(run_id=run_id)
         self._owned: set[str] = set()  # dict fields of self.state that grow in place (advance)
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -301,7 +276,9 @@ class Runner:
                     ) from None
                 initial = INITIAL
                 if ckpt is not None:
-                    self._resume = ResumePoint(ckpt, self.blobs.local_path(ckpt.uri))
+                    local = ckpt.location == "local"
+                    path = self.blobs.local_path(ckpt.uri) if local else None
+                    self._resume = ResumePoint(ckpt, path)
                     initial = ckpt.machine_state
                 machine = RunMachine(self.table, self.workflow.conditions, initial)
                 return self._drive(machine, rebuild=ckpt is not None)
@@ -334,9 +311,13 @@ class Runner:
         s = self.state
         diffs: list[str] = []
         refused: list[str] = []
-        if identity.config_hash != s.config_hash:
+        created = identity.created_config_hash or s.config_hash
+        if identity.config_hash != created:
             diffs.append(f"config_hash {s.config_hash} -> {identity.config_hash}")
             refused.append("config")
+        if identity.lineage_changes:
+            diffs.extend(identity.lineage_changes)
+            refused.append("lineage weights")
         if identity.data_fingerprint != s.data_fingerprint:
             diffs.append(f"data_fingerprint {s.data_fingerprint} -> {identity.data_fingerprint}")
             refused.append("dataset")
@@ -352,12 +333,18 @@ class Runner:
         return diffs, refused
 
     def _newest_valid_checkpoint(self) -> tuple[Checkpoint | None, list[Checkpoint]]:
-        """The newest live checkpoint whose blob verifies, and the newer ones that did not."""
-        from kitchen.ports import BlobRef
+        """The newest live checkpoint that verifies, and the newer ones that did not.
 
+        A local checkpoint is verified by re-hashing its blob; a remote one by asking the
+        training service whether the reference still holds the recorded state.
+        """
         bad: list[Checkpoint] = []
         for ckpt in reversed(self.state.live_checkpoints()):
-            if self.blobs.verify(BlobRef(ckpt.uri, ckpt.sha256, ckpt.bytes)):
+            if ckpt.location == "remote":
+                ok = self.ports.training.verify_checkpoint(ckpt.uri, ckpt.sha256)
+            else:
+                ok = self.blobs.verify(BlobRef(ckpt.uri, ckpt.sha256, ckpt.bytes))
+            if ok:
                 return ckpt, bad
             bad.append(ckpt)
         return None, bad
@@ -412,7 +399,7 @@ class Runner:
 
     def _drive(self, machine: RunMachine, *, rebuild: bool = False) -> int:
         self._install_signals()
-        self.reporter.started(self.state)
+        self.reporter.started(self.state, self.workflow)
         try:
             code = self._rebuild(machine) if rebuild else None
             if code is not None:
@@ -421,7 +408,7 @@ class Runner:
                 code = self._boundary(machine)
                 if code is not None:
                     return code
-                view = View(self.state, self.config, self.resources, {})
+                view = View(self.state, self.config, self.resources)
                 row = machine.choose(view)
                 if row is None:
                     raise IllegalTransition(
@@ -457,32 +444,8 @@ class Runner:
         if not stage.hot:
             self.flush()  # a stage with side effects is on record before it begins them
         faults.point(f"stage:{stage.name}:before")
-        ctx = StageContext(
-            run_id=self.run_id,
-            attempt=s.attempt,
-            config=self.config,
-            resources=self.resources,
-            state=s,
-            stage=stage,
-            home=self.home,
-            run_dir=self.run_dir,
-            blobs=self.blobs,
-            resume=self._resume,
-            interrupted=lambda: self._interrupt is not None,
-        )
-        span = None
-        if self.telemetry is not None:
-            span = self.telemetry.stage_span(
-                stage.name,
-                {
-                    "kitchen.run_id": self.run_id,
-                    "kitchen.attempt": s.attempt,
-                    "kitchen.stage": stage.name,
-                    "kitchen.step": s.step,
-                    "kitchen.epoch": s.epoch,
-                    "kitchen.event_seq": seq,
-                },
-            )
+        ctx = self._context(stage, s)
+        span = self._stage_span(stage, s, seq)
         t0 = time.perf_counter()
         try:
             result = self.stages[stage.name](ctx)
@@ -497,21 +460,9 @@ class Runner:
         if span is not None:
             span.end()
         res = result if isinstance(result, StageResult) else StageResult(dict(result or {}))
-        outputs = dict(res.outputs)
-        step = int(outputs.pop("step", self.state.step))
-        epoch = int(outputs.pop("epoch", self.state.epoch))
-        self.record(
-            ev.StageCompleted(
-                stage=stage.name,
-                dest=dest,
-                step=step,
-                epoch=epoch,
-                outputs=outputs,
-                duration_s=time.perf_counter() - t0,
-            )
-        )
-        if "steps" in outputs:
-            self._after_step_metrics(outputs["steps"])
+        self.record(self._completed(stage, dest, res, time.perf_counter() - t0))
+        if res.metrics:
+            self._after_step_metrics(res.metrics)
         for extra in res.events:
             if isinstance(extra, ev.CheckpointSaved):
                 self.flush()  # the stage's own events first; then the checkpoint record
@@ -519,28 +470,80 @@ class Runner:
         if machine is not None and row is not None:
             machine.take(row)
         faults.point(f"stage:{stage.name}:after")
-        if not stage.hot or res.after_commit:
-            self.flush()
+        if not stage.hot or res.after_commit or res.artifacts:
+            self.flush()  # an artifact is on record before anything is built on it
         for effect in res.after_commit:
             effect()
-        self.reporter.stage_done(stage, outputs, self.state)
+        self.reporter.stage_done(stage, res, self.state)
         return None
 
-    def _after_step_metrics(self, steps: Mapping[Any, Mapping[str, Any]]) -> None:
+    def _context(self, stage: Stage, s: RunState) -> StageContext[Any, Any]:
+        return StageContext(
+            run_id=self.run_id,
+            attempt=s.attempt,
+            config=self.config,
+            resources=self.resources,
+            state=s,
+            stage=stage,
+            home=self.home,
+            run_dir=self.run_dir,
+            ports=self.ports,
+            resume=self._resume,
+            interrupted=lambda: self._interrupt is not None,
+            on_close=self._closers.append,
+            lineage=self.lineage,
+            lineage_paths=self.lineage_paths,
+        )
+
+    def _stage_span(self, stage: Stage, s: RunState, seq: int) -> Any:
+        if self.telemetry is None:
+            return None
+        return self.telemetry.stage_span(
+            stage.name,
+            {
+                "kitchen.run_id": self.run_id,
+                "kitchen.attempt": s.attempt,
+                "kitchen.stage": stage.name,
+                "kitchen.step": s.step,
+                "kitchen.epoch": s.epoch,
+                "kitchen.event_seq": seq,
+            },
+        )
+
+    def _completed(
+        self, stage: Stage, dest: str, res: StageResult, duration_s: float
+    ) -> ev.StageCompleted:
+        return ev.StageCompleted(
+            stage=stage.name,
+            dest=dest,
+            step=self.state.step if res.step is None else res.step,
+            epoch=self.state.epoch if res.epoch is None else res.epoch,
+            outputs=dict(res.outputs),
+            duration_s=duration_s,
+            optim_step=res.optim_step,
+            metrics={str(k): dict(v) for k, v in res.metrics.items()},
+            eval_metrics=dict(res.eval_metrics),
+            artifacts=list(res.artifacts),
+            total_steps=res.total_steps,
+        )
+
+    def _after_step_metrics(self, steps: Mapping[int, Mapping[str, Any]]) -> None:
+        """Telemetry, and the determinism check of re-executed steps on the workflow's metric."""
+        metric = self.workflow.step_metric
         for key, metrics in steps.items():
             step = int(key)
             if self.telemetry is not None:
-                self.telemetry.record_step(metrics)
+                self.telemetry.record_step(metrics, metric, self.workflow.progress_metrics)
             old = self.state.superseded_metrics.get(step)
-            if old is None or DETERMINISM_METRIC not in metrics:
+            if old is None or metric is None or metric not in metrics:
                 continue
-            logged = float(old[1].get(DETERMINISM_METRIC, math.nan))
-            replayed = float(metrics[DETERMINISM_METRIC])
+            logged = float(old[1].get(metric, math.nan))
+            replayed = float(metrics[metric])
             if not abs(logged - replayed) <= self.tolerance:
                 self.record(
                     ev.DeterminismMismatch(
                         step=step,
-                        metric=DETERMINISM_METRIC,
+                        metric=metric,
                         logged=logged,
                         replayed=replayed,
                         tolerance=self.tolerance,
@@ -559,11 +562,12 @@ class Runner:
             for k, v in metrics.items()
             if isinstance(v, int | float) and math.isfinite(v)
         }
+        final = self.state.latest_artifact("final_weights")
         self.record(
             ev.RunCompleted(
                 step=self.state.step,
                 metrics=clean,
-                adapter_uri=getattr(self.resources, "adapter_uri", None),
+                adapter_uri=final.uri if final is not None else None,
             )
         )
         machine.take(row)
@@ -592,8 +596,7 @@ class Runner:
             machine.fail()
         self.flush()
         self.reporter.finished(self.state, EXIT_FAILED)
-        if not isinstance(exc, KitchenError):
-            self.resources.last_traceback = exc
+        self.last_error = exc
         return EXIT_FAILED
 
     def _boundary(self, machine: RunMachine) -> int | None:
@@ -626,10 +629,10 @@ class Runner:
             self.store.release_lease(self.run_id, self.holder)
 
     def _close_resources(self) -> None:
-        """Close what stages opened (``resources.closers``) if the attempt ended early."""
-        closers = getattr(self.resources, "closers", [])
-        self.resources.closers = []
-        for close in closers:
+        """Close what the attempt opened (the ports' clients, ``ctx.on_close``), however it
+        ended; newest first."""
+        closers, self._closers = self._closers, []
+        for close in reversed(closers):
             with contextlib.suppress(Exception):
                 close()
 

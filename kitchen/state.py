@@ -70,6 +70,21 @@ class Checkpoint:
     final: bool
     status: str = "live"  # live | invalidated | deleted
     attempt: int = 0
+    location: str = "local"  # local blob folder | remote reference (tinker://…)
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactRecord:
+    """An artifact on record, with the seq of the event that recorded it."""
+
+    seq: int
+    kind: str
+    uri: str
+    sha256: str
+    bytes: int
+    step: int | None
+    location: str = "local"
+    deleted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +111,7 @@ class RunState:
     versions: dict[str, str] = field(default_factory=dict)
     data_fingerprint: str | None = None
     run_dir: str | None = None
+    lineage: tuple[ev.LineageRef, ...] = ()
     created_at: datetime | None = None
     updated_at: datetime | None = None
     status: str = "created"
@@ -110,7 +126,9 @@ class RunState:
     eval_metrics: dict[int, dict[str, Any]] = field(default_factory=dict)
     checkpoints: tuple[Checkpoint, ...] = ()
     superseded: tuple[tuple[int, int], ...] = ()  # (first_seq, last_seq) inclusive ranges
-    optim_steps: tuple[int, ...] = ()  # effective optim_step steps, in order
+    optim_steps: tuple[int, ...] = ()  # effective optimizer steps, in order
+    total_steps: int | None = None
+    artifacts: tuple[ArtifactRecord, ...] = ()  # every artifact on record, superseded included
     mismatches: tuple[Mismatch, ...] = ()
     final_metrics: dict[str, Any] = field(default_factory=dict)
     adapter_uri: str | None = None
@@ -135,6 +153,18 @@ class RunState:
 
     def last_metrics(self) -> dict[str, Any]:
         return self.step_metrics[max(self.step_metrics)] if self.step_metrics else {}
+
+    def effective_artifacts(self, kind: str | None = None) -> list[ArtifactRecord]:
+        """Artifacts of the effective history (not superseded, not deleted), oldest first."""
+        return [
+            a
+            for a in self.artifacts
+            if (kind is None or a.kind == kind) and not a.deleted and not self.is_superseded(a.seq)
+        ]
+
+    def latest_artifact(self, kind: str) -> ArtifactRecord | None:
+        found = self.effective_artifacts(kind)
+        return found[-1] if found else None
 
 
 Changes = dict[str, Any]  # field name -> new value (or _Added entries for a dict field)
@@ -245,6 +275,7 @@ def _run_created(s: RunState, r: Recorded, e: ev.RunCreated) -> Changes:
         "versions": dict(e.versions),
         "data_fingerprint": e.data_fingerprint,
         "run_dir": e.run_dir,
+        "lineage": tuple(e.lineage),
         "created_at": r.recorded_at,
         "status": "created",
     }
@@ -352,15 +383,22 @@ def _stage_started(s: RunState, r: Recorded, e: ev.StageStarted) -> Changes:
 @_on(ev.StageCompleted)
 def _stage_completed(s: RunState, r: Recorded, e: ev.StageCompleted) -> Changes:
     new: Changes = {"stage": None, "machine_state": e.dest, "step": e.step, "epoch": e.epoch}
-    if e.stage == "log_step_metrics":
-        logged = {int(k): dict(v) for k, v in e.outputs.get("steps", {}).items()}
-        if logged:
-            new["step_metrics"] = _Added(logged)
-            new["step_metric_seqs"] = _Added(dict.fromkeys(logged, r.seq))
-    elif e.stage == "optim_step":
-        new["optim_steps"] = (*s.optim_steps, e.step)
-    elif e.stage == "evaluate" and e.outputs.get("metrics"):
-        new["eval_metrics"] = _Added({e.step: dict(e.outputs["metrics"])})
+    if e.metrics:
+        logged = {int(k): dict(v) for k, v in e.metrics.items()}
+        new["step_metrics"] = _Added(logged)
+        new["step_metric_seqs"] = _Added(dict.fromkeys(logged, r.seq))
+    if e.optim_step is not None:
+        new["optim_steps"] = (*s.optim_steps, e.optim_step)
+    if e.eval_metrics:
+        new["eval_metrics"] = _Added({e.step: dict(e.eval_metrics)})
+    if e.artifacts:
+        added = tuple(
+            ArtifactRecord(r.seq, a.kind, a.uri, a.sha256, a.bytes, a.step, a.location)
+            for a in e.artifacts
+        )
+        new["artifacts"] = (*s.artifacts, *added)
+    if e.total_steps is not None:
+        new["total_steps"] = e.total_steps
     return new
 
 
@@ -386,6 +424,7 @@ def _checkpoint_saved(s: RunState, r: Recorded, e: ev.CheckpointSaved) -> Change
         cursor=dict(e.cursor),
         final=e.final,
         attempt=s.attempt,
+        location=e.location,
     )
     return {"checkpoints": (*s.checkpoints, ckpt)}
 
@@ -403,6 +442,15 @@ def _checkpoint_invalidated(s: RunState, r: Recorded, e: ev.CheckpointInvalidate
 @_on(ev.CheckpointDeleted)
 def _checkpoint_deleted(s: RunState, r: Recorded, e: ev.CheckpointDeleted) -> Changes:
     return _mark_checkpoint(s, e.checkpoint_seq, "deleted")
+
+
+@_on(ev.ArtifactDeleted)
+def _artifact_deleted(s: RunState, r: Recorded, e: ev.ArtifactDeleted) -> Changes:
+    marked = tuple(
+        replace(a, deleted=True) if a.seq == e.artifact_seq and a.uri == e.uri else a
+        for a in s.artifacts
+    )
+    return {"artifacts": marked}
 
 
 @_on(ev.DeterminismMismatch)

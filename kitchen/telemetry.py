@@ -72,11 +72,11 @@ class Telemetry:
         self.tracer = self.tracer_provider.get_tracer("kitchen")
         meter = self.meter_provider.get_meter("kitchen")
         self._loss = meter.create_histogram(
-            "kitchen.train.loss", description="train mean NLL per step"
+            "kitchen.train.loss", description="the workflow's step metric, per step"
         )
-        self._lr = meter.create_gauge("kitchen.train.learning_rate")
-        self._tps = meter.create_gauge("kitchen.train.tokens_per_second", unit="tokens/s")
-        self._step_time = meter.create_histogram("kitchen.train.step_time", unit="s")
+        self._metric = meter.create_gauge(
+            "kitchen.train.metric", description="the workflow's progress metrics (attribute: name)"
+        )
 
     # ---------------------------------------------------------------- exporters
 
@@ -165,15 +165,16 @@ class Telemetry:
 
     # ---------------------------------------------------------------- metrics
 
-    def record_step(self, metrics: Mapping[str, Any]) -> None:
-        if (v := metrics.get("train_mean_nll")) is not None:
+    def record_step(
+        self, metrics: Mapping[str, Any], step_metric: str | None, shown: Sequence[str] = ()
+    ) -> None:
+        """A step's metrics: the workflow's step metric as ``kitchen.train.loss``, the metrics
+        its progress line shows as ``kitchen.train.metric{name=…}``."""
+        if step_metric is not None and (v := metrics.get(step_metric)) is not None:
             self._loss.record(float(v))
-        if (v := metrics.get("learning_rate")) is not None:
-            self._lr.set(float(v))
-        if (v := metrics.get("tokens_per_s")) is not None:
-            self._tps.set(float(v))
-        if (v := metrics.get("step_time_s")) is not None:
-            self._step_time.record(float(v))
+        for name in shown:
+            if (v := metrics.get(name)) is not None:
+                self._metric.set(float(v), {"name": name})
 
     # ---------------------------------------------------------------- shutdown
 

@@ -78,15 +78,42 @@ class Transition:
 
 
 Condition = Callable[[Any], bool]
+RowCheck = Callable[[str, int, Mapping[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class Rows:
+    """The dataset rows a workflow trains on: the config key naming the source, the columns
+    every row must hold, and a check that raises ConfigError naming the source and row."""
+
+    columns: tuple[str, ...]
+    check: RowCheck | None = None
+    source_key: str = "dataset"
 
 
 @dataclass(frozen=True)
 class Workflow:
+    """A workflow: its stages and transitions, and what is its own rather than the engine's.
+
+    - ``step_metric``: the per-step metric a re-executed step is compared on (determinism);
+    - ``progress_metrics``: what the progress line shows, the first being the loss;
+    - ``summary_metrics``: held-out metrics the end-of-run summary compares first vs last;
+    - ``rows``: the dataset row shape launch checks before a run exists;
+    - ``resources``: makes the typed resources object the stages share in one attempt;
+    - ``code``: stage name → function, imported only when a run starts.
+    """
+
     name: str
     body: tuple[Node, ...]
     teardown: tuple[Stage, ...] = ()
     conditions: Mapping[str, Condition] = field(default_factory=dict)
     description: str = ""
+    step_metric: str | None = None
+    progress_metrics: tuple[str, ...] = ()
+    summary_metrics: tuple[str, ...] = ()
+    rows: Rows | None = None
+    resources: Callable[[], Any] = dict
+    code: Callable[[], Mapping[str, Any]] | None = None
 
     def stages(self) -> Iterator[Stage]:
         def walk(nodes: Sequence[Node]) -> Iterator[Stage]:

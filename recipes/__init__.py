@@ -1,22 +1,21 @@
 """Recipes: a name, a description, a pydantic Config, a workflow and an adapters manifest.
 
 Recipe modules stay light (no torch at import) so ``kitchen recipes`` lists them instantly.
+They are found through ``kitchen.registry`` (built-ins, entry points in the group
+``kitchen.recipes``, or ``kitchen.registry.register``).
 """
 
 from __future__ import annotations
 
-import importlib
 from types import ModuleType
 
-from kitchen.errors import NotFound
-
-RECIPES = {
-    "sl_basic": "kitchen.recipes.sl_basic",
-}
+from kitchen import registry
 
 
 def load_recipe(name: str) -> ModuleType:
-    target = RECIPES.get(name)
-    if target is None:
-        raise NotFound(f"unknown recipe {name!r}; known recipes: {', '.join(sorted(RECIPES))}")
-    return importlib.import_module(target)
+    recipe: ModuleType = registry.lookup("recipes", name)
+    return recipe
+
+
+def recipe_names() -> list[str]:
+    return registry.names("recipes")

@@ -8,9 +8,8 @@ line or in a YAML/TOML file; names follow tinker-cookbook's where they exist.
 
 from __future__ import annotations
 
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from kitchen.workflows.common.config import RENAMED
+from kitchen.workflows.supervised.config import SupervisedConfig
 
 NAME = "sl_basic"
 DESCRIPTION = (
@@ -18,55 +17,9 @@ DESCRIPTION = (
 )
 WORKFLOW = "supervised"
 ADAPTERS = {"training": "local_torch", "datasets": "hf_datasets", "blobs": "local"}
+__all__ = ["ADAPTERS", "DESCRIPTION", "NAME", "RENAMED", "WORKFLOW", "Config"]
 
 
-class Config(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-    model_name: str = Field("kitchen/tiny", description="embedded name, local folder or hub id")
-    dataset: str = Field(
-        "kitchen/arith-chat", description="embedded name, .jsonl/.json/.parquet/.csv, or hub id"
-    )
-    test_size: int = Field(
-        64, ge=1, description="held-out rows taken from train when there is no test split"
-    )
-    renderer_name: str = "role_colon"
-    train_on_what: Literal[
-        "last_assistant_message", "all_assistant_messages", "all_messages", "all_tokens"
-    ] = "last_assistant_message"
-    max_length: int = Field(128, ge=8)
-
-    lora_rank: int = Field(16, ge=1)
-    lora_alpha: int | None = Field(None, ge=1, description="default: 2 x lora_rank")
-    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
-
-    learning_rate: float = Field(3e-3, gt=0.0)
-    lr_schedule: Literal["constant", "linear", "cosine"] = "linear"
-    adam_beta1: float = Field(0.9, ge=0.0, lt=1.0)
-    adam_beta2: float = Field(0.95, ge=0.0, lt=1.0)
-    adam_eps: float = Field(1e-8, gt=0.0)
-    weight_decay: float = Field(0.0, ge=0.0)
-    grad_clip_norm: float = Field(0.0, ge=0.0, description="0 = no clipping")
-    num_epochs: int = Field(1, ge=1)
-    batch_size: int = Field(32, ge=1)
-    max_steps: int | None = Field(
-        60, ge=1, description="stop after this many steps (null: all epochs)"
-    )
-    seed: int = 0
-
-    save_every: int = Field(20, ge=0, description="checkpoint every N steps (0: only at the end)")
-    keep_checkpoints: int = Field(3, ge=1)
-    eval_every: int = Field(
-        0, ge=0, description="evaluate every N steps (0: only at start and end)"
-    )
-    eval_examples: int = Field(64, ge=1)
-    eval_max_tokens: int = Field(16, ge=1)
-
-    pipeline: bool = Field(True, description="submit step N+1 before awaiting step N")
-    device: Literal["auto", "cpu", "cuda"] = "cpu"
-    dtype: Literal["float32", "bfloat16"] = "float32"
-    training_adapter: str = "local_torch"
-    dataset_adapter: str = "hf_datasets"
-    hf_token: SecretStr | None = Field(
-        None, description="read from HF_TOKEN when unset; never logged"
-    )
+class Config(SupervisedConfig):
+    """sl_basic's defaults are the shared training defaults: kitchen/tiny, kitchen/arith-chat,
+    LoRA rank 16, learning rate 3e-3 with linear decay, 60 steps of 32 conversations."""

@@ -14,6 +14,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 from kitchen.adapters import _localfs as lfs
@@ -241,3 +242,8 @@ def open_blob_store(url_or_path: str | Path) -> BlobStore:
 
 
 __all__ = ["FsspecBlobStore", "LocalBlobStore", "open_blob_store"]
+
+
+def create_store(config: Any, home: Path) -> LocalBlobStore:
+    """The manifest's factory: blobs live under KITCHEN_HOME."""
+    return LocalBlobStore(home)

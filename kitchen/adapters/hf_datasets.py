@@ -13,7 +13,7 @@ import decimal
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,17 @@ class HFDatasetStore:
     def fingerprint(self, source: str, split: str = "train") -> str:
         """See ``rows_fingerprint``: the same rows give the same hex on every machine."""
         return rows_fingerprint(self.load(source, split))
+
+    def answer_checker(self, source: str) -> Callable[[Mapping[str, Any], str], bool] | None:
+        """Exact match on the reference answer for the embedded sets; None for others."""
+        if _classify(source) != "embedded":
+            return None
+        from kitchen.embedded import datasets as embedded
+
+        def check(row: Mapping[str, Any], completion: str) -> bool:
+            return embedded.check_answer(source, dict(row), completion)
+
+        return check
 
 
 def rows_fingerprint(rows: Iterable[Mapping[str, Any]]) -> str:
@@ -227,3 +238,9 @@ def _plain(value: Any) -> Any:
 
 __all__ = ["HFDatasetStore", "iter_batches", "require_columns", "rows_fingerprint",
            "rows_to_dataset"]
+
+
+def create_store(config: Any, home: Path) -> HFDatasetStore:
+    """The manifest's factory: the hub token from the recipe's ``hf_token`` when it has one."""
+    token = getattr(config, "hf_token", None)
+    return HFDatasetStore(token=token.get_secret_value() if token is not None else None)

@@ -131,6 +131,8 @@ def jsonable(value: Any) -> Any:
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [jsonable(v) for v in value]
+    if hasattr(value, "model_dump"):  # an event record (a lineage entry)
+        return value.model_dump(mode="json")
     return value
 
 

@@ -10,8 +10,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from kitchen.runner import Reporter
+from kitchen.stage_api import CheckpointSaved, StageResult
 from kitchen.state import RunState
-from kitchen.workflow import Stage
+from kitchen.workflow import Stage, Workflow
 
 
 class CliReporter(Reporter):
@@ -24,18 +25,22 @@ class CliReporter(Reporter):
         self.total: int | None = None
         self.t0 = time.monotonic()
         self.last_line = 0.0
+        self.shown: tuple[str, ...] = ()
+        self.summary: tuple[str, ...] = ()
 
     def created(self, state: RunState) -> None:
         if self.print_id:
             print(self.run_id, flush=True)
 
-    def started(self, state: RunState) -> None:
+    def started(self, state: RunState, workflow: Workflow) -> None:
         self.t0 = time.monotonic()
+        self.shown = workflow.progress_metrics
+        self.summary = workflow.summary_metrics
 
-    def stage_done(self, stage: Stage, outputs: Mapping[str, Any], state: RunState) -> None:
-        if stage.name == "build_supervised_dataset":
-            self.total = int(outputs.get("total_steps", 0)) or None
-            if self.tty and self.total:
+    def stage_done(self, stage: Stage, result: StageResult, state: RunState) -> None:
+        if result.total_steps is not None:
+            self.total = int(result.total_steps) or None
+            if self.tty and self.total and self.bar is None:
                 from tqdm import tqdm
 
                 self.bar = tqdm(
@@ -45,24 +50,34 @@ class CliReporter(Reporter):
                     file=sys.stderr,
                     dynamic_ncols=True,
                 )
-        elif stage.name == "evaluate":
-            m = outputs.get("metrics", {})
-            nll, acc = m.get("test/nll", float("nan")), m.get("test/accuracy", float("nan"))
-            self._line(f"eval  test/nll {nll:.4f}  test/accuracy {acc:.3f}")
-        elif stage.name == "save_checkpoint":
-            self._line(f"checkpoint {outputs.get('name')} saved")
-        for key, m in outputs.get("steps", {}).items():
+        if result.eval_metrics:
+            shown = self.summary or tuple(result.eval_metrics)
+            parts = [f"{k} {result.eval_metrics[k]:.4f}" for k in shown if k in result.eval_metrics]
+            self._line("eval  " + "  ".join(parts))
+        for event in result.events:
+            if isinstance(event, CheckpointSaved):
+                self._line(f"checkpoint {event.name} saved")
+        for key, m in result.metrics.items():
             self._step(int(key), m)
 
+    def _metrics_text(self, m: Mapping[str, Any]) -> str:
+        parts = []
+        for i, name in enumerate(self.shown):
+            if name not in m:
+                continue
+            value = float(m[name])
+            label = "loss" if i == 0 else name.replace("tokens_per_s", "tok/s").replace(
+                "learning_rate", "lr"
+            )
+            text = f"{value:,.0f}" if abs(value) >= 100 else f"{value:.4f}"
+            parts.append(f"{label} {text if label != 'lr' else f'{value:.2e}'}")
+        return "  ".join(parts)
+
     def _step(self, step: int, m: Mapping[str, Any]) -> None:
-        loss, lr, tps = (
-            m.get("train_mean_nll", 0.0),
-            m.get("learning_rate", 0.0),
-            m.get("tokens_per_s", 0.0),
-        )
+        text = self._metrics_text(m)
         if self.bar is not None:
             self.bar.n = step + 1
-            self.bar.set_postfix_str(f"loss {loss:.4f} lr {lr:.2e} tok/s {tps:,.0f}", refresh=True)
+            self.bar.set_postfix_str(text.replace("  ", " "), refresh=True)
             return
         done = step + 1
         eta = ""
@@ -70,11 +85,7 @@ class CliReporter(Reporter):
             rate = done / max(time.monotonic() - self.t0, 1e-9)
             eta = f"  eta {max(self.total - done, 0) / max(rate, 1e-9):.0f}s"
         total = f"/{self.total}" if self.total else ""
-        print(
-            f"step {done}{total}  loss {loss:.4f}  lr {lr:.2e}  tok/s {tps:,.0f}{eta}",
-            file=sys.stderr,
-            flush=True,
-        )
+        print(f"step {done}{total}  {text}{eta}", file=sys.stderr, flush=True)
 
     def _line(self, text: str) -> None:
         if self.bar is not None:
@@ -97,7 +108,7 @@ class CliReporter(Reporter):
         evals = state.eval_metrics
         if evals:
             first, last = evals[min(evals)], evals[max(evals)]
-            for key in ("test/nll", "test/accuracy"):
+            for key in self.summary or tuple(last):
                 if key in first and key in last:
                     before, after = f"{first[key]:.4f}", f"{last[key]:.4f}"
                     print(
@@ -105,8 +116,9 @@ class CliReporter(Reporter):
                         file=out,
                     )
         last_train = state.last_metrics()
-        if "train_mean_nll" in last_train:
-            print(f"  train_mean_nll (last step): {last_train['train_mean_nll']:.4f}", file=out)
+        loss = self.shown[0] if self.shown else None
+        if loss is not None and loss in last_train:
+            print(f"  {loss} (last step): {last_train[loss]:.4f}", file=out)
         if state.adapter_uri:
             print(f"  adapter: {self.home}/{state.adapter_uri}", file=out)
         if state.status in ("interrupted", "running"):

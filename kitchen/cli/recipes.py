@@ -15,15 +15,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _recipes(args: argparse.Namespace) -> int:
-    from kitchen.recipes import RECIPES, load_recipe
-    from kitchen.workflows import workflow_module
+    from kitchen.recipes import load_recipe, recipe_names
+    from kitchen.workflows import get_workflow
 
     if args.graph:
         recipe = load_recipe(args.graph)
-        table = workflow_module(recipe.WORKFLOW).WORKFLOW.compile()
+        table = get_workflow(recipe.WORKFLOW).compile()
         print(table.mermaid() if args.mermaid else table.text())
         return 0
-    for name in sorted(RECIPES):
+    for name in recipe_names():
         recipe = load_recipe(name)
         print(f"{name:<16} {recipe.DESCRIPTION}  [workflow: {recipe.WORKFLOW}]")
     return 0

@@ -2,8 +2,8 @@
 
 Replay only reads: it folds the stored events and prints them. It opens no span, runs no stage
 and writes nothing, so it is safe on a run that a worker is driving right now. ``--verify``
-adds the audit: the hash chain, and every live checkpoint's blob (and the final adapter) hashed
-again under KITCHEN_HOME.
+adds the audit: the hash chain, and every live checkpoint's blob and every artifact of the
+effective history (the final adapter among them) hashed again under KITCHEN_HOME.
 """
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ if TYPE_CHECKING:
     from kitchen.state import Recorded, RunState
     from kitchen.store import EventStore, StoredEvent
 
-# Step metrics worth a place on a timeline line; the rest stay in `--json` and `kitchen show`.
-KEY_STEP_METRICS = ("train_mean_nll",)
 SUPERSEDED = "[superseded]"
 
 
@@ -98,13 +96,14 @@ def timeline(state: RunState, rows: list[StoredEvent], recs: list[Recorded]) -> 
     width = max(len(str(rows[-1].seq)) if rows else 1, 3)
     head = f"{'SEQ':>{width}}  {'TIME (UTC)':<23}  {'TYPE':<20} {'STAGE':<24} {'STEP':>5}  DETAILS"
     lines = [head]
+    key = _key_metric(state)
     for row, rec in zip(rows, recs, strict=True):
         e = rec.event
         stage = getattr(e, "stage", None) or ""
         step = _step_of(e)
         text = (
             f"{row.seq:>{width}}  {_time_ms(row)}  {row.type:<20} {stage:<24} "
-            f"{'' if step is None else step:>5}  {details(e)}"
+            f"{'' if step is None else step:>5}  {details(e, key)}"
         )
         if state.is_superseded(row.seq):
             text += f"  {SUPERSEDED}"
@@ -127,13 +126,28 @@ def _step_of(e: ev.Event) -> int | None:
     return step if isinstance(step, int) else None
 
 
-def details(e: ev.Event) -> str:
+def _key_metric(state: RunState) -> tuple[str, ...]:
+    """The run's workflow's step metric: worth a place on a timeline line (the rest stay in
+    ``--json`` and ``kitchen show``). None known when the workflow is not installed here."""
+    from kitchen.errors import KitchenError
+    from kitchen.workflows import get_workflow
+
+    if state.workflow is None:
+        return ()
+    try:
+        metric = get_workflow(state.workflow).step_metric
+    except (KitchenError, ImportError, TypeError):
+        return ()
+    return (metric,) if metric else ()
+
+
+def details(e: ev.Event, key_metrics: tuple[str, ...] = ()) -> str:
     """The few facts of an event a reader scans for; the full payload is in ``--json``."""
     from kitchen import events as ev
     from kitchen.cli._common import fmt_metrics, fmt_value
 
     if isinstance(e, ev.StageCompleted):
-        return _stage_outputs(e.stage, e.outputs, e.duration_s)
+        return _stage_outputs(e, key_metrics)
     if isinstance(e, ev.StageStarted):
         return f"{e.source} -> {e.dest}"
     if isinstance(e, ev.StageFailed | ev.RunFailed):
@@ -167,22 +181,27 @@ def details(e: ev.Event) -> str:
     return ""
 
 
-def _stage_outputs(stage: str, outputs: dict[str, Any], duration_s: float) -> str:
+def _stage_outputs(e: ev.StageCompleted, key_metrics: tuple[str, ...]) -> str:
+    """Logged metrics (the key ones), held-out metrics, or else the outputs; then artifacts
+    the outputs do not already name."""
     from kitchen.cli._common import fmt_metrics, fmt_value
 
     parts: list[str] = []
-    if stage == "log_step_metrics":
-        for key, metrics in outputs.get("steps", {}).items():
-            key_metrics = {k: metrics[k] for k in KEY_STEP_METRICS if k in metrics}
-            parts.append(f"step {key}: {fmt_metrics(key_metrics)}".rstrip())
-    elif stage == "evaluate" and isinstance(outputs.get("metrics"), dict):
-        parts.append(fmt_metrics(outputs["metrics"]))
+    if e.metrics:
+        for key, metrics in e.metrics.items():
+            shown = {k: metrics[k] for k in key_metrics if k in metrics}
+            parts.append(f"step {key}: {fmt_metrics(shown)}".rstrip())
+    elif e.eval_metrics:
+        parts.append(fmt_metrics(e.eval_metrics))
     else:
-        for key, value in sorted(outputs.items()):
+        for key, value in sorted(e.outputs.items()):
             if isinstance(value, str | int | float | bool):
-                shown = value[:12] if key == "sha256" and isinstance(value, str) else value
-                parts.append(f"{key}={fmt_value(shown)}")
-    parts.append(f"({duration_s:.3f}s)")
+                shown_value = value[:12] if key == "sha256" and isinstance(value, str) else value
+                parts.append(f"{key}={fmt_value(shown_value)}")
+    for a in e.artifacts:
+        if e.outputs.get("sha256") != a.sha256:
+            parts.append(f"{a.kind} sha256={a.sha256[:12]} bytes={a.bytes}")
+    parts.append(f"({e.duration_s:.3f}s)")
     return "  ".join(parts)
 
 
@@ -244,37 +263,28 @@ def _verify_chain(store: EventStore, run_id: str) -> int:
 def _verify_blobs(
     state: RunState, rows: list[StoredEvent], home: Path, checked: int
 ) -> dict[str, Any]:
-    """Each live checkpoint's blob, then the final adapter's, hashed again under ``home``.
+    """Each live local checkpoint's blob, then every local artifact of the effective history
+    (the final adapter, reference log-probs, rollouts …), hashed again under ``home``.
 
-    Raises CheckpointCorrupt (exit 1) at the first bad one.
+    Raises CheckpointCorrupt (exit 1) at the first bad one. Remote references are the remote
+    service's to verify.
     """
     from kitchen.adapters.blobs import LocalBlobStore
 
     blobs = LocalBlobStore(home)
-    live = state.live_checkpoints()
+    live = [c for c in state.live_checkpoints() if c.location == "local"]
     for c in live:
         _check_blob(blobs, f"checkpoint {c.name} (seq {c.seq})", c.uri, c.sha256, c.bytes)
-    final = _final_adapter(state, rows) if state.status == "completed" else None
-    if final is not None:
-        uri, sha256, size, seq = final
-        _check_blob(blobs, f"final adapter (seq {seq})", uri, sha256, size)
-    return {"events": checked, "checkpoints": len(live), "final_adapter": final is not None}
-
-
-def _final_adapter(state: RunState, rows: list[StoredEvent]) -> tuple[str, str, int, int] | None:
-    """(uri, sha256, bytes, seq) from the effective ``save_final_weights`` that made the adapter."""
-    for row in reversed(rows):
-        out = row.payload.get("outputs") if row.type == "StageCompleted" else None
-        if (
-            isinstance(out, dict)
-            and row.payload.get("stage") == "save_final_weights"
-            and not state.is_superseded(row.seq)
-            and out.get("uri") == state.adapter_uri
-            and isinstance(out.get("sha256"), str)
-            and isinstance(out.get("bytes"), int)
-        ):
-            return out["uri"], out["sha256"], out["bytes"], row.seq
-    return None
+    artifacts = [a for a in state.effective_artifacts() if a.location == "local"]
+    for a in artifacts:
+        label = "final adapter" if a.kind == "final_weights" else a.kind
+        _check_blob(blobs, f"{label} (seq {a.seq})", a.uri, a.sha256, a.bytes)
+    final = state.latest_artifact("final_weights") is not None and state.status == "completed"
+    out: dict[str, Any] = {"events": checked, "checkpoints": len(live), "final_adapter": final}
+    others = sum(a.kind != "final_weights" for a in artifacts)
+    if others:
+        out["artifacts"] = others
+    return out
 
 
 def _check_blob(blobs: Any, what: str, uri: str, sha256: str, size: int) -> None:
@@ -301,4 +311,5 @@ def _check_blob(blobs: Any, what: str, uri: str, sha256: str, size: int) -> None
 
 def _verified_line(verified: dict[str, Any]) -> str:
     line = f"verified: {verified['events']} events, {verified['checkpoints']} checkpoints"
+    line += f", {verified['artifacts']} artifacts" if verified.get("artifacts") else ""
     return line + (", final adapter" if verified["final_adapter"] else "")

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kitchen.errors import NotFound
+
+if TYPE_CHECKING:
+    from kitchen.state import Checkpoint, RunState
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,8 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_sample)
 
 
-def _pick_checkpoint(state: object, name: str | None) -> object:
-    live = state.live_checkpoints()  # type: ignore[attr-defined]
+def _pick_checkpoint(state: RunState, name: str | None) -> Checkpoint:
+    live = state.live_checkpoints()
     if name is not None:
         for c in live:
             if c.name == name:
@@ -41,9 +44,8 @@ def _pick_checkpoint(state: object, name: str | None) -> object:
 
 def _sample(args: argparse.Namespace) -> int:
     from kitchen import config as kconfig
-    from kitchen.adapters import registry
     from kitchen.cli._common import load_state
-    from kitchen.launch import kitchen_home
+    from kitchen.launch import build_ports, kitchen_home, manifest_of
     from kitchen.recipes import load_recipe
     from kitchen.renderers import get_renderer
     from kitchen.store import open_store
@@ -53,11 +55,21 @@ def _sample(args: argparse.Namespace) -> int:
     state, _ = load_state(store, args.run_id)
     ckpt = _pick_checkpoint(state, args.checkpoint)
     recipe = load_recipe(state.recipe or "")
-    cfg: Any = kconfig.restore(recipe.Config, state.config, {})
-    path = registry.blob_store("local", kitchen_home()).local_path(ckpt.uri)  # type: ignore[attr-defined]
-    client = registry.training_client(cfg)
+    cfg: Any = kconfig.restore(recipe.Config, state.config, {}, getattr(recipe, "RENAMED", {}))
+    ports = build_ports(manifest_of(recipe, cfg), cfg, kitchen_home())
+    source = (
+        str(ports.blobs.local_path(ckpt.uri) / "state") if ckpt.location == "local" else ckpt.uri
+    )
+    client = ports.training.create_training_client_from_state(
+        source,
+        base_model=cfg.model_name,
+        rank=cfg.lora_rank,
+        seed=cfg.seed,
+        alpha=cfg.lora_alpha,
+        dropout=cfg.lora_dropout,
+        with_optimizer=False,
+    )
     try:
-        client.load_state(path / "state", with_optimizer=False).result()
         renderer = get_renderer(cfg.renderer_name, client.get_tokenizer())
         prompt = renderer.build_generation_prompt([{"role": "user", "content": args.prompt}])
         params = SamplingParams(
@@ -71,7 +83,7 @@ def _sample(args: argparse.Namespace) -> int:
         resp = client.sampling_client().sample(prompt, 1, params).result()
         message, _ = renderer.parse_response(list(resp.sequences[0].tokens))
     finally:
-        client.close()
-    print(f"(from {ckpt.name}, step {ckpt.step})", file=sys.stderr)  # type: ignore[attr-defined]
+        ports.training.close()
+    print(f"(from {ckpt.name}, step {ckpt.step})", file=sys.stderr)
     print(message.get("content", ""))
     return 0

@@ -60,8 +60,10 @@ def describe(state: RunState, status: str, home: Path) -> list[str]:
     """The readable view of a state; ``status`` is the one to show (``crashed`` is derived)."""
     lines = _header(state, status)
     lines += _config(state.config)
+    lines += _lineage(state)
     lines += _attempts(state, status)
     lines += _checkpoints(state)
+    lines += _artifacts(state)
     lines += _metrics(state)
     lines += _problems(state)
     where = paths(state, home)
@@ -155,6 +157,37 @@ def _checkpoints(state: RunState) -> list[str]:
         "checkpoints:",
         *_indent(table(["NAME", "STEP", "STATUS", "SEQ", "URI"], rows)),
     ]
+
+
+def _lineage(state: RunState) -> list[str]:
+    """Where the run's starting (parent) or teaching weights came from, with their sha256."""
+    lines: list[str] = []
+    for ref in state.lineage:
+        what = f"run {ref.run_id} ({ref.what})" if ref.kind == "run" else f"{ref.kind} {ref.source}"
+        sha = f"  sha256 {ref.sha256[:16]}" if ref.sha256 else ""
+        lines.append(f"  {ref.role:<8} {what}{sha}")
+    return ["", "lineage:", *lines] if lines else []
+
+
+def _artifacts(state: RunState) -> list[str]:
+    from kitchen.cli._common import table
+
+    found = [a for a in state.artifacts if a.kind != "final_weights"]
+    if not found:
+        return []
+    rows = [
+        [
+            a.kind,
+            "" if a.step is None else str(a.step),
+            "deleted" if a.deleted else "superseded" if state.is_superseded(a.seq) else "live",
+            str(a.seq),
+            a.sha256[:12],
+            a.uri,
+        ]
+        for a in found
+    ]
+    headers = ["KIND", "STEP", "STATUS", "SEQ", "SHA256", "URI"]
+    return ["", "artifacts:", *_indent(table(headers, rows))]
 
 
 def _metrics(state: RunState) -> list[str]:

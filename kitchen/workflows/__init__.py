@@ -1,22 +1,15 @@
-"""Workflows by name. Each module defines ``WORKFLOW`` and ``stages()``."""
+"""Workflows by name, through ``kitchen.registry`` (built-ins, entry points in the group
+``kitchen.workflows``, or ``kitchen.registry.register``). Each is a
+:class:`kitchen.workflow.Workflow`: its table, its declarations, and its stage code."""
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
-from kitchen.errors import NotFound
-
-WORKFLOWS = {"supervised": "kitchen.workflows.supervised"}
+from kitchen import registry
+from kitchen.workflow import Workflow
 
 
-def workflow_module(name: str) -> Any:
-    target = WORKFLOWS.get(name)
-    if target is None:
-        raise NotFound(f"unknown workflow {name!r}; known: {', '.join(sorted(WORKFLOWS))}")
-    return importlib.import_module(target)
-
-
-def load_workflow(name: str) -> tuple[Any, dict[str, Any]]:
-    mod = workflow_module(name)
-    return mod.WORKFLOW, mod.stages()
+def get_workflow(name: str) -> Workflow:
+    found = registry.lookup("workflows", name)
+    if not isinstance(found, Workflow):
+        raise TypeError(f"workflow {name!r} is registered as {type(found).__name__}, not Workflow")
+    return found

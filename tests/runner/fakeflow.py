@@ -3,8 +3,9 @@
     setup → batch loop: get_batch → train → log_step_metrics → [save_checkpoint when save_due]
           → cleanup
 
-The stages keep the data cursor in ``ctx.resources.next_step`` and return outputs shaped like
-the real ones (``{"step": n}``, ``{"steps": {n: {"train_mean_nll": x}}}``). A test changes
+The stages keep the data cursor in ``ctx.resources.next_step`` and say what happened in
+``StageResult`` facts like the real ones (``step=n``, ``optim_step=n``,
+``metrics={n: {"train_mean_nll": x}}``). A test changes
 what a stage does at one step through *hooks*: ``{(stage, step): fn}``, where ``fn(ctx)`` runs
 inside the stage after its own work (to raise, read the store, send a signal, ...).
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import types
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -32,7 +34,8 @@ from pydantic import BaseModel, ConfigDict, SecretStr
 
 from kitchen import events as ev
 from kitchen.config import config_hash, redacted
-from kitchen.runner import Identity, Runner, StageContext, StageFn, StageResult
+from kitchen.runner import Identity, Runner
+from kitchen.stage_api import Ports, StageContext, StageFn, StageResult
 from kitchen.state import Recorded, RunState, fold
 from kitchen.workflow import Loop, Stage, Workflow
 
@@ -78,9 +81,29 @@ WORKFLOW = Workflow(
     ),
     teardown=(Stage("cleanup"),),
     conditions={"save_due": save_due, "more_batches": more_batches},
+    step_metric="train_mean_nll",
+    progress_metrics=("train_mean_nll",),
+    resources=types.SimpleNamespace,
 )
 
-Hook = Callable[[StageContext], None]
+
+class FakeService:
+    """The training port of a run that trains nothing: it only has to close."""
+
+    def __init__(self) -> None:
+        self.closed = 0
+
+    def close(self) -> None:
+        self.closed += 1
+
+    def verify_checkpoint(self, uri: str, sha256: str) -> bool:
+        return False
+
+
+def fake_ports(blobs: Any) -> Ports:
+    return Ports(training=FakeService(), datasets=None, blobs=blobs)  # type: ignore[arg-type]
+
+Hook = Callable[[StageContext[Any, Any]], None]
 Hooks = Mapping[tuple[str, int], Hook]
 Loss = Callable[[int, int], float]
 
@@ -93,12 +116,12 @@ def loss(step: int, attempt: int) -> float:
 def make_stages(hooks: Hooks | None = None, train_loss: Loss = loss) -> dict[str, StageFn]:
     hooks = dict(hooks or {})
 
-    def hook(ctx: StageContext, step: int) -> None:
+    def hook(ctx: StageContext[Any, Any], step: int) -> None:
         fn = hooks.get((ctx.stage.name, step))
         if fn is not None:
             fn(ctx)
 
-    def setup(ctx: StageContext) -> dict[str, Any]:
+    def setup(ctx: StageContext[Any, Any]) -> dict[str, Any]:
         r = ctx.resources
         r.next_step = 0
         if ctx.resume is not None and ctx.resume.path is not None:
@@ -106,24 +129,24 @@ def make_stages(hooks: Hooks | None = None, train_loss: Loss = loss) -> dict[str
         hook(ctx, ctx.state.step)
         return {}
 
-    def get_batch(ctx: StageContext) -> dict[str, Any]:
+    def get_batch(ctx: StageContext[Any, Any]) -> StageResult:
         r = ctx.resources
         r.batch, r.next_step = r.next_step, r.next_step + 1
         hook(ctx, r.batch)
-        return {"step": r.batch}
+        return StageResult(step=r.batch)
 
-    def train(ctx: StageContext) -> dict[str, Any]:
+    def train(ctx: StageContext[Any, Any]) -> StageResult:
         r = ctx.resources
         r.loss = train_loss(r.batch, ctx.attempt)
         hook(ctx, r.batch)
-        return {"step": r.batch}
+        return StageResult(step=r.batch, optim_step=r.batch)
 
-    def log_step_metrics(ctx: StageContext) -> dict[str, Any]:
+    def log_step_metrics(ctx: StageContext[Any, Any]) -> StageResult:
         r = ctx.resources
         hook(ctx, r.batch)
-        return {"step": r.batch, "steps": {str(r.batch): {"train_mean_nll": r.loss}}}
+        return StageResult(step=r.batch, metrics={r.batch: {"train_mean_nll": r.loss}})
 
-    def save_checkpoint(ctx: StageContext) -> StageResult:
+    def save_checkpoint(ctx: StageContext[Any, Any]) -> StageResult:
         n = ctx.resources.next_step
         name = f"step-{n:06d}"
 
@@ -144,7 +167,7 @@ def make_stages(hooks: Hooks | None = None, train_loss: Loss = loss) -> dict[str
         )
         return StageResult({"name": name}, events=(saved,))
 
-    def cleanup(ctx: StageContext) -> dict[str, Any]:
+    def cleanup(ctx: StageContext[Any, Any]) -> dict[str, Any]:
         hook(ctx, ctx.state.step)
         return {}
 
@@ -196,7 +219,7 @@ def make_runner(
         run_id=run_id,
         config=config or FakeConfig(),
         home=home,
-        blobs=blobs,
+        ports=fake_ports(blobs),
         telemetry=telemetry,
         lease_ttl_s=lease_ttl_s,
         check_every_s=0.0,
@@ -235,7 +258,7 @@ def folded(store: Any, run_id: str = RUN_ID) -> RunState:
 
 
 def _wait_for_signal(marker: Path) -> Hook:
-    def wait(ctx: StageContext) -> None:
+    def wait(ctx: StageContext[Any, Any]) -> None:
         marker.write_text("started")
         deadline = time.monotonic() + 30.0
         while not ctx.interrupted() and time.monotonic() < deadline:

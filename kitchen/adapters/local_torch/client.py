@@ -207,6 +207,8 @@ class LocalTrainingClient:
         return SavedState(str(folder), self._step)
 
     def _load_state(self, folder: Path, with_optimizer: bool) -> SavedState:
+        if (folder / "adapter_config.json").is_file():
+            return self._load_adapter(folder)
         header = state.read_header(folder)
         if header.get("lora") != self._lora.as_json():
             raise ConfigError(
@@ -221,6 +223,14 @@ class LocalTrainingClient:
         state.restore_rng(folder, header["rng"])
         self._step = int(header["step"])
         return SavedState(str(folder), self._step)
+
+    def _load_adapter(self, folder: Path) -> SavedState:
+        """Weights of a PEFT adapter folder; the optimizer and step start afresh."""
+        export.load_adapter(self._model, folder)
+        self._optimizer = optim.new_optimizer(self._params.values())
+        self._optimizer.zero_grad(set_to_none=True)
+        self._step = 0
+        return SavedState(str(folder), 0)
 
     def _write(self, writer: Callable[[Any, Path], None], folder: Path) -> str:
         writer(self._model, folder)

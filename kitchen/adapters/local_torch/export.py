@@ -35,6 +35,25 @@ def save_adapter(model: PeftModel, folder: Path) -> None:
     (folder / "adapter_config.json").write_text(text + "\n", encoding="utf-8")
 
 
+def load_adapter(model: PeftModel, folder: Path) -> None:
+    """Copy an adapter folder's weights into ``model``'s LoRA, refusing another layout."""
+    import torch
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    from kitchen.errors import ConfigError
+
+    saved = load_file(str(folder / "adapter_model.safetensors"))
+    mine = get_peft_model_state_dict(model)
+    if set(saved) != set(mine) or any(saved[k].shape != mine[k].shape for k in mine):
+        raise ConfigError(
+            f"adapter {folder} has another LoRA layout (rank or target modules) than this run: "
+            "set lora_rank to the adapter's rank"
+        )
+    with torch.no_grad():
+        set_peft_model_state_dict(model, {k: v.to(mine[k].device) for k, v in saved.items()})
+
+
 def _sorted_set(value: Any) -> Any:
     if isinstance(value, set | frozenset):
         return sorted(value)

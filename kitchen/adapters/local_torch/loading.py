@@ -105,7 +105,7 @@ def seed_everything(seed: int, device: str) -> None:
         torch.use_deterministic_algorithms(True)
 
 
-def _from_pretrained(loader: Any, name: str, **kwargs: Any) -> Any:
+def from_pretrained(loader: Any, name: str, **kwargs: Any) -> Any:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # kitchen reports progress itself, on stderr
@@ -140,7 +140,7 @@ def _first_line(exc: BaseException) -> str:
 def load_tokenizer(name: str) -> Any:
     from transformers import AutoTokenizer
 
-    return _from_pretrained(AutoTokenizer, name)
+    return from_pretrained(AutoTokenizer, name)
 
 
 def load_lora_model(
@@ -151,7 +151,7 @@ def load_lora_model(
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    base = _from_pretrained(AutoModelForCausalLM, name, dtype=dtype)
+    base = from_pretrained(AutoModelForCausalLM, name, dtype=dtype)
     config = LoraConfig(
         r=lora.rank,
         lora_alpha=lora.alpha,

@@ -7,20 +7,22 @@ still being logged (submit-ahead); the backend runs operations in submission ord
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from kitchen import faults
-from kitchen.stages._common import InFlight
+from kitchen.stage_api import StageResult
+from kitchen.types import Datum
+from kitchen.workflows.common.loop import InFlight
+from kitchen.workflows.supervised.resources import Ctx
 
 
-def _perturbed(ctx: Any, step: int, batch: list[Any]) -> list[Any]:
+def _perturbed(ctx: Ctx, step: int, batch: list[Datum]) -> list[Datum]:
     """Test-only: drop the last example of a re-executed step to force a different loss."""
     if step == faults.PERTURB_STEP and ctx.attempt > 1 and len(batch) > 1:
         return batch[:-1]
     return batch
 
 
-def run(ctx: Any) -> dict[str, Any]:
+def run(ctx: Ctx) -> StageResult:
     r = ctx.resources
     step, batch = r.batch
     batch = _perturbed(ctx, step, batch)
@@ -37,4 +39,4 @@ def run(ctx: Any) -> dict[str, Any]:
         num_loss_tokens=n_loss,
         submitted_at=time.perf_counter(),
     )
-    return {"step": step}
+    return StageResult(step=step)

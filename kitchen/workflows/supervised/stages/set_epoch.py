@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from kitchen.stage_api import StageResult
+from kitchen.workflows.common.loop import epoch_order
+from kitchen.workflows.supervised.resources import Ctx
 
-from kitchen.stages._common import epoch_order
 
-
-def run(ctx: Any) -> dict[str, Any]:
+def run(ctx: Ctx) -> StageResult:
     r = ctx.resources
     r.cursor.epoch += 1
     r.cursor.batch_index = 0
     r.order = epoch_order(len(r.data), ctx.config.seed, r.cursor.epoch)
-    return {"epoch": r.cursor.epoch, "step": r.cursor.step}
+    return StageResult(step=r.cursor.step, epoch=r.cursor.epoch)

@@ -10,66 +10,53 @@ Training stops at ``max_steps`` or at the end of ``num_epochs``, whichever comes
 per-step stages are ``hot``: they share one group commit per step. The four set-up stages are
 re-run (as events of the new attempt) when a run resumes from a checkpoint.
 
-The predicates read the data cursor that the stages keep in ``resources.cursor``; the same
-functions tell ``await_future`` whether a checkpoint or evaluation follows the step it is
-finishing, so it can drain the pipeline first (no later batch ever enters an earlier checkpoint).
+This module is light (no torch): the stage code is imported only when a run starts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import importlib
 from typing import Any
 
-from kitchen.workflow import Loop, Stage, Workflow
+from kitchen.workflow import Loop, Rows, Stage, Workflow
+from kitchen.workflows.supervised.conditions import CONDITIONS
+from kitchen.workflows.supervised.data import check_chat_row
 
 SETUP = (("setup", True),)
 
-
-def steps_done(v: Any) -> int:
-    return int(v.resources.cursor.step)
-
-
-def total_steps(v: Any) -> int:
-    return int(v.resources.plan.total_steps)
-
-
-def save_due(v: Any) -> bool:
-    n, every = steps_done(v), int(v.config.save_every)
-    return every > 0 and n % every == 0 and n < total_steps(v)
-
-
-def eval_due(v: Any) -> bool:
-    n, every = steps_done(v), int(v.config.eval_every)
-    return every > 0 and n % every == 0 and n < total_steps(v)
-
-
-def more_batches(v: Any) -> bool:
-    c = v.resources.cursor
-    return c.batch_index < v.resources.plan.batches_per_epoch and c.step < total_steps(v)
-
-
-def more_epochs(v: Any) -> bool:
-    c = v.resources.cursor
-    return c.epoch + 1 < int(v.config.num_epochs) and c.step < total_steps(v)
-
-
-def final_checkpoint_due(v: Any) -> bool:
-    live = v.state.live_checkpoints()
-    return not live or live[-1].step != steps_done(v)
-
-
-def eval_at_start(v: Any) -> bool:
-    return steps_done(v) == 0
-
-
-CONDITIONS: Mapping[str, Any] = {
-    "save_due": save_due,
-    "eval_due": eval_due,
-    "more_batches": more_batches,
-    "more_epochs": more_epochs,
-    "final_checkpoint_due": final_checkpoint_due,
-    "eval_at_start": eval_at_start,
+STAGES = {
+    "load_dataset": "supervised.stages.load_dataset",
+    "init_session": "supervised.stages.init_session",
+    "init_tokenizer": "supervised.stages.init_tokenizer",
+    "build_supervised_dataset": "supervised.stages.build_supervised_dataset",
+    "set_epoch": "supervised.stages.set_epoch",
+    "get_batch": "supervised.stages.get_batch",
+    "forward_backward": "supervised.stages.forward_backward",
+    "optim_step": "supervised.stages.optim_step",
+    "await_future": "supervised.stages.await_future",
+    "log_step_metrics": "supervised.stages.log_step_metrics",
+    "log_epoch_metrics": "supervised.stages.log_epoch_metrics",
+    "save_checkpoint": "common.save_checkpoint",
+    "save_final_weights": "common.save_final_weights",
+    "evaluate": "supervised.stages.evaluate",
+    "cleanup": "common.cleanup",
 }
+
+
+def stage_code() -> dict[str, Any]:
+    """Stage name → code. Imported lazily: the stage modules import the training stack."""
+    return {
+        name: importlib.import_module(f"kitchen.workflows.{target}").run
+        for name, target in STAGES.items()
+    }
+
+
+def new_resources() -> Any:
+    from kitchen.workflows.supervised.resources import SupervisedResources
+
+    return SupervisedResources()
+
+
 
 WORKFLOW = Workflow(
     name="supervised",
@@ -109,11 +96,10 @@ WORKFLOW = Workflow(
         Stage("cleanup"),
     ),
     conditions=CONDITIONS,
+    step_metric="train_mean_nll",
+    progress_metrics=("train_mean_nll", "learning_rate", "tokens_per_s"),
+    summary_metrics=("test/nll", "test/accuracy"),
+    rows=Rows(columns=("messages",), check=check_chat_row),
+    resources=new_resources,
+    code=stage_code,
 )
-
-
-def stages() -> dict[str, Any]:
-    """Stage name → code. Imported lazily: the stage modules import the training stack."""
-    from kitchen.stages import SUPERVISED, load
-
-    return load(SUPERVISED)

@@ -1,4 +1,4 @@
-"""Small things the supervised stages share: the data cursor, the plan, the LR schedule."""
+"""The training loop's bookkeeping that workflows share: data cursor, plan, LR schedule."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from kitchen.types import Datum
+from kitchen.types import AdamParams, Datum
 
 
 @dataclass
@@ -77,6 +77,19 @@ def lr_multiplier(schedule: str, step: int, total_steps: int) -> float:
     if schedule == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * frac))
     raise ValueError(f"unknown lr_schedule {schedule!r}")
+
+
+def adam_params(cfg: Any, step: int, total_steps: int) -> AdamParams:
+    """The optimizer settings of ``step``: the config's Adam keys, the scheduled learning rate."""
+    lr = cfg.learning_rate * lr_multiplier(cfg.lr_schedule, step, total_steps)
+    return AdamParams(
+        learning_rate=lr,
+        beta1=cfg.adam_beta1,
+        beta2=cfg.adam_beta2,
+        eps=cfg.adam_eps,
+        weight_decay=cfg.weight_decay,
+        grad_clip_norm=cfg.grad_clip_norm,
+    )
 
 
 def datum_sizes(data: list[Datum]) -> list[tuple[int, float]]:

@@ -9,14 +9,14 @@ says (and never misses an earlier one).
 from __future__ import annotations
 
 import time
-from typing import Any
 
-from kitchen.runner import View
-from kitchen.workflows import supervised as wf
+from kitchen.stage_api import StageResult, View
+from kitchen.workflows.supervised import conditions as wf
+from kitchen.workflows.supervised.resources import Ctx
 
 
-def _must_drain(ctx: Any) -> bool:
-    view = View(ctx.state, ctx.config, ctx.resources, {})
+def _must_drain(ctx: Ctx) -> bool:
+    view = View(ctx.state, ctx.config, ctx.resources)
     last = wf.steps_done(view) >= wf.total_steps(view) or not wf.more_batches(view)
     return (
         last
@@ -27,7 +27,7 @@ def _must_drain(ctx: Any) -> bool:
     )
 
 
-def run(ctx: Any) -> dict[str, Any]:
+def run(ctx: Ctx) -> StageResult:
     r = ctx.resources
     p = r.pipeline
     current, _ = r.batch
@@ -56,4 +56,4 @@ def run(ctx: Any) -> dict[str, Any]:
             "tokens_per_s": flight.num_tokens / elapsed,
         }
         awaited.append(step)
-    return {"step": current, "awaited": awaited, "drained": drain}
+    return StageResult({"awaited": awaited, "drained": drain}, step=current)

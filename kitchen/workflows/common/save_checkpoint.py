@@ -5,60 +5,83 @@ to a temp folder, fsynced and renamed into place by the BlobStore; only then doe
 ``CheckpointSaved`` to the runner, which commits the step's events first. A crash in between
 leaves an orphan blob, never an event that points at nothing. Retention (``keep_checkpoints``)
 deletes older blobs only after the new checkpoint's events are committed.
+
+A remote backend saves its state in its own storage: ``save_state`` returns a reference
+(``tinker://…``) and the checkpoint is recorded with ``location="remote"``; the cursor travels
+in the event either way.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
-from kitchen import events as ev
 from kitchen import faults
-from kitchen.runner import StageResult
+from kitchen.stage_api import (
+    CheckpointDeleted,
+    CheckpointSaved,
+    StageContext,
+    StageResult,
+)
+from kitchen.workflows.common.config import TrainingConfig
+from kitchen.workflows.common.resources import TrainingResources
+
+Ctx = StageContext[TrainingConfig, TrainingResources]
 
 
-def run(ctx: Any) -> StageResult:
+def run(ctx: Ctx) -> StageResult:
     r, cfg = ctx.resources, ctx.config
     if r.pipeline.inflight:  # await_future drains before a checkpoint; this guards the invariant
         raise RuntimeError(f"checkpoint with steps still in flight: {sorted(r.pipeline.inflight)}")
     c = r.cursor
     name = f"step-{c.step:06d}"
     key = f"{ctx.run_id}/checkpoints/{name}"
+    remote: list[str] = []
 
     def fill(tmp: Path) -> None:
         (tmp / "state").mkdir()
-        r.training.save_state(tmp / "state").result()
+        saved = r.training.save_state(tmp / "state").result()
+        if "://" in saved.path:
+            remote.append(saved.path)
         faults.point("checkpoint:mid_write")
         (tmp / "cursor.json").write_text(json.dumps(c.as_dict(), sort_keys=True))
 
     ref = ctx.blobs.write_dir(key, fill)
     faults.point("checkpoint:after_blob")
-    final = ctx.stage.qualifier == "end"
-    saved = ev.CheckpointSaved(
+    location: Literal["local", "remote"] = "local"
+    uri, sha256, size = ref.uri, ref.sha256, ref.bytes
+    if remote:
+        uri, sha256, size, location = remote[0], _ref_hash(remote[0]), 0, "remote"
+    saved = CheckpointSaved(
         name=name,
         step=c.step,
         epoch=max(c.epoch, 0),
-        uri=ref.uri,
-        sha256=ref.sha256,
-        bytes=ref.bytes,
+        uri=uri,
+        sha256=sha256,
+        bytes=size,
         machine_state=ctx.stage.slot,
         cursor=c.as_dict(),
-        final=final,
+        final=ctx.stage.qualifier == "end",
+        location=location,
     )
-    older = [k for k in ctx.state.live_checkpoints() if not k.final and k.uri != ref.uri]
+    older = [k for k in ctx.state.live_checkpoints() if not k.final and k.uri != uri]
     drop = older[: max(0, len(older) - (cfg.keep_checkpoints - 1))]
-    deleted = tuple(
-        ev.CheckpointDeleted(checkpoint_seq=k.seq, uri=k.uri, step=k.step) for k in drop
-    )
+    deleted = tuple(CheckpointDeleted(checkpoint_seq=k.seq, uri=k.uri, step=k.step) for k in drop)
 
     def delete_blobs() -> None:
         for k in drop:
-            if ctx.blobs.exists(k.uri):
+            if k.location == "local" and ctx.blobs.exists(k.uri):
                 ctx.blobs.delete(k.uri)
 
     return StageResult(
-        {"name": name, "uri": ref.uri, "bytes": ref.bytes, "deleted": [k.name for k in drop]},
+        {"name": name, "uri": uri, "bytes": size, "deleted": [k.name for k in drop]},
         events=(saved, *deleted),
         after_commit=(delete_blobs,),
     )
+
+
+def _ref_hash(reference: str) -> str:
+    """A remote state is identified by its reference; the service verifies what it holds."""
+    return hashlib.sha256(reference.encode()).hexdigest()

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from kitchen.stage_api import StageResult
+from kitchen.workflows.supervised.resources import Ctx
 
-def run(ctx: Any) -> dict[str, Any]:
+
+def run(ctx: Ctx) -> StageResult:
     epoch = ctx.resources.cursor.epoch
     losses = [
         m["train_mean_nll"]
         for m in ctx.state.step_metrics.values()
         if m.get("epoch") == epoch and "train_mean_nll" in m
     ]
-    out: dict[str, Any] = {"epoch": epoch, "steps_logged": len(losses)}
+    out: dict[str, Any] = {"steps_logged": len(losses)}
     if losses:
         out["epoch_mean_nll"] = sum(losses) / len(losses)
-    return out
+    return StageResult(out, epoch=epoch)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from kitchen.renderers import get_renderer
+from kitchen.stage_api import StageResult
+from kitchen.workflows.supervised.resources import Ctx
 
 
-def run(ctx: Any) -> dict[str, Any]:
+def run(ctx: Ctx) -> StageResult:
     tokenizer = ctx.resources.training.get_tokenizer()
     ctx.resources.tokenizer = tokenizer
     ctx.resources.renderer = get_renderer(ctx.config.renderer_name, tokenizer)
-    return {"renderer": ctx.config.renderer_name, "vocab_size": len(tokenizer)}
+    size = len(tokenizer)  # type: ignore[arg-type]  # HF tokenizers have a length
+    return StageResult({"renderer": ctx.config.renderer_name, "vocab_size": size})

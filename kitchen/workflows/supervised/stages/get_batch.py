@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from kitchen.stage_api import StageResult
+from kitchen.workflows.common.loop import batch_stats
+from kitchen.workflows.supervised.resources import Ctx
 
-from kitchen.stages._common import batch_stats
 
-
-def run(ctx: Any) -> dict[str, Any]:
+def run(ctx: Ctx) -> StageResult:
     r, bs = ctx.resources, ctx.config.batch_size
     c = r.cursor
     idx = r.order[c.batch_index * bs : (c.batch_index + 1) * bs]
@@ -18,4 +18,4 @@ def run(ctx: Any) -> dict[str, Any]:
     r.batch = (step, batch)
     n_seq, n_tok, n_loss = batch_stats(r.sizes, idx)
     r.batch_stats = (n_seq, n_tok, n_loss)
-    return {"step": step, "epoch": c.epoch, "num_sequences": n_seq, "num_tokens": n_tok}
+    return StageResult({"num_sequences": n_seq, "num_tokens": n_tok}, step=step, epoch=c.epoch)

@@ -10,10 +10,12 @@ from typing import Any
 
 from kitchen.errors import ConfigError
 from kitchen.renderers import TrainOnWhat, datum_from_model_input_weights
-from kitchen.stages._common import Cursor, Pipeline, Plan, datum_sizes, epoch_order
+from kitchen.stage_api import StageResult
+from kitchen.workflows.common.loop import Cursor, Pipeline, Plan, datum_sizes, epoch_order
+from kitchen.workflows.supervised.resources import Ctx
 
 
-def run(ctx: Any) -> dict[str, Any]:
+def run(ctx: Ctx) -> StageResult:
     cfg, r = ctx.config, ctx.resources
     how = TrainOnWhat(cfg.train_on_what)
     data = []
@@ -33,14 +35,10 @@ def run(ctx: Any) -> dict[str, Any]:
     r.plan = Plan(len(data), cfg.batch_size, per_epoch, total)
     r.pipeline = Pipeline()
     r.cursor = Cursor()
-    out: dict[str, Any] = {
-        "examples": len(data),
-        "batches_per_epoch": per_epoch,
-        "total_steps": total,
-    }
-    if ctx.resume is not None and ctx.resume.checkpoint is not None:
+    out: dict[str, Any] = {"examples": len(data), "batches_per_epoch": per_epoch}
+    if ctx.resume is not None:
         r.cursor = Cursor.from_dict(ctx.resume.checkpoint.cursor)
         if r.cursor.epoch >= 0:
             r.order = epoch_order(len(data), cfg.seed, r.cursor.epoch)
         out["cursor"] = r.cursor.as_dict()
-    return out
+    return StageResult(out, total_steps=total)

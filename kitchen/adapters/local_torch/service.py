@@ -1,0 +1,121 @@
+"""LocalServiceClient: the ServiceClient port (the factory) on this machine's torch.
+
+It makes LoRA training clients and sampling clients over the local backend, so a workflow can
+hold a policy, a frozen reference and a teacher at once. Device and dtype are the service's
+settings, as a remote service would choose its own hardware.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from kitchen.adapters.local_torch import loading, worker
+from kitchen.adapters.local_torch.client import LocalTrainingClient
+from kitchen.adapters.local_torch.sampling import LocalSamplingClient
+from kitchen.errors import ConfigError
+
+
+class LocalServiceClient:
+    def __init__(self, *, device: str = "cpu", dtype: str = "float32") -> None:
+        self._device = device
+        self._dtype = dtype
+        self._open: list[Any] = []
+
+    def create_lora_training_client(
+        self,
+        base_model: str,
+        rank: int = 32,
+        *,
+        seed: int | None = None,
+        alpha: int | None = None,
+        dropout: float = 0.0,
+        train_unembed: bool = False,
+    ) -> LocalTrainingClient:
+        if train_unembed:
+            raise ConfigError(
+                "the local backend does not adapt the output head: use train_unembed=False"
+            )
+        client = LocalTrainingClient(
+            model_name=base_model,
+            lora_rank=rank,
+            lora_alpha=alpha,
+            lora_dropout=dropout,
+            device=self._device,
+            dtype=self._dtype,
+            seed=0 if seed is None else seed,
+        )
+        self._open.append(client)
+        return client
+
+    def create_training_client_from_state(
+        self,
+        path: str,
+        *,
+        base_model: str,
+        rank: int = 32,
+        seed: int | None = None,
+        alpha: int | None = None,
+        dropout: float = 0.0,
+        with_optimizer: bool = True,
+    ) -> LocalTrainingClient:
+        client = self.create_lora_training_client(
+            base_model, rank, seed=seed, alpha=alpha, dropout=dropout
+        )
+        client.load_state(path, with_optimizer=with_optimizer).result()
+        return client
+
+    def create_sampling_client(
+        self,
+        *,
+        base_model: str | None = None,
+        model_path: str | None = None,
+        seed: int = 0,
+    ) -> LocalSamplingClient:
+        if base_model is None:
+            raise ConfigError("create_sampling_client needs base_model on the local backend")
+        name = loading.resolve_name(base_model)
+        model, tokenizer = worker.run(self._load_frozen, name, model_path)
+        client = LocalSamplingClient(model, tokenizer, seed=seed)
+        self._open.append(client)
+        return client
+
+    def _load_frozen(self, name: str, model_path: str | None) -> tuple[Any, Any]:
+        from transformers import AutoModelForCausalLM
+
+        device = loading.pick_device(self._device)
+        model = loading.from_pretrained(
+            AutoModelForCausalLM, name, dtype=loading.pick_dtype(self._dtype)
+        )
+        if model_path is not None:
+            from peft import PeftModel
+
+            folder = Path(model_path)
+            if not (folder / "adapter_config.json").is_file():
+                raise ConfigError(
+                    f"{model_path} is not a PEFT adapter folder (no adapter_config.json)"
+                )
+            model = PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
+        model = model.to(device)
+        model.eval()
+        model.requires_grad_(False)
+        return model, loading.load_tokenizer(name)
+
+    def get_tokenizer(self, base_model: str) -> Any:
+        return loading.load_tokenizer(loading.resolve_name(base_model))
+
+    def verify_checkpoint(self, uri: str, sha256: str) -> bool:
+        """Local checkpoints are blob folders, verified by the blob store, never by this."""
+        return False
+
+    def close(self) -> None:
+        opened, self._open = self._open, []
+        for client in opened:
+            client.close()
+
+
+def create_service(config: Any, home: Path) -> LocalServiceClient:
+    """The manifest's factory: device and dtype from the recipe's config when it has them."""
+    return LocalServiceClient(
+        device=str(getattr(config, "device", "cpu")), dtype=str(getattr(config, "dtype", "float32"))
+    )

@@ -1,0 +1,137 @@
+"""Lineage: the weights a run starts from (``parent``) or is taught by (``teacher``).
+
+A source is one of:
+
+- ``run:<run-id>`` — that run's final adapter (the run must be completed);
+- ``run:<run-id>@<checkpoint>`` — one of its live checkpoints, by name (``step-000020``) or
+  step (``20``); weights only, the new run's optimizer starts afresh;
+- a folder — a ``save_state`` folder or a PEFT adapter folder, hashed as it is now;
+- anything else — a base model (embedded name, model folder or hub id), loaded as the base.
+
+What was taken and its sha256 go into ``RunCreated.lineage``; every resume hashes the weights
+again and refuses to continue on changed ones unless ``--force`` is given.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kitchen.errors import ConfigError, NotFound
+from kitchen.events import LineageRef
+from kitchen.ports import BlobRef
+from kitchen.state import RunState
+
+
+def resolve(role: str, source: str, home: Path) -> tuple[LineageRef, str]:
+    """The record of ``source`` and the local path (or model name) to load it from."""
+    if source.startswith("run:"):
+        return _from_run(role, source, home)
+    folder = Path(source).expanduser()
+    if folder.is_dir():
+        from kitchen.adapters.blobs import LocalBlobStore
+
+        weights = (folder / "adapter_config.json").is_file() or (folder / "state.json").is_file()
+        sha256, size = LocalBlobStore.hash_path(folder)
+        ref = LineageRef(
+            role=role,
+            source=source,
+            kind="folder" if weights else "base_model",
+            uri=str(folder.resolve()),
+            sha256=sha256,
+            bytes=size,
+        )
+        return ref, str(folder.resolve())
+    return LineageRef(role=role, source=source, kind="base_model"), source
+
+
+def local_path(ref: LineageRef, home: Path) -> str:
+    """Where a recorded lineage entry's weights are now (a resume loads them again)."""
+    if ref.kind == "run":
+        assert ref.uri is not None
+        path = home / ref.uri
+        return str(path / "state" if ref.what != "final" else path)
+    return ref.uri or ref.source
+
+
+def changed(ref: LineageRef, home: Path) -> str | None:
+    """Why ``ref``'s weights are no longer what was recorded, or None if they still are."""
+    if ref.sha256 is None or ref.uri is None:
+        return None
+    from kitchen.adapters.blobs import LocalBlobStore
+
+    path = home / ref.uri if ref.kind == "run" else Path(ref.uri)
+    if not path.exists():
+        return f"{ref.role} weights {ref.source!r} are missing ({path})"
+    found, size = LocalBlobStore.hash_path(path)
+    if found != ref.sha256 or size != ref.bytes:
+        return (
+            f"{ref.role} weights {ref.source!r} changed since the run was created "
+            f"(sha256 {ref.sha256[:12]} recorded, {found[:12]} found)"
+        )
+    return None
+
+
+def _from_run(role: str, source: str, home: Path) -> tuple[LineageRef, str]:
+    from kitchen.adapters.blobs import LocalBlobStore
+
+    run_id, _, pick = source[len("run:") :].partition("@")
+    state = _fold(run_id, source)
+    if pick:
+        ckpt = next(
+            (c for c in reversed(state.live_checkpoints()) if pick in (c.name, str(c.step))),
+            None,
+        )
+        if ckpt is None:
+            names = ", ".join(c.name for c in state.live_checkpoints()) or "none"
+            raise ConfigError(
+                f"{role} {source!r}: run {run_id!r} has no live checkpoint {pick!r} "
+                f"(live: {names}); see `kitchen show {run_id}`"
+            )
+        if ckpt.location != "local":
+            raise ConfigError(f"{role} {source!r}: checkpoint {ckpt.name} is remote ({ckpt.uri})")
+        uri, sha256, size, what = ckpt.uri, ckpt.sha256, ckpt.bytes, ckpt.name
+        step: int | None = ckpt.step
+    else:
+        final = state.latest_artifact("final_weights")
+        if state.status != "completed" or final is None:
+            raise ConfigError(
+                f"{role} {source!r}: run {run_id!r} is {state.status}, with no final adapter; "
+                f"name one of its checkpoints instead (run:{run_id}@<step>)"
+            )
+        uri, sha256, size, what, step = final.uri, final.sha256, final.bytes, "final", final.step
+    blobs = LocalBlobStore(home)
+    if not blobs.verify(BlobRef(uri, sha256, size)):
+        raise ConfigError(
+            f"{role} {source!r}: {uri} under KITCHEN_HOME={home} is missing or fails its "
+            f"sha256; check with `kitchen replay {run_id} --verify`"
+        )
+    ref = LineageRef(
+        role=role,
+        source=source,
+        kind="run",
+        run_id=run_id,
+        what=what,
+        uri=uri,
+        step=step,
+        sha256=sha256,
+        bytes=size,
+    )
+    return ref, local_path(ref, home)
+
+
+def _fold(run_id: str, source: str) -> RunState:
+    from kitchen import events as ev
+    from kitchen.state import Recorded, fold
+    from kitchen.store import open_store
+
+    with open_store() as store:
+        rows = store.read(run_id)
+        if not rows:
+            raise NotFound(
+                f"{source!r}: no run {run_id!r} in {store.url_for_display}; see `kitchen runs`"
+            )
+        recs = [
+            Recorded(r.seq, r.recorded_at, ev.decode(r.type, r.schema_version, r.payload))
+            for r in rows
+        ]
+    return fold(run_id, recs)

@@ -1,0 +1,158 @@
+"""The stage API: everything a stage sees and returns, and nothing more.
+
+A stage is ``fn(ctx) -> StageResult | Mapping | None``. It gets a :class:`StageContext` typed by
+its workflow (``StageContext[MyConfig, MyResources]``: the recipe's config and the workflow's
+resources dataclass), does its work through the ports in ``ctx.ports``, and says what happened
+in a :class:`StageResult` — the workflow-neutral facts (an optimizer step applied, metrics
+logged, artifacts recorded) that the engine records and folds without knowing the stage's name.
+
+Stages import this module, ``kitchen.ports``, ``kitchen.types``, ``kitchen.renderers`` and their
+own workflow's helpers; never the runner, the store, an adapter or the embedded assets (the
+import contracts in ``pyproject.toml`` check it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from kitchen.events import (
+    Artifact,
+    ArtifactDeleted,
+    CheckpointDeleted,
+    CheckpointSaved,
+    Event,
+    LineageRef,
+)
+from kitchen.ports import BlobStore, DatasetStore, ServiceClient
+from kitchen.state import ArtifactRecord, Checkpoint, RunState
+from kitchen.workflow import Stage
+
+# Covariant: a stage written for the shared training config and resources also takes a
+# workflow's subclasses of them (the context is read-only; resources mutate inside).
+C = TypeVar("C", covariant=True)
+R = TypeVar("R", covariant=True)
+
+
+@dataclass(frozen=True)
+class Ports:
+    """The adapters of a run, built once by launch from the recipe's manifest.
+
+    ``training`` is the factory (tinker's ``ServiceClient`` shape): it makes the training and
+    sampling clients a workflow holds — a policy, a frozen reference, a teacher.
+    """
+
+    training: ServiceClient
+    datasets: DatasetStore
+    blobs: BlobStore
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """The checkpoint an attempt resumes from.
+
+    ``path`` is its local folder (None for a remote checkpoint); :meth:`state_ref` is what a
+    training port's ``load_state`` takes: a folder inside it, or the remote reference itself.
+    """
+
+    checkpoint: Checkpoint
+    path: Path | None
+
+    def state_ref(self, subfolder: str = "state") -> str:
+        if self.path is None:
+            return self.checkpoint.uri
+        return str(self.path / subfolder)
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """What a stage returns.
+
+    - ``outputs``: small JSON-able values for the log (ids, counts); no key is special.
+    - ``step``/``epoch``: where the run stands after the stage (default: unchanged).
+    - ``optim_step``: the step whose optimizer step this stage applied; the fold keeps these
+      exactly once across resumes.
+    - ``metrics``: training metrics by step; ``eval_metrics``: held-out metrics at ``step``.
+    - ``artifacts``: blobs this stage wrote whole; they are committed with the stage's end,
+      before the next stage starts.
+    - ``total_steps``: the planned number of steps, once the stage knows it.
+    - ``events``: events to record after StageCompleted (a ``CheckpointSaved`` is committed
+      only after everything before it).
+    - ``after_commit``: side effects to run once this stage's events are committed (deleting
+      blobs that retention dropped).
+    """
+
+    outputs: Mapping[str, Any] = field(default_factory=dict)
+    step: int | None = None
+    epoch: int | None = None
+    optim_step: int | None = None
+    metrics: Mapping[int, Mapping[str, float]] = field(default_factory=dict)
+    eval_metrics: Mapping[str, float] = field(default_factory=dict)
+    artifacts: tuple[Artifact, ...] = ()
+    total_steps: int | None = None
+    events: tuple[Event, ...] = ()
+    after_commit: tuple[Callable[[], None], ...] = ()
+
+
+@dataclass(frozen=True)
+class StageContext(Generic[C, R]):
+    """What a stage sees: the run, its config, the workflow's resources, the ports.
+
+    ``lineage`` maps a role (``parent``, ``teacher``) to the resolved weights the run was
+    started from or is taught by, with ``lineage_paths`` giving each one's local folder or
+    model name to load. ``on_close`` registers a function the engine calls when the attempt
+    ends, however it ends (a closed session, a stopped worker thread).
+    """
+
+    run_id: str
+    attempt: int
+    config: C
+    resources: R
+    state: RunState
+    stage: Stage
+    home: Path
+    run_dir: Path
+    ports: Ports
+    resume: ResumePoint | None
+    interrupted: Callable[[], bool]
+    on_close: Callable[[Callable[[], None]], None]
+    lineage: Mapping[str, LineageRef] = field(default_factory=dict)
+    lineage_paths: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def blobs(self) -> BlobStore:
+        return self.ports.blobs
+
+
+StageFn = Callable[[StageContext[Any, Any]], "StageResult | Mapping[str, Any] | None"]
+
+
+@dataclass(frozen=True)
+class View(Generic[C, R]):
+    """What workflow conditions see when the runner decides the next edge."""
+
+    state: RunState
+    config: C
+    resources: R
+    flags: Mapping[str, bool] = field(default_factory=dict)
+
+
+__all__ = [
+    "Artifact",
+    "ArtifactDeleted",
+    "ArtifactRecord",
+    "Checkpoint",
+    "CheckpointDeleted",
+    "CheckpointSaved",
+    "LineageRef",
+    "Ports",
+    "ResumePoint",
+    "RunState",
+    "Stage",
+    "StageContext",
+    "StageFn",
+    "StageResult",
+    "View",
+]

@@ -1,0 +1,71 @@
+"""The config keys every training recipe shares, with tinker-cookbook's names.
+
+A workflow extends :class:`TrainingConfig` with its own keys and a recipe sets its defaults
+by subclassing that; ``kitchen run RECIPE key=value`` validates against the recipe's class.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+
+class TrainingConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    model_name: str = Field("kitchen/tiny", description="embedded name, local folder or hub id")
+    load_checkpoint_path: str | None = Field(
+        None,
+        description="start from these weights: run:<id>[@<checkpoint or step>], a state or "
+        "adapter folder, or a base model",
+    )
+    dataset: str = Field(
+        "kitchen/arith-chat", description="embedded name, .jsonl/.json/.parquet/.csv, or hub id"
+    )
+    test_size: int = Field(
+        64, ge=1, description="held-out rows taken from train when there is no test split"
+    )
+    renderer_name: str = "role_colon"
+    max_length: int = Field(128, ge=8)
+
+    lora_rank: int = Field(16, ge=1)
+    lora_alpha: int | None = Field(None, ge=1, description="default: 32, as tinker")
+    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+
+    learning_rate: float = Field(3e-3, gt=0.0)
+    lr_schedule: Literal["constant", "linear", "cosine"] = "linear"
+    adam_beta1: float = Field(0.9, ge=0.0, lt=1.0)
+    adam_beta2: float = Field(0.95, ge=0.0, lt=1.0)
+    adam_eps: float = Field(1e-8, gt=0.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    grad_clip_norm: float = Field(0.0, ge=0.0, description="0 = no clipping")
+    num_epochs: int = Field(1, ge=1)
+    batch_size: int = Field(32, ge=1)
+    max_steps: int | None = Field(
+        60, ge=1, description="stop after this many steps (null: all epochs)"
+    )
+    seed: int = 0
+
+    save_every: int = Field(20, ge=0, description="checkpoint every N steps (0: only at the end)")
+    keep_checkpoints: int = Field(3, ge=1)
+    eval_every: int = Field(
+        0, ge=0, description="evaluate every N steps (0: only at start and end)"
+    )
+    eval_examples: int = Field(64, ge=1)
+    eval_max_tokens: int = Field(16, ge=1)
+
+    pipeline: bool = Field(True, description="submit step N+1 before awaiting step N")
+    device: Literal["auto", "cpu", "cuda"] = "cpu"
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    adapters: dict[str, str] = Field(
+        default_factory=dict,
+        description="override the recipe's adapters manifest, e.g. adapters.training=NAME",
+    )
+    hf_token: SecretStr | None = Field(
+        None, description="read from HF_TOKEN when unset; never logged"
+    )
+
+
+# Keys older versions recorded under another name: kconfig.restore moves them.
+RENAMED = {"training_adapter": "adapters.training", "dataset_adapter": "adapters.datasets"}
