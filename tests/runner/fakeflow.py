@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import types
 import sys
 import time
+import types
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
