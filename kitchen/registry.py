@@ -1,7 +1,8 @@
 """Where recipes, workflows and adapters are found by name — open to code outside kitchen.
 
-Built-in names are listed here as import targets (``module`` or ``module:attribute``), so
-naming one costs nothing until it is used. Outside code adds its own in either of two ways:
+Built-in names are listed in ``kitchen.builtins`` (a catalogue, not engine code) as import
+targets (``module`` or ``module:attribute``), so naming one costs nothing until it is used.
+Outside code adds its own in either of two ways:
 
 - a **registration call**, ``kitchen.registry.register("recipes", "my_recipe", "pkg.mod")``,
   from code that runs before the lookup (a test, a script, a plugin's import);
@@ -19,6 +20,7 @@ import importlib
 from importlib import metadata
 from typing import Any
 
+from kitchen.builtins import BUILTIN as _BUILTIN
 from kitchen.errors import ConfigError, NotFound
 
 KINDS = ("recipes", "workflows", "training", "datasets", "blobs")
@@ -28,13 +30,6 @@ _GROUPS = {
     "training": "kitchen.adapters.training",
     "datasets": "kitchen.adapters.datasets",
     "blobs": "kitchen.adapters.blobs",
-}
-_BUILTIN: dict[str, dict[str, str]] = {
-    "recipes": {"sl_basic": "kitchen.recipes.sl_basic"},
-    "workflows": {"supervised": "kitchen.workflows.supervised:WORKFLOW"},
-    "training": {"local_torch": "kitchen.adapters.local_torch.service:create_service"},
-    "datasets": {"hf_datasets": "kitchen.adapters.hf_datasets:create_store"},
-    "blobs": {"local": "kitchen.adapters.blobs:create_store"},
 }
 _registered: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
 _entry_points: dict[str, dict[str, str]] = {}

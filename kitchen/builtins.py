@@ -1,0 +1,13 @@
+"""The recipes, workflows and adapters that ship with kitchen: a catalogue of import targets
+(``module`` or ``module:attribute``) that ``kitchen.registry`` reads. Nothing is imported until
+a name is used. Code outside kitchen registers its own through ``kitchen.registry`` instead."""
+
+from __future__ import annotations
+
+BUILTIN: dict[str, dict[str, str]] = {
+    "recipes": {"sl_basic": "kitchen.recipes.sl_basic"},
+    "workflows": {"supervised": "kitchen.workflows.supervised:WORKFLOW"},
+    "training": {"local_torch": "kitchen.adapters.local_torch.service:create_service"},
+    "datasets": {"hf_datasets": "kitchen.adapters.hf_datasets:create_store"},
+    "blobs": {"local": "kitchen.adapters.blobs:create_store"},
+}
