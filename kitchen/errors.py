@@ -3,6 +3,9 @@
 Hierarchy::
 
     KitchenError                      exit 1 unless a subclass says otherwise
+    ├── InfrastructureError           exit 1  a fault outside the run: disk full, a database or
+    │                                         service unreachable past its retries (the run
+    │                                         itself is sound; StoreUnavailable is one too)
     ├── ConfigError                   exit 2  bad recipe, key, value, file
     ├── NotFound                      exit 2  unknown run id, recipe, checkpoint, dataset
     ├── StoreError                    exit 2  the event store refused or failed
@@ -29,6 +32,14 @@ class KitchenError(Exception):
     exit_code: int = 1
 
 
+class InfrastructureError(KitchenError):
+    """A fault outside the run, as opposed to an error of the run itself (bad data, a diverged
+    loss, a config the backend refuses). Adapters raise it for what they cannot fix by
+    retrying: a full disk, a database or remote service that stays unreachable."""
+
+    exit_code = 1
+
+
 class ConfigError(KitchenError):
     exit_code = 2
 
@@ -45,7 +56,7 @@ class InvalidRunId(StoreError, ValueError):
     exit_code = 2
 
 
-class StoreUnavailable(StoreError):
+class StoreUnavailable(StoreError, InfrastructureError):
     exit_code = 2
 
 
@@ -91,6 +102,7 @@ __all__ = [
     "ConfigError",
     "EventSchemaError",
     "IllegalTransition",
+    "InfrastructureError",
     "IntegrityViolation",
     "InvalidRunId",
     "KitchenError",

@@ -10,6 +10,8 @@ one the same way.
 from __future__ import annotations
 
 import builtins
+import contextlib
+import errno
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -31,7 +33,7 @@ from kitchen.adapters._blob_common import (
     temp_name,
 )
 from kitchen.adapters._fsspec_blobs import FsspecBlobStore
-from kitchen.errors import ConfigError, NotFound
+from kitchen.errors import ConfigError, InfrastructureError, NotFound
 from kitchen.ports import BlobRef, BlobStore
 
 
@@ -66,6 +68,10 @@ class LocalBlobStore:
     # ------------------------------------------------------------------ writes
 
     def write_dir(self, key: str, fill: Callable[[Path], None]) -> BlobRef:
+        with _infrastructure(key):
+            return self._write_dir(key, fill)
+
+    def _write_dir(self, key: str, fill: Callable[[Path], None]) -> BlobRef:
         dest = self._dest(key)
         tmp = dest.parent / temp_name(dest.name, "tmp")
         tmp.mkdir()
@@ -81,6 +87,10 @@ class LocalBlobStore:
         return BlobRef(key, sha, size)
 
     def write_bytes(self, key: str, data: bytes) -> BlobRef:
+        with _infrastructure(key):
+            return self._write_bytes(key, data)
+
+    def _write_bytes(self, key: str, data: bytes) -> BlobRef:
         dest = self._dest(key)
         tmp = dest.parent / temp_name(dest.name, "tmp")
         try:
@@ -242,6 +252,19 @@ def open_blob_store(url_or_path: str | Path) -> BlobStore:
 
 
 __all__ = ["FsspecBlobStore", "LocalBlobStore", "open_blob_store"]
+
+
+@contextlib.contextmanager
+def _infrastructure(key: str) -> Iterator[None]:
+    """A full disk or quota is the machine's fault, not the run's: say so with its own type."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise InfrastructureError(
+                f"cannot write blob {key}: {os.strerror(exc.errno)}; free space and resume"
+            ) from exc
+        raise
 
 
 def create_store(config: Any, home: Path) -> LocalBlobStore:
