@@ -47,8 +47,9 @@ def _loaf(kitchen: Kitchen, run_id: str) -> list[float]:
 
 
 def test_the_engine_names_no_part_of_the_bakery() -> None:
+    words = ("bakery", "bake_basic", "crumb_loss")
     found = subprocess.run(
-        ["grep", "-rIl", "-e", "bakery", "-e", "bake_basic", "-e", "crumb_loss", "kitchen", "store"],
+        ["grep", "-rIl", *(f"-e{w}" for w in words), "kitchen", "store"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -28,7 +28,7 @@ class Oven:
     def forward_backward(self, batch: list[float], heat: float) -> CompletedFuture[Any]:
         loss = sum((w - x) ** 2 for w, x in zip(self.weights, batch, strict=True))
         self.grad = [2 * (w - x) for w, x in zip(self.weights, batch, strict=True)]
-        if BURN_STEP == self.step and self.attempt > 1:
+        if self.step == BURN_STEP and self.attempt > 1:
             loss += 1.0
         return CompletedFuture(ForwardBackwardOutput((), {"loss:sum": loss}))
 
