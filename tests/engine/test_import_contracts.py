@@ -1,0 +1,82 @@
+"""The layers of DESIGN.md hold, and the import contracts that say so can actually fail.
+
+``lint-imports`` (import-linter) reads the contracts from pyproject.toml. The checked tree is
+a copy in a temporary folder (symlinks resolved), put first on PYTHONPATH, so a forbidden
+import can be planted in it without touching the checkout.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[2]
+LINT = str(Path(sys.executable).with_name("lint-imports"))
+
+
+def _copy(tmp_path: Path) -> Path:
+    tree = tmp_path / "tree"
+    ignore = shutil.ignore_patterns("__pycache__", "assets", "*.safetensors")
+    shutil.copytree(ROOT / "kitchen", tree / "kitchen", symlinks=False, ignore=ignore)
+    shutil.copy(ROOT / "pyproject.toml", tree / "pyproject.toml")
+    return tree
+
+
+def _lint(tree: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    return subprocess.run(
+        [LINT], cwd=tree, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_the_checkout_keeps_every_contract() -> None:
+    r = subprocess.run([LINT], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "3 kept, 0 broken" in r.stdout
+
+
+@pytest.mark.parametrize(
+    ("module", "planted", "contract"),
+    [
+        (
+            "kitchen/workflows/supervised/stages/get_batch.py",
+            "import kitchen.runner",
+            "workflows and their stages see only the stage API, ports, types and renderers",
+        ),
+        (
+            "kitchen/workflows/common/save_checkpoint.py",
+            "import kitchen.adapters.blobs",
+            "workflows and their stages see only the stage API, ports, types and renderers",
+        ),
+        (
+            "kitchen/runner.py",
+            "import torch",
+            "the engine never imports an adapter or the training stack",
+        ),
+        (
+            "kitchen/state.py",
+            "import kitchen.adapters.local_torch",
+            "the engine never imports an adapter or the training stack",
+        ),
+        (
+            "kitchen/stage_api.py",
+            "import kitchen.launch",
+            "cli above launch above workflows above the stage API",
+        ),
+    ],
+)
+def test_a_forbidden_import_breaks_its_contract(
+    tmp_path: Path, module: str, planted: str, contract: str
+) -> None:
+    tree = _copy(tmp_path)
+    assert _lint(tree).returncode == 0  # the copy itself is clean
+    target = tree / module
+    target.write_text(target.read_text(encoding="utf-8") + f"\n{planted}  # planted\n")
+    r = _lint(tree)
+    assert r.returncode != 0
+    assert f"{contract} BROKEN" in r.stdout
