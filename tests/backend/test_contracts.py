@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from kitchen.testing.factory_contract import ServiceClientContract
 from kitchen.testing.sampling_contract import SamplingClientContract
 from kitchen.testing.training_contract import TrainingClientContract
 
@@ -52,3 +53,19 @@ class TestLocalSamplingClient(SamplingClientContract):
     @pytest.fixture
     def tokenizer(self, trained_sampler: tuple[Any, Any]) -> Any:
         return trained_sampler[1]
+
+
+class TestLocalServiceClient(ServiceClientContract):
+    __test__ = True
+
+    @pytest.fixture
+    def service(self) -> Iterator[Any]:
+        from kitchen.adapters.local_torch.service import LocalServiceClient
+
+        made = LocalServiceClient(device="cpu")
+        yield made
+        made.close()
+
+    @pytest.fixture
+    def base_model(self, tiny_model_dir: Path) -> str:
+        return str(tiny_model_dir)
