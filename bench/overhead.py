@@ -67,6 +67,15 @@ def rendered_batches(cfg: Any) -> list[list[Any]]:
     return [[data[i] for i in order[k * bs : (k + 1) * bs]] for k in range(cfg.max_steps)]
 
 
+def logged_steps(result: Any) -> int:
+    """Steps a stage logged: ``StageResult.metrics``, or the ``steps`` output of kitchen
+    before the workflow-neutral engine (so one script times both, side by side)."""
+    metrics = getattr(result, "metrics", None)
+    if metrics is None:
+        metrics = result.get("steps") or {}
+    return len(metrics)
+
+
 class LoopTimer:
     """A reporter that notes when the training loop starts and when its last step is logged."""
 
@@ -79,7 +88,7 @@ class LoopTimer:
 
     def created(self, state: Any) -> None: ...
 
-    def started(self, state: Any) -> None: ...
+    def started(self, state: Any, workflow: Any = None) -> None: ...
 
     def stage_done(self, stage: Any, outputs: Any, state: Any) -> None:
         now = time.perf_counter()
@@ -87,9 +96,10 @@ class LoopTimer:
             self.start = now
             if self.profiler is not None:
                 self.profiler.enable()
-        if stage.name == "log_step_metrics" and outputs.get("steps"):
+        logged = logged_steps(outputs)
+        if stage.name == "log_step_metrics" and logged:
             self.end = now
-            self.steps += len(outputs["steps"])
+            self.steps += logged
             if self.profiler is not None and self.steps == self.total:
                 self.profiler.disable()
 

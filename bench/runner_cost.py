@@ -17,6 +17,7 @@ not in the CPU time.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -51,6 +52,9 @@ def instant_backend() -> None:
     LocalTrainingClient.optim_step = optim_step  # type: ignore[method-assign]
 
 
+from overhead import logged_steps  # noqa: E402 - bench/ is put on the path above
+
+
 class LoopClock:
     """Wall and main-thread CPU time from the first set_epoch to the last step's metrics."""
 
@@ -61,14 +65,15 @@ class LoopClock:
 
     def created(self, state: Any) -> None: ...
 
-    def started(self, state: Any) -> None: ...
+    def started(self, state: Any, workflow: Any = None) -> None: ...
 
     def stage_done(self, stage: Any, outputs: Any, state: Any) -> None:
         if stage.name == "set_epoch" and not self.timing:
             self.timing = True
             self.wall0, self.cpu0 = time.perf_counter(), time.thread_time()
-        if stage.name == "log_step_metrics" and outputs.get("steps"):
-            self.steps += len(outputs["steps"])
+        logged = logged_steps(outputs)
+        if stage.name == "log_step_metrics" and logged:
+            self.steps += logged
             self.wall1, self.cpu1 = time.perf_counter(), time.thread_time()
 
     def finished(self, state: Any, code: int) -> None: ...
@@ -100,6 +105,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", action="store_true", help="print the medians as one JSON line")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     instant_backend()
@@ -119,6 +125,16 @@ def main() -> None:
             if pg:
                 url = _fresh_pg_schema(pg)
                 results["postgres"].append(one_run(args.steps, url, root / f"p{r}", f"p{r}"))
+    if args.json:
+        medians = {
+            name: {
+                "wall_ms": statistics.median(v[0] for v in vals) * 1000,
+                "cpu_ms": statistics.median(v[1] for v in vals) * 1000,
+            }
+            for name, vals in results.items()
+        }
+        print(json.dumps(medians))
+        return
     print(f"\n{args.steps} steps x {args.repeats} repeats, instant backend")
     print("| database | wall ms/step (median) | main-thread CPU ms/step (median) |")
     print("|---|---|---|")
