@@ -180,11 +180,8 @@ class StageCompleted(Event):
     total_steps: int | None = None
 
     def payload(self) -> dict[str, Any]:
-        data = self.model_dump(mode="json")
-        for key in _OPTIONAL_FACTS:
-            if not data[key] and data[key] != 0:
-                del data[key]
-        return data
+        empty = {key for key in _OPTIONAL_FACTS if getattr(self, key) in (None, {}, [])}
+        return self.model_dump(mode="json", exclude=empty)
 
 
 _OPTIONAL_FACTS = ("optim_step", "metrics", "eval_metrics", "artifacts", "total_steps")

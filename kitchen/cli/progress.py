@@ -61,16 +61,11 @@ class CliReporter(Reporter):
             self._step(int(key), m)
 
     def _metrics_text(self, m: Mapping[str, Any]) -> str:
+        """The workflow's progress metrics; the first, its loss, is labelled ``loss``."""
         parts = []
         for i, name in enumerate(self.shown):
-            if name not in m:
-                continue
-            value = float(m[name])
-            label = "loss" if i == 0 else name.replace("tokens_per_s", "tok/s").replace(
-                "learning_rate", "lr"
-            )
-            text = f"{value:,.0f}" if abs(value) >= 100 else f"{value:.4f}"
-            parts.append(f"{label} {text if label != 'lr' else f'{value:.2e}'}")
+            if name in m:
+                parts.append(f"{'loss' if i == 0 else name} {_fmt(float(m[name]))}")
         return "  ".join(parts)
 
     def _step(self, step: int, m: Mapping[str, Any]) -> None:
@@ -124,3 +119,11 @@ class CliReporter(Reporter):
         if state.status in ("interrupted", "running"):
             print(f"  continue with: kitchen resume {self.run_id}", file=out)
         print(f"  history: kitchen replay {self.run_id}", file=out)
+
+
+def _fmt(value: float) -> str:
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    if value and abs(value) < 0.01:
+        return f"{value:.2e}"
+    return f"{value:.4f}"
