@@ -286,11 +286,12 @@ def resume(
     paths = {ref.role: klineage.local_path(ref, home) for ref in lineage}
     p = _identify(recipe, cfg, lineage, paths)
     runner = _runner(p, store, run_id, reporter, trace_console)
+    threads = p.ports.training.describe().get("torch_threads")
     identity = Identity(
         p.config_hash,
         p.data_fingerprint,
         versions(),
-        _torch_threads(),
+        int(threads) if threads is not None else None,
         created_config_hash=kconfig.config_hash(kconfig.redacted(as_created)),
         lineage_changes=tuple(changed),
     )
@@ -299,9 +300,3 @@ def resume(
     finally:
         if runner.telemetry is not None:
             runner.telemetry.shutdown()
-
-
-def _torch_threads() -> int | None:
-    import torch
-
-    return int(torch.get_num_threads())

@@ -147,6 +147,9 @@ class ServiceClient(Protocol):
     - ``get_tokenizer(base_model)`` gives that model's tokenizer without loading the model.
     - ``verify_checkpoint(uri, sha256)`` says whether a remote checkpoint reference still
       resolves to the state that was recorded (local folders are verified by the blob store).
+    - ``describe()`` says what the backend is, as strings (``backend``, and where it applies
+      ``device`` and ``torch_threads``): recorded with every attempt, so a resume on other
+      hardware is on record.
     - ``close()`` closes every client it made that is still open.
     """
 
@@ -184,6 +187,8 @@ class ServiceClient(Protocol):
     def get_tokenizer(self, base_model: str) -> Tokenizer: ...
 
     def verify_checkpoint(self, uri: str, sha256: str) -> bool: ...
+
+    def describe(self) -> Mapping[str, str]: ...
 
     def close(self) -> None: ...
 

@@ -99,6 +99,9 @@ class FakeService:
     def verify_checkpoint(self, uri: str, sha256: str) -> bool:
         return False
 
+    def describe(self) -> dict[str, str]:
+        return {"backend": "fake"}
+
 
 def fake_ports(blobs: Any) -> Ports:
     return Ports(training=FakeService(), datasets=None, blobs=blobs)  # type: ignore[arg-type]

@@ -108,6 +108,16 @@ class LocalServiceClient:
         """Local checkpoints are blob folders, verified by the blob store, never by this."""
         return False
 
+    def describe(self) -> dict[str, str]:
+        import torch
+
+        return {
+            "backend": "local_torch",
+            "device": loading.pick_device(self._device),
+            "dtype": self._dtype,
+            "torch_threads": str(torch.get_num_threads()),
+        }
+
     def close(self) -> None:
         opened, self._open = self._open, []
         for client in opened:

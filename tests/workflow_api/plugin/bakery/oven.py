@@ -67,6 +67,9 @@ class OvenService:
     def verify_checkpoint(self, uri: str, sha256: str) -> bool:
         return False
 
+    def describe(self) -> dict[str, str]:
+        return {"backend": "oven"}
+
     def close(self) -> None:
         self.closed = True
 
