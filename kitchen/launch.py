@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -26,16 +25,12 @@ from kitchen import events as ev
 from kitchen import lineage as klineage
 from kitchen import registry
 from kitchen.errors import ConfigError
+from kitchen.paths import RUN_ID_RULE, kitchen_home, valid_run_id
 from kitchen.runner import Identity, Reporter, Runner
 from kitchen.stage_api import Ports
 from kitchen.workflow import Workflow
 
-RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 LIBRARIES = ("kitchen-posttrain", "torch", "transformers", "peft", "datasets", "tokenizers")
-
-
-def kitchen_home() -> Path:
-    return Path(os.environ.get("KITCHEN_HOME", "kitchen-runs")).expanduser().resolve()
 
 
 def check_home_writable(home: Path) -> None:
@@ -231,11 +226,8 @@ def _runner(
 
 
 def check_run_id(rid: str) -> str:
-    if not RUN_ID_RE.match(rid):
-        raise ConfigError(
-            f"run id {rid!r} is not allowed: use 1-64 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit"
-        )
+    if not valid_run_id(rid):
+        raise ConfigError(f"run id {rid!r} is not allowed: {RUN_ID_RULE}")
     return rid
 
 

@@ -16,6 +16,7 @@ from sqlalchemy import event, exc
 from sqlalchemy.engine import URL, Engine, make_url
 
 from kitchen.errors import StoreError, StoreUnavailable
+from kitchen.paths import default_db_path
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 POSTGRES_LOCK_TIMEOUT = "30s"
@@ -27,8 +28,7 @@ def resolve_db_url(url: str | None = None) -> str:
         return url
     if os.environ.get("KITCHEN_DB_URL"):
         return os.environ["KITCHEN_DB_URL"]
-    home = Path(os.environ.get("KITCHEN_HOME") or "kitchen-runs").absolute()
-    return f"sqlite:///{home / 'kitchen.db'}"
+    return f"sqlite:///{default_db_path()}"
 
 
 def parse_url(url: str) -> URL:

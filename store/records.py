@@ -7,25 +7,21 @@ hash them freely without a session, and so that a read costs no more than buildi
 from __future__ import annotations
 
 import os
-import re
 import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from kitchen.errors import InvalidRunId
-
-RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+from kitchen.paths import RUN_ID_RULE, valid_run_id
 
 
 def check_run_id(run_id: object) -> str:
     """Refuse a run id before it reaches SQL: it also names a folder under KITCHEN_HOME."""
-    if isinstance(run_id, str) and RUN_ID_PATTERN.fullmatch(run_id):
+    if valid_run_id(run_id):
+        assert isinstance(run_id, str)
         return run_id
-    raise InvalidRunId(
-        f"invalid run id {run_id!r}: use 1-64 letters, digits, '.', '_' or '-', "
-        "starting with a letter or digit"
-    )
+    raise InvalidRunId(f"invalid run id {run_id!r}: {RUN_ID_RULE}")
 
 
 @dataclass(frozen=True, slots=True)

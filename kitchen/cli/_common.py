@@ -9,7 +9,6 @@ The event records (pydantic) are imported only by the functions that decode, so 
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -34,7 +33,9 @@ class HasStatus(Protocol):
 
 def kitchen_home() -> Path:
     """KITCHEN_HOME (default ``./kitchen-runs``): run folders and blob URIs are relative to it."""
-    return Path(os.environ.get("KITCHEN_HOME", "kitchen-runs")).expanduser().resolve()
+    from kitchen.paths import kitchen_home as home
+
+    return home()
 
 
 def open_store() -> EventStore:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 from kitchen import faults
+from kitchen.paths import checkpoint_key
 from kitchen.stage_api import (
     CheckpointDeleted,
     CheckpointSaved,
@@ -37,7 +38,7 @@ def run(ctx: Ctx) -> StageResult:
         raise RuntimeError(f"checkpoint with steps still in flight: {sorted(r.pipeline.inflight)}")
     c = r.cursor
     name = f"step-{c.step:06d}"
-    key = f"{ctx.run_id}/checkpoints/{name}"
+    key = checkpoint_key(ctx.run_id, name)
     remote: list[str] = []
 
     def fill(tmp: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from kitchen import faults
+from kitchen.paths import final_key
 from kitchen.stage_api import Artifact, StageContext, StageResult
 from kitchen.workflows.common.config import TrainingConfig
 from kitchen.workflows.common.resources import TrainingResources
@@ -18,7 +19,7 @@ def run(ctx: StageContext[TrainingConfig, TrainingResources]) -> StageResult:
         r.training.save_weights_for_sampler(tmp).result()
         faults.point("final:mid_write")
 
-    ref = ctx.blobs.write_dir(f"{ctx.run_id}/final", fill)
+    ref = ctx.blobs.write_dir(final_key(ctx.run_id), fill)
     final = Artifact(
         kind="final_weights", uri=ref.uri, sha256=ref.sha256, bytes=ref.bytes, step=r.cursor.step
     )

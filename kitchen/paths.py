@@ -1,0 +1,54 @@
+"""Where things are: KITCHEN_HOME, the run folder and its layout, the run-id rule.
+
+Every module asks here, so they cannot disagree (an empty ``KITCHEN_HOME`` means the default,
+everywhere). Blob keys are relative to KITCHEN_HOME, so a home folder can move::
+
+    $KITCHEN_HOME/
+      kitchen.db                     the SQLite event log (unless KITCHEN_DB_URL says otherwise)
+      <run-id>/                      one folder per run
+        config.json  metrics.jsonl
+        checkpoints/step-000020/     a checkpoint blob (state/, cursor.json)
+        final/                       the final PEFT adapter
+        artifacts/<kind>/<name>      other artifacts (reference log-probs, rollouts …)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+DEFAULT_HOME = "kitchen-runs"
+DB_FILE = "kitchen.db"
+RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+RUN_ID_RULE = "use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+
+
+def kitchen_home() -> Path:
+    """``KITCHEN_HOME`` (unset or empty: ``./kitchen-runs``), absolute."""
+    return Path(os.environ.get("KITCHEN_HOME") or DEFAULT_HOME).expanduser().resolve()
+
+
+def default_db_path() -> Path:
+    return kitchen_home() / DB_FILE
+
+
+def valid_run_id(run_id: object) -> bool:
+    """A run id also names a folder: nothing that could climb out of KITCHEN_HOME."""
+    return isinstance(run_id, str) and RUN_ID_PATTERN.fullmatch(run_id) is not None
+
+
+def run_dir(home: Path, run_id: str) -> Path:
+    return home / run_id
+
+
+def checkpoint_key(run_id: str, name: str) -> str:
+    return f"{run_id}/checkpoints/{name}"
+
+
+def final_key(run_id: str) -> str:
+    return f"{run_id}/final"
+
+
+def artifact_key(run_id: str, kind: str, name: str) -> str:
+    return f"{run_id}/artifacts/{kind}/{name}"
