@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from kitchen.errors import ConfigError
 
@@ -136,6 +136,3 @@ def restore(
             data[new] = data.pop(old)
     return build(config_cls, data, overrides)
 
-
-def secret(value: SecretStr | None) -> str | None:
-    return value.get_secret_value() if value is not None else None

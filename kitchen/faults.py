@@ -2,8 +2,9 @@
 
 Set ``KITCHEN_FAULT`` to ``NAME`` or ``NAME@N`` (the Nth time that point is reached, 1-based)
 and the process SIGKILLs itself there, so crash-recovery tests hit every dangerous moment on
-purpose instead of by timing luck. ``KITCHEN_PERTURB_STEP=N`` perturbs step N when it is
-re-executed by a resumed attempt (to prove ``DeterminismMismatch`` fires). Both are read once at
+purpose instead of by timing luck. ``KITCHEN_PERTURB_STEP=N`` perturbs the step metric logged
+for step N when a resumed attempt re-executes it (to prove ``DeterminismMismatch`` fires), for
+any workflow and without a stage knowing. Both are read once at
 import; when unset the checks cost one comparison.
 
 Point names used by the engine: ``flush:before``, ``flush:after``, ``stage:<name>:before``,
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Mapping
+from typing import Any
 
 _SPEC = os.environ.get("KITCHEN_FAULT", "")
 _NAME, _, _NTH = _SPEC.partition("@")
@@ -36,5 +39,13 @@ def point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def armed() -> bool:
-    return bool(_NAME)
+def perturbed(
+    metrics: Mapping[int, Mapping[str, Any]], metric: str | None, attempt: int
+) -> Mapping[int, Mapping[str, Any]]:
+    """Test-only: step PERTURB_STEP's ``metric`` plus one, when a resumed attempt logs it."""
+    if PERTURB_STEP is None or attempt < 2 or metric is None or PERTURB_STEP not in metrics:
+        return metrics
+    step = metrics[PERTURB_STEP]
+    if metric not in step:
+        return metrics
+    return {**metrics, PERTURB_STEP: {**step, metric: float(step[metric]) + 1.0}}

@@ -284,18 +284,10 @@ class BlobStore(Protocol):
     def delete(self, uri: str) -> None: ...
 
 
-@runtime_checkable
-class Evaluator(Protocol):
-    """Scores the current weights; returns flat float metrics (``test/nll``, ``test/accuracy``)."""
-
-    def evaluate(self, sampler: SamplingClient, training: TrainingClient) -> dict[str, float]: ...
-
-
 __all__ = [
     "BlobRef",
     "BlobStore",
     "DatasetStore",
-    "Evaluator",
     "HubClient",
     "SamplingClient",
     "ServiceClient",

@@ -21,6 +21,7 @@ and return a ``StageResult`` (``kitchen.stage_api``). The lease, signals and can
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import socket
@@ -123,7 +124,6 @@ class Runner:
             handle_signals=handle_signals,
         )
         self.resources = workflow.resources()
-        self.last_error: BaseException | None = None
         self._closers: list[Callable[[], None]] = [ports.training.close]
         self._heads = _loop_heads(workflow.body)
         self._resume: ResumePoint | None = None
@@ -323,6 +323,10 @@ class Runner:
         return None
 
     def _record_result(self, stage: Stage, dest: str, res: StageResult, duration_s: float) -> None:
+        if res.metrics:
+            metrics = faults.perturbed(res.metrics, self.workflow.step_metric, self.state.attempt)
+            if metrics is not res.metrics:
+                res = dataclasses.replace(res, metrics=metrics)
         self.uow.record(self._completed(stage, dest, res, duration_s))
         if res.metrics:
             self._after_step_metrics(res.metrics)
@@ -440,7 +444,6 @@ class Runner:
                 stage=stage.name, step=s.step, epoch=s.epoch, error_type=error, message=message
             )
         )
-        self.last_error = exc
         failed = ev.RunFailed(error_type=error, message=message, stage=stage.name, step=s.step)
         return self._end(failed, EXIT_FAILED, machine.fail)
 

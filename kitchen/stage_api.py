@@ -136,7 +136,6 @@ class View(Generic[C, R]):
     state: RunState
     config: C
     resources: R
-    flags: Mapping[str, bool] = field(default_factory=dict)
 
 
 __all__ = [

@@ -9,7 +9,8 @@ background thread, so an unreachable collector never blocks a step; at exit we w
 
 The provider is private to each :class:`Telemetry` (never the global one), so tests can attach
 an in-memory exporter, and ``kitchen replay`` simply never creates one: replay emits no spans.
-Secrets never become attributes: only the ids and counters listed in ``STAGE_ATTRIBUTES``.
+Secrets never become attributes: only ids and counters (``kitchen.run_id``, ``.attempt``,
+``.stage``, ``.step``, ``.epoch``, ``.event_seq``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from opentelemetry import trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.resources import Resource
@@ -30,14 +30,6 @@ from opentelemetry.trace import Link, Span, SpanContext, Status, StatusCode, Tra
 
 SHUTDOWN_TIMEOUT_S = 3.0
 EXPORT_TIMEOUT_S = 2.0
-STAGE_ATTRIBUTES = (
-    "kitchen.run_id",
-    "kitchen.attempt",
-    "kitchen.stage",
-    "kitchen.step",
-    "kitchen.epoch",
-    "kitchen.event_seq",
-)
 
 
 def _wants(kind: str, exporter_var: str, endpoint_vars: Sequence[str]) -> set[str]:
@@ -192,6 +184,3 @@ class Telemetry:
         worker.start()
         worker.join(timeout_s)
 
-
-def current_span() -> Span:
-    return trace.get_current_span()

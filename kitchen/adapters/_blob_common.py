@@ -1,8 +1,8 @@
 """Keys, reserved names and the sha256 scheme that every blob store shares.
 
-Kept apart from the stores so that the local and the fsspec store cannot drift: a blob
-written by one verifies under the other, and ``kitchen replay --verify`` recomputes the
-same digest from a plain folder.
+Kept apart from the store so that a blob store of another kind keeps the same scheme: a blob
+written by one verifies under another, and ``kitchen replay --verify`` recomputes the same
+digest from a plain folder.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Blob stores for checkpoints and weights: a local folder, or any fsspec URL.
+"""The blob store for checkpoints, weights and artifacts: a folder, normally KITCHEN_HOME.
 
 A checkpoint is recorded by ``CheckpointSaved`` only after its blob is whole, so the
 store's one job is that a blob is either entirely there or not there at all. Locally that
@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 from kitchen.adapters import _localfs as lfs
 from kitchen.adapters._blob_common import (
@@ -32,9 +31,8 @@ from kitchen.adapters._blob_common import (
     split_prefix,
     temp_name,
 )
-from kitchen.adapters._fsspec_blobs import FsspecBlobStore
 from kitchen.errors import ConfigError, InfrastructureError, NotFound
-from kitchen.ports import BlobRef, BlobStore
+from kitchen.ports import BlobRef
 
 
 class LocalBlobStore:
@@ -234,24 +232,7 @@ def _settle(path: Path, original: Path, kind: str) -> None:
         lfs.remove(path)
 
 
-def open_blob_store(url_or_path: str | Path) -> BlobStore:
-    """A store for a folder path, a ``file://`` URL, or any other fsspec URL.
-
-    Local folders get ``LocalBlobStore`` (atomic renames, URIs relative to the root);
-    ``memory://``, ``s3://``, ``gs://`` … get ``FsspecBlobStore``.
-    """
-    if isinstance(url_or_path, Path):
-        return LocalBlobStore(url_or_path)
-    if url_or_path.startswith("file://"):
-        return LocalBlobStore(Path(unquote(urlparse(url_or_path).path)))
-    if "://" in url_or_path:
-        return FsspecBlobStore(url_or_path)
-    if not url_or_path:
-        raise ConfigError("blob store location is empty; give a folder path or a URL like s3://bucket/kitchen")
-    return LocalBlobStore(Path(url_or_path))
-
-
-__all__ = ["FsspecBlobStore", "LocalBlobStore", "open_blob_store"]
+__all__ = ["LocalBlobStore", "create_store"]
 
 
 @contextlib.contextmanager

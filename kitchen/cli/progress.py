@@ -24,7 +24,6 @@ class CliReporter(Reporter):
         self.bar: Any = None
         self.total: int | None = None
         self.t0 = time.monotonic()
-        self.last_line = 0.0
         self.shown: tuple[str, ...] = ()
         self.summary: tuple[str, ...] = ()
 

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from kitchen.adapters.blobs import FsspecBlobStore, LocalBlobStore, open_blob_store
-from kitchen.errors import ConfigError
+from kitchen.adapters.blobs import LocalBlobStore
 from kitchen.testing.blob_contract import fill_two_files
 
 KEY = "run-1/checkpoints/step-000010"
@@ -133,13 +132,18 @@ def test_a_tampered_file_fails_verification(tmp_path: Path) -> None:
     assert not store.verify(ref)
 
 
-def test_open_blob_store_picks_the_store_by_location(tmp_path: Path) -> None:
-    assert isinstance(open_blob_store(tmp_path), LocalBlobStore)
-    assert isinstance(open_blob_store(str(tmp_path)), LocalBlobStore)
-    by_url = open_blob_store(tmp_path.as_uri())
-    assert isinstance(by_url, LocalBlobStore) and by_url.root == tmp_path
-    assert isinstance(open_blob_store("memory://kitchen-open-test"), FsspecBlobStore)
-    with pytest.raises(ConfigError, match="cannot open blob store"):
-        open_blob_store("nope://bucket")
-    with pytest.raises(ConfigError, match="empty"):
-        open_blob_store("")
+def test_a_full_disk_is_an_infrastructure_error_and_leaves_no_blob(tmp_path: Path) -> None:
+    import errno
+
+    from kitchen.errors import InfrastructureError
+
+    store = LocalBlobStore(tmp_path)
+
+    def fill(folder: Path) -> None:
+        (folder / "part").write_bytes(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(InfrastructureError, match="No space left on device; free space"):
+        store.write_dir(KEY, fill)
+    assert not store.exists(KEY)
+    assert list(store.list()) == []

@@ -8,24 +8,14 @@ from __future__ import annotations
 
 import time
 
-from kitchen import faults
 from kitchen.stage_api import StageResult
-from kitchen.types import Datum
 from kitchen.workflows.common.loop import InFlight
 from kitchen.workflows.supervised.resources import Ctx
-
-
-def _perturbed(ctx: Ctx, step: int, batch: list[Datum]) -> list[Datum]:
-    """Test-only: drop the last example of a re-executed step to force a different loss."""
-    if step == faults.PERTURB_STEP and ctx.attempt > 1 and len(batch) > 1:
-        return batch[:-1]
-    return batch
 
 
 def run(ctx: Ctx) -> StageResult:
     r = ctx.resources
     step, batch = r.batch
-    batch = _perturbed(ctx, step, batch)
     n_seq, n_tok, n_loss = r.batch_stats
     fb = r.training.forward_backward(batch, "cross_entropy")
     r.pipeline.inflight[step] = InFlight(
