@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from kitchen.errors import ConcurrencyConflict, StoreError
 
-from . import _sql
+from . import _dialects, _sql
 from .canonical import GENESIS_HASH, canonical_json, chain_hash, format_timestamp
 from .projection import changes, initial_row
 from .records import NewEvent, StoredEvent
@@ -98,19 +98,14 @@ def hash_at(conn: sa.Connection, run_id: str, seq: int) -> str:
 def write(conn: sa.Connection, rows: list[dict[str, Any]], expected_seq: int) -> list[StoredEvent]:
     """Insert the rows and move the projection in the caller's transaction."""
     payloads = [json.loads(r["payload"]) for r in rows]
-    if conn.dialect.name == "postgresql":
-        positions = _write_postgres(conn, rows, payloads, expected_seq)
-    else:
-        positions = _sql.insert_rows(conn, rows)
-        _check_count(rows, positions, expected_seq)
-        _project(conn, rows, payloads, expected_seq)
+    positions = _dialects.of(conn).write(conn, rows, payloads, expected_seq)
     return [
         to_stored(row, positions[row["seq"]], payload)
         for row, payload in zip(rows, payloads, strict=True)
     ]
 
 
-def _check_count(rows: list[dict[str, Any]], positions: dict[int, int], expected_seq: int) -> None:
+def check_count(rows: list[dict[str, Any]], positions: dict[int, int], expected_seq: int) -> None:
     if len(positions) != len(rows):
         raise ConcurrencyConflict(
             f"run {rows[0]['run_id']!r} moved on: seq {expected_seq + 1} was already taken by "
@@ -118,14 +113,14 @@ def _check_count(rows: list[dict[str, Any]], positions: dict[int, int], expected
         )
 
 
-def _merged(rows: list[dict[str, Any]], payloads: list[Any]) -> dict[str, Any]:
+def merged_changes(rows: list[dict[str, Any]], payloads: list[Any]) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     for row, payload in zip(rows, payloads, strict=True):
         merged.update(changes(row["type"], payload, row["seq"], row["recorded_at"]))
     return merged
 
 
-def _run_insert(
+def run_insert(
     conn: sa.Connection, rows: list[dict[str, Any]], merged: dict[str, Any]
 ) -> tuple[str, list[Any]]:
     """The INSERT of a new run's row into the projection, and its parameters."""
@@ -135,40 +130,16 @@ def _run_insert(
     return _sql.insert_run(dialect, columns), _sql.values(dialect, full, columns)
 
 
-def _project(
+def project(
     conn: sa.Connection, rows: list[dict[str, Any]], payloads: list[Any], expected_seq: int
 ) -> None:
-    merged = _merged(rows, payloads)
+    merged = merged_changes(rows, payloads)
     if expected_seq == 0:
-        _sql.execute(conn, *_run_insert(conn, rows, merged))
+        _sql.execute(conn, *run_insert(conn, rows, merged))
     else:
         columns = tuple(merged)
         params = (*_sql.values(conn.dialect, merged, columns), rows[0]["run_id"])
         _sql.execute(conn, _sql.update_run(conn.dialect, columns), params)
-
-
-def _write_postgres(
-    conn: sa.Connection, rows: list[dict[str, Any]], payloads: list[Any], expected_seq: int
-) -> dict[int, int]:
-    """The log's lock, the run's row and the events in one round trip.
-
-    BEGIN (sent by the driver), ``LOCK TABLE events``, the INSERT of a new run's row, and one
-    statement that inserts the events and updates the run's row (``_sql.pg_append``) travel
-    together in a pipeline; the commit is the only other round trip.
-    """
-    merged = _merged(rows, payloads)
-    params: list[Any] = _sql.pg_event_arrays(rows)
-    statements: list[tuple[str, Any]] = [(_sql.LOCK_LOG, None)]
-    columns: tuple[str, ...] = ()
-    if expected_seq == 0:
-        statements.append(_run_insert(conn, rows, merged))
-    else:
-        columns = tuple(merged)
-        params += [*_sql.values(conn.dialect, merged, columns), rows[0]["run_id"]]
-    statements.append((_sql.pg_append(columns), params))
-    positions = {int(seq): int(pos) for seq, pos in _sql.pg_pipeline(conn, statements)}
-    _check_count(rows, positions, expected_seq)
-    return positions
 
 
 def to_stored(row: Any, position: int, payload: Any = None) -> StoredEvent:

@@ -8,18 +8,14 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from pathlib import Path
-from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy import event, exc
+from sqlalchemy import exc
 from sqlalchemy.engine import URL, Engine, make_url
 
 from kitchen.errors import StoreError, StoreUnavailable
 from kitchen.paths import default_db_path
 
-SQLITE_BUSY_TIMEOUT_MS = 30_000
-POSTGRES_LOCK_TIMEOUT = "30s"
+from . import _dialects
 
 
 def resolve_db_url(url: str | None = None) -> str:
@@ -64,9 +60,9 @@ def mask(url: str) -> str:
 
 
 def create_engine(url: URL) -> Engine:
-    """An engine with kitchen's connection settings (see ``_sqlite_settings``)."""
+    """An engine with kitchen's connection settings for its database (``_dialects``)."""
     try:
-        return _create_engine(url)
+        return _dialects.for_name(url.get_backend_name()).create_engine(url)
     except (exc.ArgumentError, ImportError) as error:
         shown = url.render_as_string(hide_password=True)
         hint = (
@@ -77,51 +73,6 @@ def create_engine(url: URL) -> Engine:
         raise StoreUnavailable(
             f"cannot use database {shown}: {_first_line(error)}; {hint}"
         ) from None
-
-
-def _create_engine(url: URL) -> Engine:
-    if url.get_backend_name() == "sqlite":
-        if url.database and url.database != ":memory:":
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url, connect_args={"isolation_level": None})
-        event.listen(engine, "connect", _sqlite_settings)
-        event.listen(engine, "begin", _sqlite_begin)
-        return engine
-    options = f"-c lock_timeout={POSTGRES_LOCK_TIMEOUT}"
-    if url.query.get("options"):
-        options = f"{url.query['options']} {options}"
-    return sa.create_engine(url.update_query_dict({"options": options}))
-
-
-def _sqlite_settings(dbapi_conn: Any, _record: Any) -> None:
-    """WAL, a generous busy timeout, and ``synchronous=NORMAL``.
-
-    WAL lets readers run beside the one writer. The busy timeout makes concurrent writers
-    queue instead of failing. ``synchronous=NORMAL`` in WAL mode syncs only at checkpoints:
-    a killed process loses nothing that was committed (the WAL is in the OS cache), but a
-    power loss or kernel crash can lose the last transactions committed since the previous
-    checkpoint. The database itself is never corrupted. The runner commits before every side
-    effect it cannot redo, so a lost tail is work that resume redoes.
-    """
-    cur = dbapi_conn.cursor()
-    try:
-        cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-        cur.execute("PRAGMA journal_mode = WAL")
-        cur.execute("PRAGMA synchronous = NORMAL")
-    finally:
-        cur.close()
-
-
-def _sqlite_begin(conn: sa.Connection) -> None:
-    """Open transactions ourselves: ``BEGIN IMMEDIATE`` for writers, so that they take the
-    write lock up front and wait on busy_timeout, instead of failing with SQLITE_BUSY when a
-    read lock cannot be upgraded."""
-    mode = conn.get_execution_options().get("kitchen_begin", "DEFERRED")
-    # straight to the driver: this runs on every transaction, and the SQLAlchemy execution
-    # path would double its cost (a driver error here is translated like any other)
-    dbapi = conn.connection.dbapi_connection
-    assert dbapi is not None
-    dbapi.execute(f"BEGIN {mode}")
 
 
 def is_disconnect(error: BaseException) -> bool:

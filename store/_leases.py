@@ -12,19 +12,14 @@ import sqlalchemy as sa
 
 from kitchen.errors import LeaseHeld
 
+from . import _dialects
 from .records import Lease
 from .schema import cancel_requests, leases
 
 
 def _insert_if_absent(conn: sa.Connection, table: sa.Table, values: dict[str, object]) -> bool:
     """INSERT ... ON CONFLICT DO NOTHING; True if this call inserted the row."""
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects import postgresql as dialect
-    else:
-        from sqlalchemy.dialects import sqlite as dialect  # type: ignore[no-redef]
-    stmt = dialect.insert(table).values(**values).on_conflict_do_nothing()
-    # RETURNING, not rowcount: psycopg reports -1 for a skipped INSERT ... ON CONFLICT
-    return conn.execute(stmt.returning(table.c.run_id)).first() is not None
+    return _dialects.of(conn).insert_if_absent(conn, table, dict(values))
 
 
 def to_lease(row: sa.Row[tuple[object, ...]] | None) -> Lease | None:

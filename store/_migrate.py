@@ -16,14 +16,13 @@ import sqlalchemy as sa
 
 from kitchen.errors import SchemaMismatch
 
+from . import _dialects
+
 if TYPE_CHECKING:
     from alembic.config import Config
 
 # The newest revision under migrations/versions (a test keeps the two equal).
 HEAD_REVISION = "0001"
-
-# Any fixed number: Postgres advisory lock that serialises concurrent upgrades.
-_PG_MIGRATION_LOCK = 0x6B697463
 
 
 def alembic_config(connection: sa.Connection | None = None) -> Config:
@@ -76,8 +75,7 @@ def upgrade_locked(engine: sa.Engine, display: str, *, notice: bool) -> str:
     """
     head = head_revision()
     with engine.connect().execution_options(kitchen_begin="IMMEDIATE") as conn, conn.begin():
-        if conn.dialect.name == "postgresql":
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+        _dialects.of(conn).lock_migrations(conn)
         current = revision_of(conn)
         check(current, display)
         if current == head:

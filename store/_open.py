@@ -6,7 +6,7 @@ import sqlalchemy as sa
 
 from kitchen.errors import SchemaMismatch
 
-from . import _migrate
+from . import _dialects, _migrate
 from ._engine import DRIVER_ERRORS, create_engine, parse_url, resolve_db_url, translate
 from .event_store import EventStore
 
@@ -44,7 +44,7 @@ def _ensure_schema(engine: sa.Engine, raw: str, *, migrate: bool) -> None:
         _migrate.check(current, display)
         if current == head:
             return
-        if not migrate or (current is not None and engine.dialect.name == "postgresql"):
+        if not migrate or (current is not None and not _dialects.of(engine).upgrades_on_open):
             raise SchemaMismatch(
                 f"database {display} is at schema revision {current or 'none'}, "
                 f"this kitchen needs {head}; run `kitchen db upgrade`"

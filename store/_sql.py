@@ -43,17 +43,14 @@ def insert_events(dialect: Dialect, n: int) -> str:
     )
 
 
-# Postgres casts for the unnest() form of the insert, in EVENT_COLUMNS order.
-_PG_ARRAY_TYPES = {
-    "run_id": "text[]",
-    "seq": "int[]",
-    "type": "text[]",
-    "payload": "text[]",
-    "recorded_at": "timestamptz[]",
-    "schema_version": "int[]",
-    "prev_hash": "text[]",
-    "hash": "text[]",
-}
+def _pg_array_type(column: sa.Column[Any]) -> str:
+    """The Postgres array cast of a column for the unnest() form of the insert."""
+    if isinstance(column.type, UTCDateTime):
+        return "timestamptz[]"
+    return "int[]" if isinstance(column.type, sa.Integer) else "text[]"
+
+
+_PG_ARRAY_TYPES = {c.name: _pg_array_type(c) for c in events.columns if c.name != "position"}
 
 
 @cache
@@ -126,18 +123,10 @@ def values(dialect: Dialect, row: Mapping[str, Any], columns: Iterable[str]) -> 
 
 
 def execute(conn: sa.Connection, sql: str, params: Sequence[Any]) -> Iterable[Sequence[Any]]:
-    """Run one statement of the hot path; returns its rows.
+    """Run one statement of the hot path, the way its database's strategy says; its rows."""
+    from . import _dialects
 
-    SQLite gets the statement straight from its driver: there is no connection to lose,
-    and its errors (``sqlite3.Error``) are translated like SQLAlchemy's. Postgres goes through
-    ``exec_driver_sql`` so that a dropped connection is recognised and the pool invalidated.
-    """
-    if conn.dialect.name == "sqlite":
-        dbapi = conn.connection.dbapi_connection
-        assert dbapi is not None
-        return dbapi.execute(sql, params).fetchall()
-    result = conn.exec_driver_sql(sql, tuple(params))
-    return result.all() if result.returns_rows else []
+    return _dialects.of(conn).execute(conn, sql, params)
 
 
 LOCK_LOG = f"LOCK TABLE {events.name} IN EXCLUSIVE MODE"
