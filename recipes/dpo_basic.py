@@ -25,5 +25,7 @@ class Config(PreferenceConfig):
 
     learning_rate: float = Field(3e-3, gt=0.0)
     batch_size: int = Field(32, ge=1, description="pairs per step")
-    max_steps: int | None = Field(60, ge=1, description="stop after this many steps (null: all epochs)")
+    max_steps: int | None = Field(
+        60, ge=1, description="stop after this many steps (null: all epochs)"
+    )
     num_epochs: int = Field(2, ge=1)

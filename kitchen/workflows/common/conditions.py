@@ -69,6 +69,4 @@ def drain_due(v: V, interrupted: bool) -> bool:
     """Whether ``await_future`` must take every step in flight now: before the last step ends,
     a checkpoint, an evaluation or a stop, or when pipelining is off."""
     last = steps_done(v) >= total_steps(v) or not more_batches(v)
-    return (
-        last or save_due(v) or eval_due(v) or interrupted or not bool(v.config.pipeline)
-    )
+    return last or save_due(v) or eval_due(v) or interrupted or not bool(v.config.pipeline)

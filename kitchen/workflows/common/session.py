@@ -21,7 +21,11 @@ def base_model(ctx: StageContext[TrainingConfig, Any]) -> str:
 def _fresh(ctx: StageContext[TrainingConfig, Any]) -> TrainingClient:
     cfg = ctx.config
     return ctx.ports.training.create_lora_training_client(
-        base_model(ctx), cfg.lora_rank, seed=cfg.seed, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout
+        base_model(ctx),
+        cfg.lora_rank,
+        seed=cfg.seed,
+        alpha=cfg.lora_alpha,
+        dropout=cfg.lora_dropout,
     )
 
 

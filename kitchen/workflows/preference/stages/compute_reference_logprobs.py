@@ -47,12 +47,18 @@ def _reuse(ctx: Ctx, record: ArtifactRecord) -> StageResult | None:
     if not ref.shape_matches(len(r.pairs), len(r.test_pairs)):
         return None
     r.reference = ref
-    again = ()
+    again: tuple[Artifact, ...] = ()
     if ctx.state.is_superseded(record.seq):
-        again = (Artifact(kind=refs.KIND, uri=record.uri, sha256=record.sha256,
-                          bytes=record.bytes, step=0),)
-    return StageResult({"computed": False, "uri": record.uri, "recorded_again": bool(again)},
-                       step=r.cursor.step, artifacts=again)
+        again = (
+            Artifact(
+                kind=refs.KIND, uri=record.uri, sha256=record.sha256, bytes=record.bytes, step=0
+            ),
+        )
+    return StageResult(
+        {"computed": False, "uri": record.uri, "recorded_again": bool(again)},
+        step=r.cursor.step,
+        artifacts=again,
+    )
 
 
 def run(ctx: Ctx) -> StageResult:
@@ -71,7 +77,7 @@ def run(ctx: Ctx) -> StageResult:
     faults.point("reference:after_blob")
     r.reference = ref
     out: dict[str, Any] = {"computed": True, "uri": blob.uri, "sha256": blob.sha256}
-    events = ()
+    events: tuple[ArtifactDeleted, ...] = ()
     if record is not None:
         out["replaces_failed_seq"] = record.seq
         events = (ArtifactDeleted(artifact_seq=record.seq, kind=refs.KIND, uri=record.uri),)
