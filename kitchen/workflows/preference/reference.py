@@ -35,7 +35,8 @@ def encode(ref: Reference) -> bytes:
     from safetensors.torch import save
 
     tensors = {"train": ref.train.float().contiguous(), "test": ref.test.float().contiguous()}
-    return save(tensors, metadata={"kind": KIND, "columns": "chosen,rejected"})
+    # One metadata key: safetensors writes its metadata map in no fixed order.
+    return save(tensors, metadata={"columns": "chosen,rejected"})
 
 
 def decode(data: bytes) -> Reference:
