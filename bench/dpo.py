@@ -12,7 +12,7 @@ Step time: ``--rounds`` rounds, each timing ``--time-steps`` steps of kitchen th
 loop from fresh weights, so machine noise hits both alike; the figure is the median over
 rounds of (hand step time / kitchen step time). Accuracy: one run of ``--steps`` steps each.
 
-    python bench/dpo.py [--steps 60] [--lr 3e-3] [--rounds 5] [--time-steps 10]
+    python bench/dpo.py [--steps 60] [--lr 5e-3] [--rounds 5] [--time-steps 10]
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dpo_pairs import (
     ADAM,
     BETA,
+    LEARNING_RATE,
     LORA_ALPHA,
     LORA_RANK,
     MODEL,
@@ -37,6 +38,7 @@ from dpo_pairs import (
     batch_indices,
     load_pairs,
     lr_at,
+    pair_sums,
     scores,
 )
 
@@ -85,24 +87,6 @@ class Kitchen:
 # --------------------------------------------------------------------------- by hand
 
 
-def _pad(data: list[Datum]) -> tuple[Any, Any, Any, Any]:
-    import torch
-    from torch.nn.utils.rnn import pad_sequence
-
-    def rows(key: str | None, dtype: Any) -> Any:
-        if key is None:
-            seqs = [torch.tensor(d.model_input.to_ints(), dtype=dtype) for d in data]
-        else:
-            seqs = [torch.tensor(d.loss_fn_inputs[key].data, dtype=dtype) for d in data]
-        return pad_sequence(seqs, batch_first=True)
-
-    ids = rows(None, torch.long)
-    mask = pad_sequence(
-        [torch.ones(d.model_input.length, dtype=torch.long) for d in data], batch_first=True
-    )
-    return ids, mask, rows("target_tokens", torch.long), rows("weights", torch.float32)
-
-
 class ByHand:
     """What one would write: pad the 64 sequences, one forward, the DPO loss, backward, AdamW."""
 
@@ -123,22 +107,13 @@ class ByHand:
             self.ref_train = self.seq_logprobs(pairs.train)
             self.ref_test = self.seq_logprobs(pairs.test)
 
-    def _sums(self, data: list[Datum]) -> Any:
-        ids, mask, targets, weights = _pad(data)
-        logits = self.model(input_ids=ids, attention_mask=mask).logits
-        logp = logits.log_softmax(-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-        return (logp * weights).sum(-1).view(-1, 2)
-
     def seq_logprobs(self, pairs: list[tuple[Datum, Datum]]) -> Any:
-        import torch
-
-        chunks = [pairs[i : i + 64] for i in range(0, len(pairs), 64)]
-        return torch.cat([self._sums([d for p in c for d in p]) for c in chunks])
+        return pair_sums(self.model, pairs)
 
     def step(self, idx: list[int], lr: float) -> None:
         import torch.nn.functional as F
 
-        policy = self._sums([d for i in idx for d in self.pairs.train[i]])
+        policy = pair_sums(self.model, [self.pairs.train[i] for i in idx])
         ref = self.ref_train[idx]
         z = BETA * ((policy[:, 0] - ref[:, 0]) - (policy[:, 1] - ref[:, 1]))
         loss = -F.logsigmoid(z).mean()
@@ -188,7 +163,7 @@ def train_and_score(make: Callable[[], Any], batches: list[list[int]], lr: float
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=60)
-    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--lr", type=float, default=LEARNING_RATE)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--time-steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")

@@ -17,7 +17,8 @@ from kitchen.types import Datum
 MODEL = str(TINY_MODEL_DIR)
 LORA_RANK = 16
 LORA_ALPHA = 32
-BETA = 0.1
+BETA = 0.3  # dpo_basic's defaults: β 0.3, lr 5e-3, 60 steps of 32 pairs
+LEARNING_RATE = 5e-3
 BATCH_PAIRS = 32
 ADAM = {"betas": (0.9, 0.95), "eps": 1e-8, "weight_decay": 0.0}
 
@@ -72,3 +73,33 @@ def scores(policy: Any, reference: Any) -> dict[str, float]:
         "test/accuracy": float((ratio[:, 0] > ratio[:, 1]).float().mean()),
         "test/policy_prefers_chosen": float((policy[:, 0] > policy[:, 1]).float().mean()),
     }
+
+
+def pad(data: list[Datum]) -> tuple[Any, Any, Any, Any]:
+    """input ids, attention mask, targets and weights of ``data``, right-padded."""
+    import torch
+    from torch.nn.utils.rnn import pad_sequence
+
+    def rows(values: list[list[float]] | list[list[int]], dtype: Any) -> Any:
+        return pad_sequence([torch.tensor(v, dtype=dtype) for v in values], batch_first=True)
+
+    ids = rows([d.model_input.to_ints() for d in data], torch.long)
+    mask = rows([[1] * d.model_input.length for d in data], torch.long)
+    targets = rows([list(d.loss_fn_inputs["target_tokens"].data) for d in data], torch.long)
+    weights = rows([list(d.loss_fn_inputs["weights"].data) for d in data], torch.float32)
+    return ids, mask, targets, weights
+
+
+def pair_sums(model: Any, pairs: list[tuple[Datum, Datum]]) -> Any:
+    """[pairs, 2] sequence log-probabilities under a plain HF/peft ``model`` (keeps gradients
+    when called with them on)."""
+    import torch
+
+    out = []
+    for start in range(0, len(pairs), 64):
+        data = [d for pair in pairs[start : start + 64] for d in pair]
+        ids, mask, targets, weights = pad(data)
+        logits = model(input_ids=ids, attention_mask=mask).logits
+        logp = logits.log_softmax(-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        out.append((logp * weights).sum(-1).view(-1, 2))
+    return torch.cat(out)

@@ -21,9 +21,15 @@ __all__ = ["ADAPTERS", "DESCRIPTION", "NAME", "WORKFLOW", "Config"]
 
 
 class Config(PreferenceConfig):
-    """Defaults that learn visibly on the embedded pairs in about a minute on 2 CPU cores."""
+    """Defaults that learn visibly on the embedded pairs in about a minute on 2 CPU cores.
 
-    learning_rate: float = Field(3e-3, gt=0.0)
+    β is 0.3, not tinker-cookbook's 0.1: on the 1.8M-parameter model, 60 steps at β 0.1 left
+    held-out accuracy near 0.80 (0.84 after 150 steps), while β 0.3 with lr 5e-3 reached 0.89
+    in 60 (figures in README.md). The workflow's own default stays 0.1.
+    """
+
+    dpo_beta: float = Field(0.3, gt=0.0, description="DPO's β: how far from the reference")
+    learning_rate: float = Field(5e-3, gt=0.0)
     batch_size: int = Field(32, ge=1, description="pairs per step")
     max_steps: int | None = Field(
         60, ge=1, description="stop after this many steps (null: all epochs)"
