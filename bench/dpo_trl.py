@@ -101,6 +101,7 @@ def main() -> None:
             max_steps=args.steps,
             max_length=128,
             use_cpu=True,
+            bf16=False,  # TRL's default is bf16 autocast; kitchen and the hand loop run float32
             seed=0,
             report_to="none",
             logging_steps=10,
