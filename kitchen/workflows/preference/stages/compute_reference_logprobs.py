@@ -39,13 +39,14 @@ def _logprobs(client: TrainingClient, pairs: list[Pair]) -> torch.Tensor:
     return torch.cat(rows) if rows else torch.zeros((0, 2))
 
 
-def _reuse(ctx: Ctx, record: ArtifactRecord) -> StageResult | None:
+def _reuse(ctx: Ctx, record: ArtifactRecord) -> StageResult | str:
+    """The stage's result when the blob on record is sound, else why it is not."""
     r = ctx.resources
     if not ctx.blobs.verify(refs.blob_ref(record)):
-        return None
+        return "blob missing or failed its sha256"
     ref = refs.decode(ctx.blobs.read_bytes(record.uri))
     if not ref.shape_matches(len(r.pairs), len(r.test_pairs)):
-        return None
+        return "blob does not match the rendered pairs"
     r.reference = ref
     again: tuple[Artifact, ...] = ()
     if ctx.state.is_superseded(record.seq):
@@ -55,19 +56,16 @@ def _reuse(ctx: Ctx, record: ArtifactRecord) -> StageResult | None:
             ),
         )
     return StageResult(
-        {"computed": False, "uri": record.uri, "recorded_again": bool(again)},
-        step=r.cursor.step,
-        artifacts=again,
+        {"computed": False, "uri": record.uri, "recorded_again": bool(again)}, artifacts=again
     )
 
 
 def run(ctx: Ctx) -> StageResult:
     r = ctx.resources
     record = refs.on_record(ctx.state)
-    if record is not None:
-        reused = _reuse(ctx, record)
-        if reused is not None:
-            return reused
+    why = _reuse(ctx, record) if record is not None else "none on record"
+    if isinstance(why, StageResult):
+        return why
     client = open_start(ctx)
     try:
         ref = refs.Reference(_logprobs(client, r.pairs), _logprobs(client, r.test_pairs))
@@ -76,7 +74,7 @@ def run(ctx: Ctx) -> StageResult:
     blob = ctx.blobs.write_bytes(f"{ctx.run_id}/{refs.KIND}.safetensors", refs.encode(ref))
     faults.point("reference:after_blob")
     r.reference = ref
-    out: dict[str, Any] = {"computed": True, "uri": blob.uri, "sha256": blob.sha256}
+    out: dict[str, Any] = {"computed": True, "why": why, "uri": blob.uri, "sha256": blob.sha256}
     events: tuple[ArtifactDeleted, ...] = ()
     if record is not None:
         out["replaces_failed_seq"] = record.seq
