@@ -102,6 +102,7 @@ def main() -> None:
             max_length=128,
             use_cpu=True,
             bf16=False,  # TRL's default is bf16 autocast; kitchen and the hand loop run float32
+            gradient_checkpointing=False,  # on by default in TRL; neither of the others uses it
             seed=0,
             report_to="none",
             logging_steps=10,
