@@ -97,7 +97,7 @@ def test_a_corrupt_reference_is_recomputed_from_the_starting_weights(
     env = {"KITCHEN_FAULT": "stage:save_checkpoint:after@2"}
     r = kitchen("run", "dpo_basic", *config, "--run-id", "corrupt", extra_env=env)
     assert r.code == KILLED, r.stderr[-800:]
-    blob = home / "corrupt" / "reference_logprobs.safetensors"
+    blob = home / "corrupt" / "artifacts" / "reference_logprobs" / "logprobs.safetensors"
     original = blob.read_bytes()
     blob.write_bytes(original[:-4] + b"\0\0\0\0")
     resume_until_done(kitchen, "corrupt")

@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 KIND = "reference_logprobs"
+FILE = "logprobs.safetensors"  # at artifacts/reference_logprobs/ in the run folder
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from kitchen import faults
+from kitchen.paths import artifact_key
 from kitchen.ports import TrainingClient
 from kitchen.stage_api import Artifact, ArtifactDeleted, ArtifactRecord, StageResult
 from kitchen.workflows.common.session import open_start
@@ -71,7 +72,8 @@ def run(ctx: Ctx) -> StageResult:
         ref = refs.Reference(_logprobs(client, r.pairs), _logprobs(client, r.test_pairs))
     finally:
         client.close()
-    blob = ctx.blobs.write_bytes(f"{ctx.run_id}/{refs.KIND}.safetensors", refs.encode(ref))
+    key = artifact_key(ctx.run_id, refs.KIND, refs.FILE)
+    blob = ctx.blobs.write_bytes(key, refs.encode(ref))
     faults.point("reference:after_blob")
     r.reference = ref
     out: dict[str, Any] = {"computed": True, "why": why, "uri": blob.uri, "sha256": blob.sha256}
