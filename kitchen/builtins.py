@@ -5,8 +5,14 @@ a name is used. Code outside kitchen registers its own through ``kitchen.registr
 from __future__ import annotations
 
 BUILTIN: dict[str, dict[str, str]] = {
-    "recipes": {"sl_basic": "kitchen.recipes.sl_basic"},
-    "workflows": {"supervised": "kitchen.workflows.supervised:WORKFLOW"},
+    "recipes": {
+        "sl_basic": "kitchen.recipes.sl_basic",
+        "dpo_basic": "kitchen.recipes.dpo_basic",
+    },
+    "workflows": {
+        "supervised": "kitchen.workflows.supervised:WORKFLOW",
+        "preference": "kitchen.workflows.preference:WORKFLOW",
+    },
     "training": {"local_torch": "kitchen.adapters.local_torch.service:create_service"},
     "datasets": {"hf_datasets": "kitchen.adapters.hf_datasets:create_store"},
     "blobs": {"local": "kitchen.adapters.blobs:create_store"},

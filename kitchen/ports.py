@@ -81,6 +81,9 @@ class TrainingClient(Protocol):
     Contract:
     - Every method returns at once with a future; operations run in submission order, so a
       caller may submit step N+1's ``forward_backward`` before taking step N's result.
+    - ``forward(data, loss_fn)`` is ``forward_backward``'s forward pass alone (same mode, same
+      per-token ``logprobs`` and ``loss:sum``) with no gradient kept: what a client-side custom
+      loss linearises, tinker's way, before a plain ``forward_backward``.
     - ``forward_backward`` accumulates gradients; ``optim_step`` applies and clears them and
       advances the step counter by exactly one. Loss outputs carry per-token ``logprobs``;
       metrics carry ``loss:sum`` (sum of weight × -logprob for cross_entropy).
@@ -103,6 +106,10 @@ class TrainingClient(Protocol):
         data: Sequence[Datum],
         loss_fn: LossFnType = "cross_entropy",
         loss_fn_config: Mapping[str, float] | None = None,
+    ) -> Future[ForwardBackwardOutput]: ...
+
+    def forward(
+        self, data: Sequence[Datum], loss_fn: LossFnType = "cross_entropy"
     ) -> Future[ForwardBackwardOutput]: ...
 
     def forward_backward_custom(

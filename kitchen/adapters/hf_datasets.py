@@ -179,8 +179,18 @@ def rows_to_dataset(rows: Sequence[Mapping[str, Any]], source: str) -> Any:
         return Dataset.from_dict(data)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         bad = next(c for c in columns if not _one_type(data[c]))
-        raise ConfigError(f"{source}: column {bad!r} mixes value types;"
+        where = _first_odd_row(data[bad])
+        at = f" (row {where} differs from the rows before it)" if where is not None else ""
+        raise ConfigError(f"{source}: column {bad!r} mixes value types{at};"
                           " give every row the same type there") from None
+
+
+def _first_odd_row(values: list[Any]) -> int | None:
+    """The first row whose value is of another Python type than the first non-null one's."""
+    first = next((type(v) for v in values if v is not None), None)
+    return next(
+        (i for i, v in enumerate(values) if v is not None and type(v) is not first), None
+    )
 
 
 def _one_type(values: list[Any]) -> bool:

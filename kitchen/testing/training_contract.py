@@ -198,6 +198,25 @@ class TrainingClientContract:
         assert custom.metrics["loss:sum"] == pytest.approx(reference.metrics["loss:sum"], rel=1e-5)
         assert flat(logprob_rows(custom)) == close_to(logprob_rows(reference))
 
+    def test_forward_matches_forward_backward_and_keeps_no_gradient(
+        self, clients: MakeClient
+    ) -> None:
+        """``forward`` is the same pass without the backward: same logprobs and loss, and a
+        following step is exactly what it would have been without the forward."""
+        plain, probed = clients(), clients()
+        data = self.batch(plain)
+        fwd = probed.forward(data).result()
+        assert probed.step == 0
+        reference = plain.forward_backward(data).result()
+        assert fwd.metrics["loss:sum"] == pytest.approx(reference.metrics["loss:sum"], rel=1e-5)
+        assert flat(logprob_rows(fwd)) == close_to(logprob_rows(reference))
+        probed.forward_backward(data)
+        probed.optim_step(STEP)
+        plain.optim_step(STEP).result()
+        after_plain = plain.forward(data).result()
+        after_probed = probed.forward(data).result()
+        assert flat(logprob_rows(after_probed)) == close_to(logprob_rows(after_plain))
+
     # ------------------------------------------------------------------ steps and failures
 
     def test_step_counts_optimizer_steps_only(self, clients: MakeClient) -> None:

@@ -24,7 +24,10 @@ def _no_run_behind(home: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["run", "no_such_recipe"], "unknown recipe 'no_such_recipe'; known recipes: sl_basic"),
+        (
+            ["run", "no_such_recipe"],
+            "unknown recipe 'no_such_recipe'; known recipes: dpo_basic, sl_basic",
+        ),
         (["run", "sl_basic", "lerning_rate=1e-3"], "unknown key 'lerning_rate'"),
         (["run", "sl_basic", "batch_size=abc"], "batch_size: Input should be a valid integer"),
         (["run", "sl_basic", "learning_rate=-1"], "learning_rate: Input should be greater than 0"),

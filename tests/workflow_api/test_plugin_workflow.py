@@ -29,7 +29,7 @@ def kitchen(tmp_path: Path) -> Kitchen:
     run = make_kitchen(tmp_path / "home")
 
     def with_plugin(*args: str, extra_env: dict[str, str] | None = None) -> Any:
-        return run(*args, extra_env={"PYTHONPATH": str(PLUGIN), **(extra_env or {})})
+        return run(*args, extra_env={"PYTHONPATH": f"{PLUGIN}:{ROOT}", **(extra_env or {})})
 
     return with_plugin
 

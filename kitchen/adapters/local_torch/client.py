@@ -95,6 +95,11 @@ class LocalTrainingClient:
         config = dict(loss_fn_config or {})
         return self._submit(self._forward_backward, list(data), loss_fn, config)
 
+    def forward(
+        self, data: Sequence[Datum], loss_fn: LossFnType = "cross_entropy"
+    ) -> Future[ForwardBackwardOutput]:
+        return self._submit(self._forward, list(data), loss_fn)
+
     def forward_backward_custom(
         self, data: Sequence[Datum], loss_fn: CustomLossFn
     ) -> Future[ForwardBackwardOutput]:
@@ -153,6 +158,20 @@ class LocalTrainingClient:
         logprobs = batching.target_logprobs(self._train_mode(), packed)
         total = loss.fn(logprobs, packed.inputs, config)
         value = self._backward(total)
+        return ForwardBackwardOutput(
+            batching.to_outputs(logprobs, packed.lengths), {"loss:sum": value}
+        )
+
+    def _forward(self, data: list[Datum], loss_fn: str) -> ForwardBackwardOutput:
+        """The pass ``_forward_backward`` takes, in the same (training) mode so a client-side
+        loss is linearised where the backward will be taken; no graph is kept."""
+        import torch
+
+        loss = builtin(loss_fn, None)
+        packed = batching.pack(data, loss.inputs, self._vocab, self._device)
+        with torch.no_grad():
+            logprobs = batching.target_logprobs(self._train_mode(), packed)
+            value = float(loss.fn(logprobs, packed.inputs, {}))
         return ForwardBackwardOutput(
             batching.to_outputs(logprobs, packed.lengths), {"loss:sum": value}
         )

@@ -1,4 +1,5 @@
-"""Opening the policy's training client: fresh, resumed, or from a parent run's weights."""
+"""Opening training clients: the policy (fresh, resumed, or from a parent run's weights) and
+the weights a run *started* from, which a frozen reference needs whatever the resume point."""
 
 from __future__ import annotations
 
@@ -9,23 +10,52 @@ from kitchen.stage_api import StageContext
 from kitchen.workflows.common.config import TrainingConfig
 
 
-def open_policy(ctx: StageContext[TrainingConfig, Any]) -> tuple[TrainingClient, dict[str, Any]]:
-    """The client and what to log about it (the backend, what was loaded)."""
-    cfg = ctx.config
-    service = ctx.ports.training
-    base = cfg.model_name
+def base_model(ctx: StageContext[TrainingConfig, Any]) -> str:
+    """The base model the LoRA sits on: ``model_name``, or a parent that is itself a base."""
     parent = ctx.lineage.get("parent")
     if parent is not None and parent.kind == "base_model":
-        base = ctx.lineage_paths["parent"]
-    client = service.create_lora_training_client(
-        base, cfg.lora_rank, seed=cfg.seed, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout
+        return ctx.lineage_paths["parent"]
+    return ctx.config.model_name
+
+
+def _fresh(ctx: StageContext[TrainingConfig, Any]) -> TrainingClient:
+    cfg = ctx.config
+    return ctx.ports.training.create_lora_training_client(
+        base_model(ctx),
+        cfg.lora_rank,
+        seed=cfg.seed,
+        alpha=cfg.lora_alpha,
+        dropout=cfg.lora_dropout,
     )
-    out: dict[str, Any] = {"model_name": base}
+
+
+def _load_parent(ctx: StageContext[TrainingConfig, Any], client: TrainingClient) -> str | None:
+    """Load a parent run's weights (no optimizer) into ``client``; its source, or None."""
+    parent = ctx.lineage.get("parent")
+    if parent is None or parent.kind == "base_model":
+        return None
+    client.load_state(ctx.lineage_paths["parent"], with_optimizer=False).result()
+    return parent.source
+
+
+def open_start(ctx: StageContext[TrainingConfig, Any]) -> TrainingClient:
+    """A client holding the weights the run started from, never the resumed ones: the fresh
+    LoRA of the run's seed (its B matrices are zero, so it is the base model) or the parent's."""
+    client = _fresh(ctx)
+    _load_parent(ctx, client)
+    return client
+
+
+def open_policy(ctx: StageContext[TrainingConfig, Any]) -> tuple[TrainingClient, dict[str, Any]]:
+    """The client and what to log about it (the backend, what was loaded)."""
+    client = _fresh(ctx)
+    out: dict[str, Any] = {"model_name": base_model(ctx)}
     if ctx.resume is not None:
         saved = client.load_state(ctx.resume.state_ref(), with_optimizer=True).result()
         out["loaded_checkpoint"] = ctx.resume.checkpoint.name
         out["loaded_step"] = saved.step
-    elif parent is not None and parent.kind != "base_model":
-        client.load_state(ctx.lineage_paths["parent"], with_optimizer=False).result()
-        out["parent"] = parent.source
+        return client, out
+    source = _load_parent(ctx, client)
+    if source is not None:
+        out["parent"] = source
     return client, out

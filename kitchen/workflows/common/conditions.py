@@ -1,0 +1,72 @@
+"""A training loop's predicates, over the data cursor the stages keep in resources (shared by
+the supervised and preference workflows).
+
+The same functions tell ``await_future`` whether a checkpoint or evaluation follows the step
+it is finishing, so it can drain the pipeline first (no later batch ever enters an earlier
+checkpoint).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from kitchen.stage_api import View
+from kitchen.workflows.common.config import TrainingConfig
+from kitchen.workflows.common.resources import TrainingResources
+
+V = View[TrainingConfig, TrainingResources]
+
+
+def steps_done(v: V) -> int:
+    return int(v.resources.cursor.step)
+
+
+def total_steps(v: V) -> int:
+    return int(v.resources.plan.total_steps)
+
+
+def save_due(v: V) -> bool:
+    n, every = steps_done(v), int(v.config.save_every)
+    return every > 0 and n % every == 0 and n < total_steps(v)
+
+
+def eval_due(v: V) -> bool:
+    n, every = steps_done(v), int(v.config.eval_every)
+    return every > 0 and n % every == 0 and n < total_steps(v)
+
+
+def more_batches(v: V) -> bool:
+    c = v.resources.cursor
+    return c.batch_index < v.resources.plan.batches_per_epoch and c.step < total_steps(v)
+
+
+def more_epochs(v: V) -> bool:
+    c = v.resources.cursor
+    return c.epoch + 1 < int(v.config.num_epochs) and c.step < total_steps(v)
+
+
+def final_checkpoint_due(v: V) -> bool:
+    live = v.state.live_checkpoints()
+    return not live or live[-1].step != steps_done(v)
+
+
+def eval_at_start(v: V) -> bool:
+    return steps_done(v) == 0
+
+
+CONDITIONS: Mapping[str, Any] = {
+    "save_due": save_due,
+    "eval_due": eval_due,
+    "more_batches": more_batches,
+    "more_epochs": more_epochs,
+    "final_checkpoint_due": final_checkpoint_due,
+    "eval_at_start": eval_at_start,
+}
+
+
+def drain_due(v: V, interrupted: bool) -> bool:
+    """Whether ``await_future`` must take every step in flight now: before the last step ends,
+    a checkpoint, an evaluation or a stop, or when pipelining is off."""
+    last = steps_done(v) >= total_steps(v) or not more_batches(v)
+    return last or save_due(v) or eval_due(v) or interrupted or not bool(v.config.pipeline)

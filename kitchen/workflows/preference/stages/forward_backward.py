@@ -1,0 +1,38 @@
+"""forward_backward: the DPO loss's gradient for the batch, through the training port.
+
+Done tinker's way (``forward_backward_custom_tinker_way``): a forward pass gives the pairs'
+log-probabilities, the loss is differentiated here, and a plain forward_backward carries the
+gradient. The forward waits for the previous step's optimizer update (it must see the new
+weights); the backward is left running while the runner logs the previous step.
+"""
+
+from __future__ import annotations
+
+import time
+
+from kitchen.stage_api import StageResult
+from kitchen.workflows.common.custom_loss import forward_backward_custom_tinker_way
+from kitchen.workflows.common.loop import InFlight
+from kitchen.workflows.preference.loss import dpo_loss
+from kitchen.workflows.preference.resources import Ctx
+
+
+def run(ctx: Ctx) -> StageResult:
+    r = ctx.resources
+    step, idx = r.batch
+    data = [d for i in idx for d in r.pairs[i]]
+    submitted = time.perf_counter()
+    loss = dpo_loss(ctx.config.dpo_beta, r.reference.train[idx])
+    fb = forward_backward_custom_tinker_way(r.training, data, loss)
+    r.pipeline.inflight[step] = InFlight(
+        step=step,
+        epoch=r.cursor.epoch,
+        fb=fb,
+        optim=None,
+        learning_rate=0.0,
+        num_sequences=len(idx),
+        num_tokens=sum(d.model_input.length for d in data),
+        num_loss_tokens=sum(float(sum(d.loss_fn_inputs["weights"].data)) for d in data),
+        submitted_at=submitted,
+    )
+    return StageResult(step=step)
