@@ -212,9 +212,9 @@ class Journal:
             outputs={
                 "seq_id": seq_id,
                 "request_id": ids.request_id(spec.model_id, seq_id),
-                "input_uri": ref.uri,
-                "input_sha256": ref.sha256,
-                "input_bytes": ref.bytes,
+                "uri": ref.uri,
+                "sha256": ref.sha256,
+                "bytes": ref.bytes,
             },
             duration_s=0.0,
         )
@@ -388,9 +388,9 @@ def _logged(row: StoredEvent) -> LoggedRequest:
         seq_id=int(out["seq_id"]),
         kind=row.payload["stage"],
         request_id=out["request_id"],
-        input_uri=out["input_uri"],
-        input_sha256=out["input_sha256"],
-        input_bytes=int(out["input_bytes"]),
+        input_uri=out["uri"],
+        input_sha256=out["sha256"],
+        input_bytes=int(out["bytes"]),
     )
 
 

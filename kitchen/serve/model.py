@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kitchen import faults
 from kitchen.errors import KitchenError
 from kitchen.serve import backend, ids
 from kitchen.serve.errors import ApiError, bad_request
@@ -71,6 +72,7 @@ class ServedModel:
         self._queue: asyncio.Queue[Op | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._losses: list[float] = []
+        self._queued_steps = 0
 
     @property
     def model_id(self) -> str:
@@ -100,6 +102,8 @@ class ServedModel:
             )
             for folder, optimizer in load:
                 await asyncio.wrap_future(self.client.load_state(folder, optimizer))  # type: ignore[arg-type]
+            self.done_steps = self.client.step
+            self.steps = self.done_steps + self._queued_steps
         except (KitchenError, OSError, ValueError) as exc:
             self.broken = f"cannot build model {self.model_id}: {exc}"
             log.error("%s", self.broken)
@@ -111,6 +115,7 @@ class ServedModel:
 
     def enqueue_replay(self, op: Op) -> None:
         self.futures.create(op.request_id, self.owner, self.model_id)
+        self._queued_steps += op.kind == "optim_step"
         self._queue.put_nowait(op)
 
     def enqueue_marker(self) -> None:
@@ -144,6 +149,7 @@ class ServedModel:
             event_seq = await asyncio.to_thread(
                 self.journal.record_request, self.spec, kind, seq_id, ref, self.steps, dest
             )
+            faults.point(f"serve:accept:{kind}")  # on record, not yet acknowledged
             if kind == "optim_step":
                 self.steps += 1
             self.next_seq_id = seq_id + 1
@@ -164,6 +170,7 @@ class ServedModel:
             if self.broken is not None:
                 self.futures.resolve(op.request_id, failed(self.broken, "server"))
                 continue
+            faults.point(f"serve:{'replay' if op.replay else 'execute'}:{op.kind}")
             try:
                 result = await self._execute(op)
             except ApiError as exc:
@@ -219,6 +226,7 @@ class ServedModel:
             if kind == "weights":
                 def fill(tmp: Path) -> None:
                     client.save_state(tmp).result()
+                    faults.point("serve:save:mid")  # written, not yet renamed into place
             else:
                 def fill(tmp: Path) -> None:
                     client.save_weights_for_sampler(tmp).result()
@@ -261,6 +269,7 @@ class ServedModel:
 
         try:
             ref = await asyncio.to_thread(self.journal.blobs.write_dir, key, fill)
+            faults.point("serve:checkpoint:after_blob")
             await asyncio.to_thread(
                 self.journal.record_checkpoint, self.spec, name, self.done_steps, ref, op.event_seq
             )

@@ -65,8 +65,6 @@ class Service:
             spec, self.journal, self.futures, self.settings.checkpoint_every, self.settings.device
         )
         model.next_seq_id = plan.next_seq_id
-        model.steps = plan.steps_at_checkpoint + sum(r.kind == "optim_step" for r in plan.replay)
-        model.done_steps = plan.steps_at_checkpoint
         model.attempt = plan.attempt
         model.plan = plan  # type: ignore[attr-defined]
         self.models[spec.model_id] = model
