@@ -30,8 +30,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger("kitchen.serve")
 PROTO = "application/x-protobuf"
-ORDER_WAIT_S = 60.0
-MAX_AHEAD = 4096
+ORDER_WAIT_S = 5.0
+MAX_AHEAD = 64
 
 
 @dataclass(frozen=True, slots=True)
