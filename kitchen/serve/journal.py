@@ -320,14 +320,6 @@ class Journal:
             invalid=invalid,
         )
 
-    def verify_inputs(self, rows: list[StoredEvent]) -> int:
-        """Re-hash every request blob a served run's log names (``kitchen replay --verify``)."""
-        checked = 0
-        for row in rows:
-            if row.type == "StageCompleted" and row.payload.get("stage") in REQUEST_KINDS:
-                self.read_input(_logged(row))
-                checked += 1
-        return checked
 
     # ------------------------------------------------------------------ leases
 
@@ -379,6 +371,28 @@ class Journal:
 
     def _record_path(self, kind: str, name: str) -> Path:
         return self.home / "serve" / kind / f"{name.replace(':', '_')}.json"
+
+
+def verify_request_blobs(home: Path, rows: list[StoredEvent]) -> int:
+    """Re-hash every request blob a served run's log names (``kitchen replay --verify``);
+    CheckpointCorrupt at the first missing or altered one."""
+    blobs = LocalBlobStore(home)
+    checked = 0
+    for row in rows:
+        if row.type == "StageCompleted" and row.payload.get("stage") in REQUEST_KINDS:
+            req = _logged(row)
+            try:
+                data = blobs.read_bytes(req.input_uri)
+            except (KitchenError, OSError):
+                raise CheckpointCorrupt(
+                    f"request blob of seq {row.seq} is missing: {req.input_uri}"
+                ) from None
+            if hashlib.sha256(data).hexdigest() != req.input_sha256:
+                raise CheckpointCorrupt(
+                    f"request blob of seq {row.seq} does not match its sha256: {req.input_uri}"
+                )
+            checked += 1
+    return checked
 
 
 def _logged(row: StoredEvent) -> LoggedRequest:
