@@ -21,12 +21,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument(
-        "--checkpoint-every", type=int, default=10, metavar="N",
+        "--checkpoint-every",
+        type=int,
+        default=10,
+        metavar="N",
         help="server-side checkpoint every N optimizer steps: a restart re-applies at most N "
         "(default 10)",
     )
     p.add_argument(
-        "--base-model", action="append", metavar="NAME",
+        "--base-model",
+        action="append",
+        metavar="NAME",
         help="a base model clients may train (repeatable; default kitchen/tiny)",
     )
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -38,7 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     c = kk.add_parser("create", help="make a key (printed once; only its hash is stored)")
     c.add_argument("--name", default="", help="a label for the key")
     c.set_defaults(func=_keys_create)
-    kk.add_parser("list", help="list keys: id, name, created, revoked").set_defaults(func=_keys_list)
+    kk.add_parser("list", help="list keys: id, name, created, revoked").set_defaults(
+        func=_keys_list
+    )
     r = kk.add_parser("revoke", help="revoke a key by id (takes effect at once)")
     r.add_argument("key_id", metavar="KEY_ID")
     r.set_defaults(func=_keys_revoke)
@@ -88,8 +95,12 @@ def _serve(args: argparse.Namespace) -> int:
     served.setLevel(logging.INFO)
     print(f"http://{args.host}:{args.port}", flush=True)
     uvicorn.run(
-        create_app(settings), host=args.host, port=args.port, log_level="warning",
-        access_log=False, timeout_graceful_shutdown=5,
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=5,
     )
     return 0
 
@@ -101,8 +112,11 @@ def _keys_create(args: argparse.Namespace) -> int:
 
     key, record = keys.create(Path(str(_serve_dir())), args.name)
     print(key)
-    print(f"created {record.id}{f' ({record.name})' if record.name else ''}: the key above is "
-          "shown once; set it as TINKER_API_KEY", file=sys.stderr)
+    print(
+        f"created {record.id}{f' ({record.name})' if record.name else ''}: the key above is "
+        "shown once; set it as TINKER_API_KEY",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -27,7 +27,9 @@ from kitchen.serve.settings import ServeSettings
 log = logging.getLogger("kitchen.serve")
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
-ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]]
+ASGIApp = Callable[
+    [Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]
+]
 
 
 class BodyLimit:
@@ -71,9 +73,16 @@ async def _too_large(send: Any, limit: int) -> None:
     import json
 
     raw = json.dumps(body).encode()
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(raw)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(raw)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": raw})
 
 
@@ -94,11 +103,17 @@ def create_app(settings: ServeSettings) -> FastAPI:
         description="A Tinker-compatible training server on kitchen's local backend.",
         lifespan=lifespan,
     )
-    for router in (service.router, models.router, training.router, weights.router,
-                   sampling.router, futures.router):
+    for router in (
+        service.router,
+        models.router,
+        training.router,
+        weights.router,
+        sampling.router,
+        futures.router,
+    ):
         app.include_router(router)
     _errors(app)
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)  # type: ignore[arg-type]
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app
 
 
@@ -115,7 +130,9 @@ def _errors(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(ApiError(exc.status_code, str(exc.detail)).body(), status_code=exc.status_code)
+        return JSONResponse(
+            ApiError(exc.status_code, str(exc.detail)).body(), status_code=exc.status_code
+        )
 
     @app.exception_handler(KitchenError)
     async def kitchen_error(request: Request, exc: KitchenError) -> JSONResponse:

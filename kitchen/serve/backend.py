@@ -9,17 +9,29 @@ serves a fresh sampler and one rebuilt after a restart, bit for bit.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from kitchen.serve.errors import bad_request
+from kitchen.types import Future
 
 if TYPE_CHECKING:  # pragma: no cover
     from kitchen.adapters.local_torch.client import LocalTrainingClient
     from kitchen.adapters.local_torch.sampling import LocalSamplingClient
 
+T = TypeVar("T")
+
 ATTN = ("q_proj", "k_proj", "v_proj", "o_proj")
 MLP = ("gate_proj", "up_proj", "down_proj")
+
+
+async def wait(future: Future[T]) -> T:
+    """Await a local-backend future (a concurrent.futures.Future) without blocking the loop."""
+    if not isinstance(future, concurrent.futures.Future):  # pragma: no cover - a bug
+        raise TypeError(f"expected a concurrent.futures.Future, got {type(future).__name__}")
+    return await asyncio.wrap_future(future)
 
 
 def target_modules(train_attn: bool, train_mlp: bool) -> tuple[str, ...] | None:
@@ -30,7 +42,9 @@ def target_modules(train_attn: bool, train_mlp: bool) -> tuple[str, ...] | None:
         return ATTN
     if train_mlp:
         return MLP
-    raise bad_request("train_attn and train_mlp are both off: LoRA on the head alone is not supported")
+    raise bad_request(
+        "train_attn and train_mlp are both off: LoRA on the head alone is not supported"
+    )
 
 
 def training_client(
@@ -79,7 +93,9 @@ def _load_sampler(
         dev = loading.pick_device(device)
         model = loading.load_lora_model(path, lora, dev, torch.float32, 0)
         if adapter_dir is not None:
-            set_peft_model_state_dict(model, load_file(str(adapter_dir / "adapter_model.safetensors")))
+            set_peft_model_state_dict(
+                model, load_file(str(adapter_dir / "adapter_model.safetensors"))
+            )
         snapshot = export.sampling_snapshot(model)
         tokenizer = loading.load_tokenizer(path)
     finally:

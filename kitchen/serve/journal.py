@@ -37,8 +37,8 @@ from kitchen import events as ev
 from kitchen.adapters.blobs import LocalBlobStore
 from kitchen.errors import CheckpointCorrupt, KitchenError
 from kitchen.ports import BlobRef
-from kitchen.store import EventStore, NewEvent, StoredEvent, canonical_json
 from kitchen.serve import ids
+from kitchen.store import EventStore, NewEvent, StoredEvent, canonical_json
 
 SERVED = "served"
 REQUEST_KINDS = frozenset(
@@ -253,7 +253,9 @@ class Journal:
         run_id = plan.spec.run_id
         self._tips[run_id] = plan.last_seq
         bad = [
-            ev.CheckpointInvalidated(checkpoint_seq=c.seq, uri=c.uri, reason="blob missing or corrupt")
+            ev.CheckpointInvalidated(
+                checkpoint_seq=c.seq, uri=c.uri, reason="blob missing or corrupt"
+            )
             for c in plan.invalid
         ]
         resumed = plan.checkpoint.seq if plan.checkpoint else None
@@ -320,15 +322,18 @@ class Journal:
             invalid=invalid,
         )
 
-
     # ------------------------------------------------------------------ leases
 
     def _lease(self, run_id: str, attempt: int) -> None:
         """Hold the run's lease while this process serves it, so ``kitchen runs`` shows it
         running, and crashed once the process is gone."""
         self.store.acquire_lease(
-            run_id, self._holder, host=socket.gethostname(), pid=os.getpid(),
-            attempt=attempt, ttl_s=LEASE_TTL_S,
+            run_id,
+            self._holder,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            attempt=attempt,
+            ttl_s=LEASE_TTL_S,
         )
         if self._renewer is None:
             self._renewer = threading.Thread(target=self._renew, name="serve-leases", daemon=True)

@@ -97,11 +97,14 @@ class ServedModel:
         try:
             self.client = await asyncio.to_thread(
                 backend.training_client,
-                self.spec.base_model, self.spec.lora_rank, self.spec.seed, self.targets(),
+                self.spec.base_model,
+                self.spec.lora_rank,
+                self.spec.seed,
+                self.targets(),
                 self.device,
             )
             for folder, optimizer in load:
-                await asyncio.wrap_future(self.client.load_state(folder, optimizer))  # type: ignore[arg-type]
+                await backend.wait(self.client.load_state(folder, optimizer))
             self.done_steps = self.client.step
             self.steps = self.done_steps + self._queued_steps
         except (KitchenError, OSError, ValueError) as exc:
@@ -198,19 +201,19 @@ class ServedModel:
         p = op.payload
         if op.kind in ("forward_backward", "forward"):
             call = client.forward_backward if op.kind == "forward_backward" else client.forward
-            out = await asyncio.wrap_future(call(p.data, p.loss_fn, p.loss_fn_config))  # type: ignore[arg-type]
+            out = await backend.wait(call(p.data, p.loss_fn, p.loss_fn_config))
             if op.kind == "forward_backward":
                 self._losses.append(out.metrics.get("loss:sum", 0.0))
             return Result(wire.encode_forward_backward(out), PROTO)
         if op.kind == "optim_step":
-            step = await asyncio.wrap_future(client.optim_step(AdamParams(**p)))  # type: ignore[arg-type]
+            step = await backend.wait(client.optim_step(AdamParams(**p)))
             self.done_steps += 1
             self._last_metrics = {**step.metrics, "loss:sum": sum(self._losses)}
             self._losses = []
             return as_json({"metrics": step.metrics, "type": "optim_step"})
         if op.kind == "load_weights":
             folder = Path(p["folder"])
-            await asyncio.wrap_future(client.load_state(folder, bool(p["optimizer"])))  # type: ignore[arg-type]
+            await backend.wait(client.load_state(folder, bool(p["optimizer"])))
             self.done_steps = client.step
             return as_json({"path": p["path"], "model_id": self.model_id, "type": "load_weights"})
         return await self._save(op, client)
@@ -224,12 +227,15 @@ class ServedModel:
             raise bad_request(f"checkpoint {path} exists: pick another name")
         if not folder.exists():
             if kind == "weights":
+
                 def fill(tmp: Path) -> None:
                     client.save_state(tmp).result()
                     faults.point("serve:save:mid")  # written, not yet renamed into place
             else:
+
                 def fill(tmp: Path) -> None:
                     client.save_weights_for_sampler(tmp).result()
+
             key = folder.relative_to(self.journal.home.resolve()).as_posix()
             await asyncio.to_thread(self.journal.blobs.write_dir, key, fill)
         if op.kind == "save_weights":

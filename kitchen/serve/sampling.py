@@ -34,6 +34,7 @@ class SamplerPool:
         self.device = device
         self._cache: OrderedDict[tuple[Any, ...], LocalSamplingClient] = OrderedDict()
         self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def client(
         self, base_model: str, rank: int, targets: tuple[str, ...] | None, adapter: Path | None
@@ -63,7 +64,9 @@ class SamplerPool:
         self.futures.create(rid, owner)
         prompt = ModelInput.from_ints([t for c in req.prompt.chunks for t in c.tokens])
         params = to_params(req.sampling_params, eos)
-        asyncio.create_task(self._sample(rid, sampler, prompt, req, params))
+        task = asyncio.create_task(self._sample(rid, sampler, prompt, req, params))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
         return rid, [f"{rid}:{i}" for i in range(req.num_samples)]
 
     async def _sample(
@@ -77,10 +80,10 @@ class SamplerPool:
         from kitchen.serve import wire
 
         try:
-            resp = await asyncio.wrap_future(sampler.sample(prompt, req.num_samples, params))  # type: ignore[arg-type]
+            resp = await backend.wait(sampler.sample(prompt, req.num_samples, params))
             logprobs = None
             if req.prompt_logprobs:
-                logprobs = await asyncio.wrap_future(sampler.compute_logprobs(prompt))  # type: ignore[arg-type]
+                logprobs = await backend.wait(sampler.compute_logprobs(prompt))
             result = Result(wire.encode_sample(resp, logprobs), "application/x-protobuf")
         except (KitchenError, ApiError) as exc:
             result = failed(str(exc))
@@ -111,7 +114,9 @@ def to_params(p: schemas.SamplingParams, eos: int | None) -> SamplingParams:
     )
 
 
-def check_request(req: schemas.SampleRequest, max_samples: int, max_tokens: int, vocab: int) -> None:
+def check_request(
+    req: schemas.SampleRequest, max_samples: int, max_tokens: int, vocab: int
+) -> None:
     if req.num_samples > max_samples:
         raise bad_request(f"num_samples is at most {max_samples} here")
     if (req.sampling_params.max_tokens or 64) > max_tokens:
@@ -128,7 +133,7 @@ def check_request(req: schemas.SampleRequest, max_samples: int, max_tokens: int,
     if max(tokens) >= vocab:
         raise bad_request(f"the prompt holds token ids outside the vocabulary [0, {vocab})")
     stop = req.sampling_params.stop
-    if isinstance(stop, list) and stop and isinstance(stop[0], int) and max(stop) >= vocab:  # type: ignore[type-var]
+    if isinstance(stop, list) and stop and isinstance(stop[0], int) and max(stop) >= vocab:
         raise bad_request("stop holds token ids outside the vocabulary")
     if len(req.prompt.chunks) and req.sampling_params.top_k == 0:
         raise bad_request("top_k must be -1 (off) or at least 1")

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from kitchen.errors import ConcurrencyConflict, KitchenError
-from kitchen.serve import ids, journal as jr
+from kitchen.serve import ids
+from kitchen.serve import journal as jr
 from kitchen.serve.errors import ApiError, bad_request, not_found
 from kitchen.serve.futures import FutureTable
 from kitchen.serve.keys import KeyRing
@@ -34,8 +35,10 @@ class Service:
 
         self.settings = settings
         settings.serve_dir.mkdir(parents=True, exist_ok=True)
-        self.store = open_store(settings.db_url) if settings.db_url else open_store(
-            f"sqlite:///{settings.home / 'kitchen.db'}"
+        self.store = (
+            open_store(settings.db_url)
+            if settings.db_url
+            else open_store(f"sqlite:///{settings.home / 'kitchen.db'}")
         )
         self.journal = jr.Journal(self.store, settings.home)
         self.keys = KeyRing(settings.serve_dir)
@@ -139,7 +142,9 @@ class Service:
 
             from kitchen.adapters.local_torch.loading import resolve_name
 
-            self._vocab[base_model] = int(AutoConfig.from_pretrained(resolve_name(base_model)).vocab_size)
+            self._vocab[base_model] = int(
+                AutoConfig.from_pretrained(resolve_name(base_model)).vocab_size
+            )
         return self._vocab[base_model]
 
     def resolve(self, owner: str, path: str) -> tuple[ids.TinkerPath, ServedModel, Path]:

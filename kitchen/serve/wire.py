@@ -47,9 +47,7 @@ class FwdBwd:
     data: list[Datum]
 
 
-def decode_forward_backward(
-    body: bytes, *, max_datums: int, max_tokens: int
-) -> FwdBwd:
+def decode_forward_backward(body: bytes, *, max_datums: int, max_tokens: int) -> FwdBwd:
     """Parse and check a ForwardBackwardRequest; one clear 400 for anything off."""
     from google.protobuf.message import DecodeError
 
@@ -84,7 +82,9 @@ def _datum(i: int, d: Any, keys: tuple[str, ...]) -> Datum:
     for chunk in d.model_input:
         if chunk.WhichOneof("chunk") != "encoded_text":
             raise bad_request(f"datum {i}: only token (encoded_text) chunks are supported")
-        tokens.extend(_frombuffer(chunk.encoded_text.tokens, np.int32, f"datum {i} tokens").tolist())
+        tokens.extend(
+            _frombuffer(chunk.encoded_text.tokens, np.int32, f"datum {i} tokens").tolist()
+        )
     if not tokens:
         raise bad_request(f"datum {i} has an empty model_input")
     inputs: dict[str, TensorData] = {}
@@ -98,7 +98,9 @@ def _datum(i: int, d: Any, keys: tuple[str, ...]) -> Datum:
                 f"{len(tokens)} tokens"
             )
         if key in INT_KEYS:
-            inputs[key] = TensorData(tuple(int(v) for v in values.tolist()), "int64", (len(tokens),))
+            inputs[key] = TensorData(
+                tuple(int(v) for v in values.tolist()), "int64", (len(tokens),)
+            )
         else:
             if not np.isfinite(values).all():
                 raise bad_request(f"datum {i}: loss_fn_inputs[{key!r}] holds NaN or infinity")

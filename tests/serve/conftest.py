@@ -27,8 +27,13 @@ def free_port() -> int:
 
 def base_env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TINKER_", "KITCHEN_"))}
-    env.update(KITCHEN_HOME=str(home), PYTHONPATH=str(ROOT), TINKER_TELEMETRY="0",
-               HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    env.update(
+        KITCHEN_HOME=str(home),
+        PYTHONPATH=str(ROOT),
+        TINKER_TELEMETRY="0",
+        HF_HUB_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+    )
     return env
 
 
@@ -56,9 +61,20 @@ class Server:
 
     def _popen(self, env: dict[str, str], log: Any) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kitchen.cli", "serve", "--port", str(self.port),
-             "--checkpoint-every", str(self.every)],
-            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=self.home,
+            [
+                sys.executable,
+                "-m",
+                "kitchen.cli",
+                "serve",
+                "--port",
+                str(self.port),
+                "--checkpoint-every",
+                str(self.every),
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.home,
         )
 
     def wait_up(self, timeout: float = 60.0) -> None:
@@ -107,7 +123,9 @@ def server(serve_home: tuple[Path, str]) -> Iterator[Server]:
 def run_loop(mode: str, out: Path, env: dict[str, str], *extra: str, timeout: float = 600) -> Any:
     proc = subprocess.run(
         [sys.executable, str(LOOP), mode, str(out), *extra],
-        env=env, capture_output=True, timeout=timeout,
+        env=env,
+        capture_output=True,
+        timeout=timeout,
     )
     assert proc.returncode == 0, proc.stderr.decode()[-4000:]
     return json.loads(out.read_text())

@@ -23,8 +23,14 @@ RANK = 8
 SEED = 11
 LR = 5e-3
 TEXTS = ["What is 12+7? 19", "What is 3+4? 7", "What is 20+5? 25", "What is 9+9? 18"]
-ADAM = {"learning_rate": LR, "beta1": 0.9, "beta2": 0.95, "eps": 1e-12, "weight_decay": 0.0,
-        "grad_clip_norm": 0.0}
+ADAM = {
+    "learning_rate": LR,
+    "beta1": 0.9,
+    "beta2": 0.95,
+    "eps": 1e-12,
+    "weight_decay": 0.0,
+    "grad_clip_norm": 0.0,
+}
 STEPS_A, STEPS_B = 3, 2
 SAMPLE = {"max_tokens": 8}
 
@@ -114,8 +120,10 @@ def inprocess(out: Path, work: Path) -> None:
     def make(inp: list[int], tgt: list[int], w: list[float]) -> Any:
         return Datum(
             ModelInput.from_ints(inp),
-            {"target_tokens": TensorData.from_list(tgt, "int64"),
-             "weights": TensorData.from_list(w, "float32")},
+            {
+                "target_tokens": TensorData.from_list(tgt, "int64"),
+                "weights": TensorData.from_list(w, "float32"),
+            },
         )
 
     tc = LocalTrainingClient(model_name=BASE, lora_rank=RANK, seed=SEED)
@@ -126,7 +134,9 @@ def inprocess(out: Path, work: Path) -> None:
     def steps(client: Any, n: int) -> None:
         for _ in range(n):
             res["losses"].append(client.forward_backward(data).result().metrics["loss:sum"])
-            res["grad_norms"].append(client.optim_step(AdamParams(**ADAM)).result().metrics["grad_norm"])
+            res["grad_norms"].append(
+                client.optim_step(AdamParams(**ADAM)).result().metrics["grad_norm"]
+            )
 
     steps(tc, STEPS_A)
     tc.save_state(work / "after-a").result()
@@ -137,14 +147,18 @@ def inprocess(out: Path, work: Path) -> None:
     sampler = tc2.sampling_client()
     eos = tok.eos_token_id
     prompt = ModelInput.from_ints(tok.encode("What is 12+7?"))
-    greedy = sampler.sample(prompt, 1, SamplingParams(temperature=0.0, stop=(eos,), **SAMPLE)).result()
+    greedy = sampler.sample(
+        prompt, 1, SamplingParams(temperature=0.0, stop=(eos,), **SAMPLE)
+    ).result()
     seeded = sampler.sample(
         prompt, 2, SamplingParams(temperature=1.0, seed=7, stop=(eos,), **SAMPLE)
     ).result()
     res["greedy"] = [list(s.tokens) for s in greedy.sequences]
     res["greedy_logprobs"] = [list(s.logprobs or ()) for s in greedy.sequences]
     res["seeded"] = [list(s.tokens) for s in seeded.sequences]
-    res["prompt_logprobs"] = sampler.compute_logprobs(ModelInput.from_ints(tok.encode(TEXTS[0]))).result()
+    res["prompt_logprobs"] = sampler.compute_logprobs(
+        ModelInput.from_ints(tok.encode(TEXTS[0]))
+    ).result()
     res["custom_loss"] = tc2.forward_backward_custom(data, custom_loss).result().metrics["loss:sum"]
     tc2.save_weights_for_sampler(work / "final").result()
     res["external"] = {p.name: sha256(p) for p in sorted((work / "final").iterdir())}

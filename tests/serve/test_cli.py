@@ -14,8 +14,14 @@ from tests.serve.conftest import base_env
 
 
 def kitchen(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "kitchen.cli", *args], env=base_env(home),
-                          capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "kitchen.cli", *args],
+        env=base_env(home),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_keys_create_list_revoke(tmp_path: Path) -> None:

@@ -27,14 +27,28 @@ def real_ids(url: str, key: str) -> dict[str, str]:
     h = {"X-API-Key": key}
     with httpx.Client(base_url=f"{url}/api/v1", headers=h, timeout=60) as c:
         sid = c.post("/create_session", json={"sdk_version": "x"}).json()["session_id"]
-        r = c.post("/create_model", json={"session_id": sid, "model_seq_id": 0,
-                                          "base_model": "kitchen/tiny",
-                                          "lora_config": {"rank": 2, "seed": 0}}).json()
+        r = c.post(
+            "/create_model",
+            json={
+                "session_id": sid,
+                "model_seq_id": 0,
+                "base_model": "kitchen/tiny",
+                "lora_config": {"rank": 2, "seed": 0},
+            },
+        ).json()
         for _ in range(30):
-            if c.post("/retrieve_future", json={"request_id": r["request_id"]}).json().get("model_id"):
+            if (
+                c.post("/retrieve_future", json={"request_id": r["request_id"]})
+                .json()
+                .get("model_id")
+            ):
                 break
-    return {"session_id": sid, "model_id": r["model_id"], "request_id": r["request_id"],
-            "sampler_id": f"{sid}:sample:0"}
+    return {
+        "session_id": sid,
+        "model_id": r["model_id"],
+        "request_id": r["request_id"],
+        "sampler_id": f"{sid}:sample:0",
+    }
 
 
 def substitute(case: Any, ids: dict[str, str]) -> None:
@@ -65,17 +79,22 @@ def test_no_5xx_from_any_json_endpoint(server: Server, serve_home: tuple[Path, s
         tested += 1
 
         @given(case=operation.as_strategy(), real=st.booleans())
-        @settings(max_examples=EXAMPLES, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))
-        def run(case: Any, real: bool) -> None:
+        @settings(
+            max_examples=EXAMPLES,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+        def run(case: Any, real: bool, label: str = operation.label) -> None:
             if real:
                 substitute(case, ids)
             begin = time.monotonic()
             response = case.call(base_url=server.url, headers={"X-API-Key": key}, timeout=10)
             took = time.monotonic() - begin
             if response.status_code >= 500 or took > 10:
-                failures.append(f"{operation.label}: {response.status_code} in {took:.1f}s "
-                                f"{response.text[:200]}")
+                failures.append(
+                    f"{label}: {response.status_code} in {took:.1f}s {response.text[:200]}"
+                )
 
         run()
         assert time.monotonic() - started < BUDGET_S, "fuzzing took over 3 minutes"

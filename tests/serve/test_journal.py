@@ -41,8 +41,10 @@ def checkpoint(j: Journal, s: ModelSpec, step: int, request_seq: int) -> None:
 def test_rebuild_starts_at_the_newest_checkpoint(journal: Journal) -> None:
     s = spec()
     journal.create_model(s, {"python": "3"})
-    seqs = [request(journal, s, k, i + 1, i // 2)
-            for i, k in enumerate(["forward_backward", "optim_step"] * 3)]
+    seqs = [
+        request(journal, s, k, i + 1, i // 2)
+        for i, k in enumerate(["forward_backward", "optim_step"] * 3)
+    ]
     checkpoint(journal, s, 2, seqs[3])  # after the second optim_step
     request(journal, s, "save_weights", 7, 3)
     plan = journal.plan(s.run_id)
@@ -93,12 +95,19 @@ def test_ids_and_paths(tmp_path: Path) -> None:
     assert ids.run_id_of(m) == f"{SESSION}-train-3"
     tp = ids.parse_tinker_path(f"tinker://{m}/sampler_weights/w.1")
     assert (tp.kind, tp.name) == ("sampler_weights", "w.1")
-    for bad in ["tinker://x/weights/a", f"tinker://{m}/weights/..", f"tinker://{m}/other/a",
-                f"tinker://{m}/weights/a/b", "s3://x"]:
+    for bad in [
+        "tinker://x/weights/a",
+        f"tinker://{m}/weights/..",
+        f"tinker://{m}/other/a",
+        f"tinker://{m}/weights/a/b",
+        "s3://x",
+    ]:
         with pytest.raises(ApiError):
             ids.parse_tinker_path(bad)
     (tmp_path / "owner").mkdir()
     (tmp_path / "owner" / "link").symlink_to(tmp_path)
     with pytest.raises(ApiError):
         ids.owner_path(tmp_path / "owner", "link", "x")
-    assert ids.owner_path(tmp_path / "owner", "a", "b") == (tmp_path / "owner" / "a" / "b").resolve()
+    assert (
+        ids.owner_path(tmp_path / "owner", "a", "b") == (tmp_path / "owner" / "a" / "b").resolve()
+    )

@@ -56,8 +56,12 @@ def test_kill_points(
     env = {**base_env(tmp_path), "TINKER_BASE_URL": server.url, "TINKER_API_KEY": key}
     out = tmp_path / "served.json"
     with open(tmp_path / "client.log", "wb") as log:
-        client = subprocess.Popen([sys.executable, str(LOOP), "served", str(out)],
-                                  env=env, stdout=log, stderr=subprocess.STDOUT)
+        client = subprocess.Popen(
+            [sys.executable, str(LOOP), "served", str(out)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         fired: list[str] = []
         watcher = threading.Thread(target=supervise, args=(server, client, fired))
         watcher.start()

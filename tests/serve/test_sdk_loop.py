@@ -28,7 +28,9 @@ def assert_same(served: dict[str, Any], ref: dict[str, Any]) -> None:
     assert served["prompt_logprobs"][0] is None and ref["prompt_logprobs"][0] is None
     for a, b in zip(served["prompt_logprobs"][1:], ref["prompt_logprobs"][1:], strict=True):
         assert abs(a - b) <= TOL
-    assert abs(served["custom_loss"] - ref["custom_loss"]) <= TOL * max(1.0, abs(ref["custom_loss"]))
+    assert abs(served["custom_loss"] - ref["custom_loss"]) <= TOL * max(
+        1.0, abs(ref["custom_loss"])
+    )
     assert served["external"] == ref["external"]
 
 
@@ -36,7 +38,8 @@ def sampler_files(home: Path) -> dict[str, str]:
     (folder,) = [p for p in home.glob("serve/owners/*/runs/*/sampler_weights/*") if p.is_dir()]
     return {
         p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.iterdir()) if not p.name.startswith(".")
+        for p in sorted(folder.iterdir())
+        if not p.name.startswith(".")
     }
 
 

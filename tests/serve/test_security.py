@@ -60,26 +60,50 @@ def session(env: dict[str, Any], key: str) -> str:
 def model(env: dict[str, Any]) -> dict[str, Any]:
     """A's session and model, with one saved state and one sampler checkpoint."""
     sid = session(env, env["a"])
-    r = post(env, "/create_model", {"session_id": sid, "model_seq_id": 0,
-                                     "base_model": "kitchen/tiny",
-                                     "lora_config": {"rank": 2, "seed": 1}}, env["a"])
+    r = post(
+        env,
+        "/create_model",
+        {
+            "session_id": sid,
+            "model_seq_id": 0,
+            "base_model": "kitchen/tiny",
+            "lora_config": {"rank": 2, "seed": 1},
+        },
+        env["a"],
+    )
     assert r.status_code == 200, r.text
     model_id = r.json()["model_id"]
     assert result(env, r.json()["request_id"], env["a"]).json()["model_id"] == model_id
     r = post(env, "/save_weights", {"model_id": model_id, "path": "s1", "seq_id": 1}, env["a"])
     saved = result(env, r.json()["request_id"], env["a"]).json()
-    r = post(env, "/save_weights_for_sampler",
-             {"model_id": model_id, "path": "w1", "seq_id": 2}, env["a"])
+    r = post(
+        env,
+        "/save_weights_for_sampler",
+        {"model_id": model_id, "path": "w1", "seq_id": 2},
+        env["a"],
+    )
     sampler = result(env, r.json()["request_id"], env["a"]).json()
-    return {"session": sid, "model_id": model_id, "state": saved["path"],
-            "sampler": sampler["path"], "future": r.json()["request_id"]}
+    return {
+        "session": sid,
+        "model_id": model_id,
+        "state": saved["path"],
+        "sampler": sampler["path"],
+        "future": r.json()["request_id"],
+    }
 
 
 # --------------------------------------------------------------------------- keys
 
 
-@pytest.mark.parametrize("headers", [{}, {"X-API-Key": "tml-wrong"}, {"X-API-Key": "not-a-key"},
-                                     {"Authorization": "Bearer tml-nope"}])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"X-API-Key": "tml-wrong"},
+        {"X-API-Key": "not-a-key"},
+        {"Authorization": "Bearer tml-nope"},
+    ],
+)
 def test_missing_or_wrong_key_is_401(env: dict[str, Any], headers: dict[str, str]) -> None:
     c = env["client"]
     for method, path, body in [
@@ -116,14 +140,30 @@ def test_another_keys_things_are_404(env: dict[str, Any], model: dict[str, Any])
     b, mid = env["b"], model["model_id"]
     checks = [
         ("/session_heartbeat", {"session_id": model["session"]}),
-        ("/create_model", {"session_id": model["session"], "model_seq_id": 5,
-                           "base_model": "kitchen/tiny", "lora_config": {"rank": 2}}),
+        (
+            "/create_model",
+            {
+                "session_id": model["session"],
+                "model_seq_id": 5,
+                "base_model": "kitchen/tiny",
+                "lora_config": {"rank": 2},
+            },
+        ),
         ("/get_info", {"model_id": mid}),
         ("/optim_step", {"model_id": mid, "seq_id": 3, "adam_params": {"learning_rate": 0.1}}),
         ("/save_weights", {"model_id": mid, "path": "b", "seq_id": 3}),
-        ("/load_weights", {"model_id": mid, "path": model["state"], "optimizer": True, "seq_id": 3}),
-        ("/create_sampling_session", {"session_id": model["session"], "sampling_session_seq_id": 0,
-                                      "model_path": model["sampler"]}),
+        (
+            "/load_weights",
+            {"model_id": mid, "path": model["state"], "optimizer": True, "seq_id": 3},
+        ),
+        (
+            "/create_sampling_session",
+            {
+                "session_id": model["session"],
+                "sampling_session_seq_id": 0,
+                "model_path": model["sampler"],
+            },
+        ),
         ("/retrieve_future", {"request_id": model["future"]}),
     ]
     for path, body in checks:
@@ -131,11 +171,23 @@ def test_another_keys_things_are_404(env: dict[str, Any], model: dict[str, Any])
         assert r.status_code == 404, (path, r.text)
     # B's own session cannot reach A's checkpoint either
     sid_b = session(env, b)
-    r = post(env, "/load_weights", {"session_id": sid_b, "model_seq_id": 0,
-                                    "path": model["state"], "optimizer": False}, b)
+    r = post(
+        env,
+        "/load_weights",
+        {"session_id": sid_b, "model_seq_id": 0, "path": model["state"], "optimizer": False},
+        b,
+    )
     assert r.status_code == 404
-    r = post(env, "/asample", {"model_path": model["sampler"], "prompt": {"chunks": [
-        {"tokens": [1, 2]}]}, "sampling_params": {"max_tokens": 1}}, b)
+    r = post(
+        env,
+        "/asample",
+        {
+            "model_path": model["sampler"],
+            "prompt": {"chunks": [{"tokens": [1, 2]}]},
+            "sampling_params": {"max_tokens": 1},
+        },
+        b,
+    )
     assert r.status_code == 404
     c = env["client"]
     assert c.get(f"{API}/training_runs/{mid}/checkpoints", headers=h(b)).status_code == 404
@@ -147,13 +199,29 @@ def test_another_keys_things_are_404(env: dict[str, Any], model: dict[str, Any])
 
 def files_outside(home: Path, owner: str) -> set[Path]:
     mine = home / "serve" / "owners" / owner
-    return {p for p in home.rglob("*") if p.is_file() and not p.is_relative_to(mine)
-            and p.suffix not in (".db", ".db-wal", ".db-shm", ".json", ".log")
-            and "kitchen.db" not in p.name}
+    return {
+        p
+        for p in home.rglob("*")
+        if p.is_file()
+        and not p.is_relative_to(mine)
+        and p.suffix not in (".db", ".db-wal", ".db-shm", ".json", ".log")
+        and "kitchen.db" not in p.name
+    }
 
 
-BAD_NAMES = ["..", "../x", "a/b", "/etc/passwd", "a/../../b", ".hidden", "x" * 300, "a\\b",
-             "..%2f..", "\u00e9", ""]
+BAD_NAMES = [
+    "..",
+    "../x",
+    "a/b",
+    "/etc/passwd",
+    "a/../../b",
+    ".hidden",
+    "x" * 300,
+    "a\\b",
+    "..%2f..",
+    "\u00e9",
+    "",
+]
 
 
 def test_path_traversal_is_refused(env: dict[str, Any], model: dict[str, Any]) -> None:
@@ -164,30 +232,62 @@ def test_path_traversal_is_refused(env: dict[str, Any], model: dict[str, Any]) -
         for path in ("/save_weights", "/save_weights_for_sampler", "/save_weights_external"):
             r = post(env, path, {"model_id": mid, "path": name, "seq_id": seq}, a)
             assert r.status_code == 400, (path, name, r.text)
-    bad_paths = [f"tinker://{mid}/weights/../../../x", f"tinker://{mid}/weights/..",
-                 "tinker://../../etc/weights/x", f"tinker://{mid}/../weights/s1", "/etc/passwd",
-                 f"tinker://{mid}/weights/s1/../../x", "file:///etc/passwd",
-                 f"tinker://{mid}/secret/s1"]
+    bad_paths = [
+        f"tinker://{mid}/weights/../../../x",
+        f"tinker://{mid}/weights/..",
+        "tinker://../../etc/weights/x",
+        f"tinker://{mid}/../weights/s1",
+        "/etc/passwd",
+        f"tinker://{mid}/weights/s1/../../x",
+        "file:///etc/passwd",
+        f"tinker://{mid}/secret/s1",
+    ]
     for p in bad_paths:
-        r = post(env, "/load_weights", {"model_id": mid, "path": p, "optimizer": True,
-                                        "seq_id": seq}, a)
+        r = post(
+            env, "/load_weights", {"model_id": mid, "path": p, "optimizer": True, "seq_id": seq}, a
+        )
         assert r.status_code in (400, 404), (p, r.text)
-        r = post(env, "/create_sampling_session", {"session_id": sid,
-                                                   "sampling_session_seq_id": 1, "model_path": p}, a)
+        r = post(
+            env,
+            "/create_sampling_session",
+            {"session_id": sid, "sampling_session_seq_id": 1, "model_path": p},
+            a,
+        )
         assert r.status_code in (400, 404), (p, r.text)
-        r = post(env, "/asample", {"model_path": p, "prompt": {"chunks": [{"tokens": [1]}]},
-                                   "sampling_params": {"max_tokens": 1}}, a)
+        r = post(
+            env,
+            "/asample",
+            {
+                "model_path": p,
+                "prompt": {"chunks": [{"tokens": [1]}]},
+                "sampling_params": {"max_tokens": 1},
+            },
+            a,
+        )
         assert r.status_code in (400, 404), (p, r.text)
     c = env["client"]
-    for url in [f"{API}/training_runs/{mid}/checkpoints/external_weights/..%2F..%2Fx/external_weights_urls",
-                f"{API}/training_runs/{mid}/checkpoints/weights/s1/external_weights_urls",
-                f"{API}/files/{mid}/..%2F..%2Fweights/state.json?expires=9999999999&sig={'0' * 64}",
-                f"{API}/files/{mid}/s1/..%2Fstate.json?expires=9999999999&sig={'0' * 64}"]:
+    for url in [
+        f"{API}/training_runs/{mid}/checkpoints/external_weights/..%2F..%2Fx/external_weights_urls",
+        f"{API}/training_runs/{mid}/checkpoints/weights/s1/external_weights_urls",
+        f"{API}/files/{mid}/..%2F..%2Fweights/state.json?expires=9999999999&sig={'0' * 64}",
+        f"{API}/files/{mid}/s1/..%2Fstate.json?expires=9999999999&sig={'0' * 64}",
+    ]:
         r = c.get(url, headers=h(a))
         assert r.status_code in (400, 404), (url, r.text)
-    assert post(env, "/create_model", {"session_id": sid, "model_seq_id": 9,
-                                       "base_model": "/etc", "lora_config": {"rank": 1}},
-                a).status_code == 400
+    assert (
+        post(
+            env,
+            "/create_model",
+            {
+                "session_id": sid,
+                "model_seq_id": 9,
+                "base_model": "/etc",
+                "lora_config": {"rank": 1},
+            },
+            a,
+        ).status_code
+        == 400
+    )
     assert files_outside(env["home"], env["a_id"]) == before
 
 
@@ -200,8 +300,11 @@ def test_oversized_body_is_413(env: dict[str, Any]) -> None:
     r = c.post(f"{API}/create_session", content=json.dumps(big), headers=h(env["a"]))
     assert r.status_code == 413
     assert set(r.json()) == {"error", "category"}
-    r = c.post(f"{API}/forward_backward", content=b"\0" * 70_000,
-               headers={**h(env["a"]), "content-type": "application/x-protobuf"})
+    r = c.post(
+        f"{API}/forward_backward",
+        content=b"\0" * 70_000,
+        headers={**h(env["a"]), "content-type": "application/x-protobuf"},
+    )
     assert r.status_code == 413
 
 

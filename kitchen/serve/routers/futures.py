@@ -26,9 +26,7 @@ async def retrieve_future(
             raise ApiError(410, f"request {body.request_id} is gone: send it again")
         raise not_found(f"request {body.request_id[:120]!r}")
     try:
-        result = await asyncio.wait_for(
-            asyncio.shield(entry.future), service.settings.long_poll_s
-        )
+        result = await asyncio.wait_for(asyncio.shield(entry.future), service.settings.long_poll_s)
     except TimeoutError:
         return {"type": "try_again", "request_id": body.request_id, "queue_state": "active"}
     service.futures.mark_retrieved(body.request_id)

@@ -44,7 +44,9 @@ async def create_model(
 
 
 @router.post("/get_info")
-async def get_info(body: schemas.GetInfoRequest, owner: Owner, service: ServiceDep) -> dict[str, Any]:
+async def get_info(
+    body: schemas.GetInfoRequest, owner: Owner, service: ServiceDep
+) -> dict[str, Any]:
     from kitchen.adapters.local_torch.loading import resolve_name
 
     model = await service.model(owner, body.model_id)

@@ -16,7 +16,9 @@ from kitchen.serve.service import Service
 router = APIRouter(prefix="/api/v1", tags=["sampling"])
 
 
-def _record(service: Service, owner: str, model_path: str | None, base_model: str | None) -> dict[str, Any]:
+def _record(
+    service: Service, owner: str, model_path: str | None, base_model: str | None
+) -> dict[str, Any]:
     if model_path is not None:
         tp, model, _ = service.resolve(owner, model_path)
         if tp.kind != "sampler_weights":

@@ -35,7 +35,12 @@ def _raw(payload: dict[str, Any]) -> bytes:
 
 
 async def _save(
-    service: Service, model: ServedModel, op: str, kind: str, name: str, seq_id: int | None,
+    service: Service,
+    model: ServedModel,
+    op: str,
+    kind: str,
+    name: str,
+    seq_id: int | None,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     ids.checked_name(name)
@@ -116,7 +121,10 @@ async def load_weights(
     if body.model_id is None:
         raise bad_request("load_weights needs a model_id, or a session_id and model_seq_id")
     model = await service.model(owner, body.model_id)
-    if (model.spec.base_model, model.spec.lora_rank) != (source.spec.base_model, source.spec.lora_rank):
+    if (model.spec.base_model, model.spec.lora_rank) != (
+        source.spec.base_model,
+        source.spec.lora_rank,
+    ):
         raise bad_request("that checkpoint was saved by a model of another base model or rank")
     payload = {"path": str(tp), "uri": uri, "optimizer": body.optimizer}
     raw = _raw(payload)
@@ -135,15 +143,19 @@ async def list_checkpoints(model_id: str, owner: Owner, service: ServiceDep) -> 
         base = model.folder(kind, "x").parent
         if not base.is_dir():
             continue
-        for folder in sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for folder in sorted(
+            p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")
+        ):
             files = [f for f in folder.iterdir() if f.is_file() and not f.name.startswith(".")]
-            rows.append({
-                "checkpoint_id": f"{kind}/{folder.name}",
-                "checkpoint_type": ctype,
-                "time": datetime.fromtimestamp(folder.stat().st_mtime, UTC).isoformat(),
-                "tinker_path": str(ids.TinkerPath(model_id, kind, folder.name)),
-                "size_bytes": sum(f.stat().st_size for f in files),
-            })
+            rows.append(
+                {
+                    "checkpoint_id": f"{kind}/{folder.name}",
+                    "checkpoint_type": ctype,
+                    "time": datetime.fromtimestamp(folder.stat().st_mtime, UTC).isoformat(),
+                    "tinker_path": str(ids.TinkerPath(model_id, kind, folder.name)),
+                    "size_bytes": sum(f.stat().st_size for f in files),
+                }
+            )
     return {"checkpoints": rows, "cursor": None}
 
 
@@ -158,7 +170,7 @@ async def external_weights_urls(
 ) -> dict[str, Any]:
     if kind != "external_weights":
         raise bad_request("download URLs exist for external weights only")
-    _, model, folder = service.resolve(owner, f"tinker://{model_id}/{kind}/{name}")
+    _, _, folder = service.resolve(owner, f"tinker://{model_id}/{kind}/{name}")
     expires = int(time.time()) + URL_TTL_S
     base = str(request.base_url).rstrip("/")
     urls = {}
@@ -185,8 +197,14 @@ async def download(
         raise bad
     ids.checked_name(name)
     ids.checked_name(file, "file name")
-    path = ids.owner_path(service.journal.owner_dir(model.owner), "runs", model.spec.run_id,
-                          "external_weights", name, file)
+    path = ids.owner_path(
+        service.journal.owner_dir(model.owner),
+        "runs",
+        model.spec.run_id,
+        "external_weights",
+        name,
+        file,
+    )
     if not path.is_file():
         raise bad
     return FileResponse(path)
