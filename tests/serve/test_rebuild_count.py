@@ -19,7 +19,8 @@ pytestmark = pytest.mark.slow
 CLIENT = """
 import tinker
 from tinker import types
-tc = tinker.ServiceClient().create_lora_training_client(base_model="kitchen/tiny", rank=4, seed=1).result()
+sc = tinker.ServiceClient()
+tc = sc.create_lora_training_client(base_model="kitchen/tiny", rank=4, seed=1).result()
 d = types.Datum(model_input=types.ModelInput.from_ints([5, 6, 7]),
                 loss_fn_inputs={"target_tokens": [6, 7, 8], "weights": [1.0, 1.0, 1.0]})
 for _ in range(5):
