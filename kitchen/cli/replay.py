@@ -284,10 +284,6 @@ def _verify_blobs(
     others = sum(a.kind != "final_weights" for a in artifacts)
     if others:
         out["artifacts"] = others
-    if state.workflow == "served":  # its requests' inputs are blobs too
-        from kitchen.serve.journal import verify_request_blobs
-
-        out["request_blobs"] = verify_request_blobs(home, rows)
     return out
 
 
@@ -316,6 +312,4 @@ def _check_blob(blobs: Any, what: str, uri: str, sha256: str, size: int) -> None
 def _verified_line(verified: dict[str, Any]) -> str:
     line = f"verified: {verified['events']} events, {verified['checkpoints']} checkpoints"
     line += f", {verified['artifacts']} artifacts" if verified.get("artifacts") else ""
-    if "request_blobs" in verified:
-        line += f", {verified['request_blobs']} request blobs"
     return line + (", final adapter" if verified["final_adapter"] else "")

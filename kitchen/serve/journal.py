@@ -6,14 +6,16 @@ A served model is a kitchen run (``RunCreated(workflow="served", recipe="served"
   that drove it (a restart is a new attempt, resumed from the newest checkpoint);
 - one ``StageCompleted`` per state-changing request, appended *before* the request is
   acknowledged: ``stage`` is the request kind (``forward_backward``, ``optim_step`` …),
-  ``outputs`` hold the client's ``seq_id``, the request id and the sha256/uri/size of the
-  request body, stored as a content-addressed blob. The event records that the request was
-  accepted in order; its effect follows from its input and the state before it, so results
-  are not logged but recomputed on a rebuild (the local backend is deterministic on CPU);
-- ``StageCompleted(stage="log_step_metrics")`` after each optimizer step (for ``kitchen
-  show``), ``CheckpointSaved`` for each server-side checkpoint, whose ``cursor`` names the
-  last request seq it contains, and ``StageCompleted(stage="rebuild")`` with what a restart
-  re-applied.
+  ``outputs`` hold the client's ``seq_id`` and the request id, and the request body, stored
+  as a content-addressed blob, is its one ``artifacts`` entry (kind ``request``), so
+  ``kitchen replay --verify`` re-hashes it like any artifact. An ``optim_step`` request
+  carries ``optim_step``. The event records that the request was accepted in order; its
+  effect follows from its input and the state before it, so results are not logged but
+  recomputed on a rebuild (the local backend is deterministic on CPU);
+- ``StageCompleted(stage="log_step_metrics", metrics=…)`` after each optimizer step (for
+  ``kitchen show``), ``CheckpointSaved`` for each server-side checkpoint, whose ``cursor``
+  names the last request seq it contains, and ``StageCompleted(stage="rebuild")`` with what a
+  restart re-applied.
 
 A rebuild (:meth:`Journal.plan`) is: the newest checkpoint whose blob verifies, then the
 request events after its cursor, in order. Sessions and samplers are small JSON records
@@ -209,14 +211,14 @@ class Journal:
             dest=dest,
             step=step,
             epoch=0,
-            outputs={
-                "seq_id": seq_id,
-                "request_id": ids.request_id(spec.model_id, seq_id),
-                "uri": ref.uri,
-                "sha256": ref.sha256,
-                "bytes": ref.bytes,
-            },
+            outputs={"seq_id": seq_id, "request_id": ids.request_id(spec.model_id, seq_id)},
             duration_s=0.0,
+            optim_step=step if kind == "optim_step" else None,
+            artifacts=[
+                ev.Artifact(
+                    kind="request", uri=ref.uri, sha256=ref.sha256, bytes=ref.bytes, step=step
+                )
+            ],
         )
         return self._append(spec.run_id, [event])[0].seq
 
@@ -227,8 +229,8 @@ class Journal:
             dest="ready",
             step=step,
             epoch=0,
-            outputs={"steps": {str(step): clean}},
             duration_s=0.0,
+            metrics={str(step): clean},
         )
         self._append(spec.run_id, [event])
 
@@ -378,38 +380,17 @@ class Journal:
         return self.home / "serve" / kind / f"{name.replace(':', '_')}.json"
 
 
-def verify_request_blobs(home: Path, rows: list[StoredEvent]) -> int:
-    """Re-hash every request blob a served run's log names (``kitchen replay --verify``);
-    CheckpointCorrupt at the first missing or altered one."""
-    blobs = LocalBlobStore(home)
-    checked = 0
-    for row in rows:
-        if row.type == "StageCompleted" and row.payload.get("stage") in REQUEST_KINDS:
-            req = _logged(row)
-            try:
-                data = blobs.read_bytes(req.input_uri)
-            except (KitchenError, OSError):
-                raise CheckpointCorrupt(
-                    f"request blob of seq {row.seq} is missing: {req.input_uri}"
-                ) from None
-            if hashlib.sha256(data).hexdigest() != req.input_sha256:
-                raise CheckpointCorrupt(
-                    f"request blob of seq {row.seq} does not match its sha256: {req.input_uri}"
-                )
-            checked += 1
-    return checked
-
-
 def _logged(row: StoredEvent) -> LoggedRequest:
     out = row.payload["outputs"]
+    (blob,) = [a for a in row.payload["artifacts"] if a["kind"] == "request"]
     return LoggedRequest(
         seq=row.seq,
         seq_id=int(out["seq_id"]),
         kind=row.payload["stage"],
         request_id=out["request_id"],
-        input_uri=out["uri"],
-        input_sha256=out["sha256"],
-        input_bytes=int(out["bytes"]),
+        input_uri=blob["uri"],
+        input_sha256=blob["sha256"],
+        input_bytes=int(blob["bytes"]),
     )
 
 

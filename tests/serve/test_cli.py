@@ -67,13 +67,13 @@ def test_resume_and_recover_leave_served_models_to_the_server(tmp_path: Path) ->
     assert run_id in runs.stdout and "served" in runs.stdout
 
 
-def test_replay_verify_counts_request_blobs(tmp_path: Path) -> None:
+def test_replay_verify_rehashes_request_blobs(tmp_path: Path) -> None:
     run_id = served_run(tmp_path)
     replay = kitchen(tmp_path, "replay", run_id, "--verify")
     assert replay.returncode == 0, replay.stderr
-    assert "1 request blobs" in replay.stdout.splitlines()[-1]
+    assert "1 artifacts" in replay.stdout.splitlines()[-1]
     for blob in (tmp_path / "serve" / "owners" / "key-x" / "inputs").rglob("*"):
         if blob.is_file():
             blob.write_bytes(b"altered")
     bad = kitchen(tmp_path, "replay", run_id, "--verify")
-    assert bad.returncode == 1 and "does not match its sha256" in bad.stderr
+    assert bad.returncode == 1 and "request" in bad.stderr and "sha256 mismatch" in bad.stderr

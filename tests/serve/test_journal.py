@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from kitchen.errors import CheckpointCorrupt
 from kitchen.serve import ids
-from kitchen.serve.journal import Journal, ModelSpec, verify_request_blobs
+from kitchen.serve.journal import Journal, ModelSpec
 from kitchen.store import open_store
 
 SESSION = "sess-0123456789abcdef"
@@ -70,21 +69,6 @@ def test_a_corrupt_checkpoint_is_passed_over(journal: Journal, tmp_path: Path) -
     assert [r.seq_id for r in plan.replay] == [2]
     journal.begin_attempt(plan)
     assert journal.plan(s.run_id).invalid == []  # recorded as invalidated, not checked again
-
-
-def test_replay_verify_rehashes_request_blobs(journal: Journal, tmp_path: Path) -> None:
-    s = spec()
-    journal.create_model(s, {})
-    request(journal, s, "forward_backward", 1, 0)
-    request(journal, s, "optim_step", 2, 0)
-    rows = journal.store.read(s.run_id)
-    assert verify_request_blobs(tmp_path, rows) == 2
-    blob = next((tmp_path / "serve" / "owners" / "key-1" / "inputs").rglob("*"))
-    while blob.is_dir():
-        blob = next(blob.iterdir())
-    blob.write_bytes(b"altered")
-    with pytest.raises(CheckpointCorrupt, match="does not match its sha256"):
-        verify_request_blobs(tmp_path, rows)
 
 
 def test_ids_and_paths(tmp_path: Path) -> None:

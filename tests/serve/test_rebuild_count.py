@@ -51,8 +51,14 @@ def test_a_restart_replays_only_the_steps_after_the_checkpoint(
     home, key = serve_home
     server.start()
     env = {**base_env(tmp_path), "TINKER_BASE_URL": server.url, "TINKER_API_KEY": key}
-    done = subprocess.run([sys.executable, "-c", CLIENT], env=env, capture_output=True,
-                          text=True, timeout=300, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", CLIENT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert server.proc is not None
     server.proc.send_signal(signal.SIGKILL)
