@@ -30,9 +30,16 @@ def served(tmp_path: Path) -> Iterator[dict[str, Any]]:
     with TestClient(create_app(ServeSettings(home=tmp_path, long_poll_s=5.0))) as c:
         h = {"X-API-Key": key}
         sid = c.post(f"{API}/create_session", json={}, headers=h).json()["session_id"]
-        r = c.post(f"{API}/create_model", headers=h, json={
-            "session_id": sid, "model_seq_id": 0, "base_model": "kitchen/tiny",
-            "lora_config": {"rank": RANK, "seed": SEED}}).json()
+        r = c.post(
+            f"{API}/create_model",
+            headers=h,
+            json={
+                "session_id": sid,
+                "model_seq_id": 0,
+                "base_model": "kitchen/tiny",
+                "lora_config": {"rank": RANK, "seed": SEED},
+            },
+        ).json()
         wait(c, h, r["request_id"])
         yield {"client": c, "headers": h, "model_id": r["model_id"], "seq": 1}
 
@@ -49,11 +56,22 @@ def wait(c: TestClient, h: dict[str, str], rid: str) -> Any:
 
 CASES = [
     ("cross_entropy", {"weights": [0.0, 1.0, 1.0, 0.5, 1.0, 1.0]}, None),
-    ("importance_sampling", {"logprobs": [-1.0, -2.0, -3.0, -1.5, -2.5, -0.5],
-                             "advantages": [0.5, -1.0, 1.0, 0.0, 2.0, -0.5]}, None),
-    ("ppo", {"logprobs": [-6.0, -5.0, -4.0, -5.5, -6.5, -5.0],
-             "advantages": [0.5, -1.0, 1.0, 0.2, 2.0, -0.5]},
-     {"clip_low_threshold": 0.7, "clip_high_threshold": 1.3}),
+    (
+        "importance_sampling",
+        {
+            "logprobs": [-1.0, -2.0, -3.0, -1.5, -2.5, -0.5],
+            "advantages": [0.5, -1.0, 1.0, 0.0, 2.0, -0.5],
+        },
+        None,
+    ),
+    (
+        "ppo",
+        {
+            "logprobs": [-6.0, -5.0, -4.0, -5.5, -6.5, -5.0],
+            "advantages": [0.5, -1.0, 1.0, 0.2, 2.0, -0.5],
+        },
+        {"clip_low_threshold": 0.7, "clip_high_threshold": 1.3},
+    ),
 ]
 
 
@@ -68,43 +86,63 @@ def test_every_loss_matches_the_backend(
     from kitchen.adapters.local_torch import LocalTrainingClient
     from kitchen.types import Datum, ModelInput, TensorData
 
-    targets = TOKENS[1:] + [1]
+    targets = [*TOKENS[1:], 1]
     out = []
     for forward_only in (True, False):
         req = types.ForwardBackwardRequest(
             forward_backward_input=types.ForwardBackwardInput(
-                data=[types.Datum(model_input=types.ModelInput.from_ints(TOKENS),
-                                  loss_fn_inputs={"target_tokens": targets, **inputs})],
-                loss_fn=loss, loss_fn_config=config),
-            model_id=served["model_id"], seq_id=served["seq"])
+                data=[
+                    types.Datum(
+                        model_input=types.ModelInput.from_ints(TOKENS),
+                        loss_fn_inputs={"target_tokens": targets, **inputs},
+                    )
+                ],
+                loss_fn=loss,
+                loss_fn_config=config,
+            ),
+            model_id=served["model_id"],
+            seq_id=served["seq"],
+        )
         served["seq"] += 1
         msg = forward_backward_request_to_proto(req)
         msg.forward_only = forward_only
-        r = served["client"].post(f"{API}/forward_backward", content=msg.SerializeToString(),
-                                  headers={**served["headers"],
-                                           "content-type": "application/x-protobuf"})
+        r = served["client"].post(
+            f"{API}/forward_backward",
+            content=msg.SerializeToString(),
+            headers={**served["headers"], "content-type": "application/x-protobuf"},
+        )
         assert r.status_code == 200, r.text
-        out.append(deserialize_forward_backward_output(wait(
-            served["client"], served["headers"], r.json()["request_id"])))
+        out.append(
+            deserialize_forward_backward_output(
+                wait(served["client"], served["headers"], r.json()["request_id"])
+            )
+        )
 
     local = LocalTrainingClient(model_name="kitchen/tiny", lora_rank=RANK, seed=SEED)
-    datum = Datum(ModelInput.from_ints(TOKENS), {
-        "target_tokens": TensorData.from_list(targets, "int64"),
-        **{k: TensorData.from_list(v, "float32") for k, v in inputs.items()}})
+    datum = Datum(
+        ModelInput.from_ints(TOKENS),
+        {
+            "target_tokens": TensorData.from_list(targets, "int64"),
+            **{k: TensorData.from_list(v, "float32") for k, v in inputs.items()},
+        },
+    )
     want = local.forward_backward([datum], loss, config).result()
     local.close()
     for got in out:  # forward_only and forward_backward report the same loss and logprobs
         assert got.metrics["loss:sum"] == pytest.approx(want.metrics["loss:sum"], abs=1e-6)
         assert list(got.loss_fn_outputs[0]["logprobs"].data) == pytest.approx(
-            list(want.loss_fn_outputs[0]["logprobs"].data), abs=1e-6)
+            list(want.loss_fn_outputs[0]["logprobs"].data), abs=1e-6
+        )
 
 
 def test_a_loss_the_backend_lacks_is_refused_in_one_line(served: dict[str, Any]) -> None:
     from tinker.proto import tinker_public_pb2 as pb
 
     msg = pb.ForwardBackwardRequest(model_id=served["model_id"], seq_id=1, loss_fn="cispo")
-    r = served["client"].post(f"{API}/forward_backward", content=msg.SerializeToString(),
-                              headers={**served["headers"],
-                                       "content-type": "application/x-protobuf"})
+    r = served["client"].post(
+        f"{API}/forward_backward",
+        content=msg.SerializeToString(),
+        headers={**served["headers"], "content-type": "application/x-protobuf"},
+    )
     assert r.status_code == 400
     assert "cispo" in json.loads(r.text)["error"]
