@@ -155,6 +155,8 @@ class ServedModel:
             faults.point(f"serve:accept:{kind}")  # on record, not yet acknowledged
             if kind == "optim_step":
                 self.steps += 1
+            elif kind == "load_weights":
+                self.steps = saved_step(Path(payload["folder"]), self.steps)
             self.next_seq_id = seq_id + 1
             self.futures.create(rid, self.owner, self.model_id)
             self._queue.put_nowait(Op(kind, seq_id, rid, event_seq, payload))
@@ -287,6 +289,15 @@ class ServedModel:
             self._task.cancel()
         if self.client is not None:
             await asyncio.to_thread(self.client.close)
+
+
+def saved_step(folder: Path, default: int) -> int:
+    """The optimizer step a saved state holds (its state.json), so later events count on
+    from there; the executor's own count comes from the loaded client."""
+    try:
+        return int(json.loads((folder / "state.json").read_text())["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return default
 
 
 def load_checkpoint_results(folder: Path) -> dict[str, Result]:
