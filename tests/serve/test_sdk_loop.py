@@ -49,6 +49,7 @@ def test_sdk_loop_equals_in_process(
     home, key = serve_home
     server.start()
     env = {**base_env(tmp_path), "TINKER_BASE_URL": server.url, "TINKER_API_KEY": key}
+    env["TINKER_TELEMETRY"] = "1"  # the SDK's telemetry goes to /telemetry, which accepts it
     served = run_loop("served", tmp_path / "served.json", env)
     assert_same(served, reference)
     assert sampler_files(home) == reference["sampler_files"]

@@ -322,3 +322,29 @@ def test_keys_never_reach_the_log(env: dict[str, Any], model: dict[str, Any]) ->
         for p in env["home"].rglob("*"):
             if p.is_file():
                 assert key.encode() not in p.read_bytes(), p
+
+
+def test_the_owner_loads_its_state_with_and_without_optimizer(
+    env: dict[str, Any], model: dict[str, Any]
+) -> None:
+    a, mid = env["a"], model["model_id"]
+    for seq, optimizer in ((3, False), (4, True)):
+        r = post(
+            env,
+            "/load_weights",
+            {"model_id": mid, "path": model["state"], "optimizer": optimizer, "seq_id": seq},
+            a,
+        )
+        assert r.status_code == 200, r.text
+        done = result(env, r.json()["request_id"], a).json()
+        assert done == {"path": model["state"], "model_id": mid, "type": "load_weights"}
+    sid = session(env, a)
+    r = post(
+        env,
+        "/load_weights",
+        {"session_id": sid, "model_seq_id": 0, "path": model["state"], "optimizer": False},
+        a,
+    )
+    assert r.status_code == 200, r.text
+    created = result(env, r.json()["request_id"], a).json()
+    assert created["model_id"] == f"{sid}:train:0"
