@@ -57,6 +57,17 @@ else:
     fb = lambda: tc.forward_backward(data, "cross_entropy")
     opt = lambda: tc.optim_step(AdamParams(learning_rate=1e-4))
 
+import os
+
+def cpu():
+    # CPU seconds of this process, plus the server's when served (BENCH_SERVER_PID)
+    total = time.process_time()
+    pid = os.environ.get("BENCH_SERVER_PID")
+    if pid:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
 def loop(n):
     times = []
     pending = fb()
@@ -72,7 +83,9 @@ def loop(n):
     return times
 
 loop(5)  # warm-up
-print(json.dumps(loop(steps)))
+c0 = cpu()
+times = loop(steps)
+print(json.dumps({"times": times, "cpu_per_step": (cpu() - c0) / steps}))
 """
 
 BURST = r"""
@@ -153,24 +166,17 @@ def main() -> None:
                 except OSError:
                     time.sleep(0.1)
             url = f"http://127.0.0.1:{port}"
-            client_env = {**env, "TINKER_BASE_URL": url, "TINKER_API_KEY": key}
-            served: list[float] = []
-            local: list[float] = []
+            client_env = {
+                **env,
+                "TINKER_BASE_URL": url,
+                "TINKER_API_KEY": key,
+                "BENCH_SERVER_PID": str(server.pid),
+            }
+            served: list[dict[str, float]] = []
+            local: list[dict[str, float]] = []
             for _ in range(args.repeats):  # interleaved, so load drifts hit both alike
-                served.append(
-                    statistics.median(
-                        run_json(  # type: ignore[arg-type]
-                            CLIENT, [str(args.steps), str(args.batch), "served"], client_env
-                        )
-                    )
-                )
-                local.append(
-                    statistics.median(
-                        run_json(  # type: ignore[arg-type]
-                            CLIENT, [str(args.steps), str(args.batch), "inprocess"], env
-                        )
-                    )
-                )
+                served.append(measure(args, client_env, "served"))
+                local.append(measure(args, env, "inprocess"))
             import httpx
 
             session = httpx.post(
@@ -182,16 +188,30 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(10)
-    s, loc = statistics.median(served), statistics.median(local)
-    print(f"steps {args.steps} x batch {args.batch}, median of {args.repeats} runs' medians")
-
-    def ms(xs: list[float]) -> str:
-        return ", ".join(f"{x * 1000:.2f}" for x in xs)
-
-    print(f"served step     {s * 1000:8.2f} ms   (runs: {ms(served)})")
-    print(f"in-process step {loc * 1000:8.2f} ms   (runs: {ms(local)})")
-    print(f"served / in-process: {s / loc:.3f}")
+    print(f"{args.steps} steps x batch {args.batch}, {args.repeats} interleaved runs each")
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
+    for name, key in (
+        ("median step wall", "median"),
+        ("min step wall", "min"),
+        ("CPU per step", "cpu"),
+    ):
+        s = statistics.median(r[key] for r in served)
+        loc = statistics.median(r[key] for r in local)
+        runs = ", ".join(
+            f"{a[key] * 1000:.1f}/{b[key] * 1000:.1f}" for a, b in zip(served, local, strict=True)
+        )
+        print(
+            f"{name:17} served {s * 1000:8.2f} ms  in-process {loc * 1000:8.2f} ms  "
+            f"ratio {s / loc:.3f}   (runs served/in-process: {runs})"
+        )
     print(f"requests/s (session_heartbeat, one keep-alive connection): {rps:.0f}")
+
+
+def measure(args: argparse.Namespace, env: dict[str, str], mode: str) -> dict[str, float]:
+    out = run_json(CLIENT, [str(args.steps), str(args.batch), mode], env)
+    assert isinstance(out, dict)
+    times = out["times"]
+    return {"median": statistics.median(times), "min": min(times), "cpu": out["cpu_per_step"]}
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from kitchen.errors import KitchenError
 from kitchen.serve import backend, ids
 from kitchen.serve.errors import ApiError, bad_request
 from kitchen.serve.futures import FutureTable, Result
-from kitchen.serve.journal import Journal, ModelSpec
+from kitchen.serve.journal import Journal, ModelSpec, RebuildPlan
 from kitchen.types import AdamParams
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -72,7 +72,9 @@ class ServedModel:
         self._queue: asyncio.Queue[Op | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._losses: list[float] = []
+        self._last_metrics: dict[str, float] = {}
         self._queued_steps = 0
+        self.plan: RebuildPlan | None = None  # set when rebuilt from the log
 
     @property
     def model_id(self) -> str:
@@ -191,9 +193,8 @@ class ServedModel:
                 await self._after_step(op)
 
     def _record_rebuild(self, replayed_steps: int) -> None:
-        plan = getattr(self, "plan", None)
-        if plan is not None:
-            self.journal.record_rebuild(plan, self.done_steps, replayed_steps)
+        if self.plan is not None:
+            self.journal.record_rebuild(self.plan, self.done_steps, replayed_steps)
 
     async def _execute(self, op: Op) -> Result:
         from kitchen.serve import wire
@@ -255,7 +256,7 @@ class ServedModel:
         )
 
     async def _after_step(self, op: Op) -> None:
-        metrics = getattr(self, "_last_metrics", {})
+        metrics = self._last_metrics
         if not op.replay:
             await asyncio.to_thread(
                 self.journal.record_metrics, self.spec, self.done_steps - 1, metrics

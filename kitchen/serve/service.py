@@ -69,7 +69,7 @@ class Service:
         )
         model.next_seq_id = plan.next_seq_id
         model.attempt = plan.attempt
-        model.plan = plan  # type: ignore[attr-defined]
+        model.plan = plan
         self.models[spec.model_id] = model
         created = self.futures.create(f"{spec.model_id}:create", spec.owner, spec.model_id)
         created.future.set_result(as_json(self._created_body(spec)))
