@@ -8,7 +8,7 @@ steps in-process on LocalTrainingClient, in a process of its own. Both warm up f
 burst of cheap authenticated requests (``session_heartbeat``) over one keep-alive connection
 gives requests per second, which is the server's fixed cost per request.
 
-    python bench/serve.py [--steps 40] [--batch 8] [--repeats 3]
+    python bench/serve.py [--steps 40] [--batch 8] [--repeats 3] [--threads 1]
 """
 
 from __future__ import annotations
@@ -133,6 +133,12 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--burst", type=int, default=2000)
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="OMP_NUM_THREADS for the server and both clients (0: torch's default)",
+    )
     args = p.parse_args()
     from kitchen.serve import keys
 
@@ -141,6 +147,8 @@ def main() -> None:
         key, _ = keys.create(home / "serve")
         port = free_port()
         env = env_for(home)
+        if args.threads:
+            env["OMP_NUM_THREADS"] = str(args.threads)
         with open(home / "server.log", "wb") as log:
             server = subprocess.Popen(
                 [
@@ -188,7 +196,10 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(10)
-    print(f"{args.steps} steps x batch {args.batch}, {args.repeats} interleaved runs each")
+    print(
+        f"{args.steps} steps x batch {args.batch}, {args.repeats} interleaved runs each, "
+        f"threads {args.threads or 'default'}"
+    )
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     for name, key in (
         ("median step wall", "median"),
