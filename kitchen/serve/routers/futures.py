@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import Response
 
+from kitchen import faults
 from kitchen.serve import schemas
 from kitchen.serve.deps import Owner, ServiceDep
 from kitchen.serve.errors import ApiError, not_found, not_implemented
@@ -20,6 +21,8 @@ async def retrieve_future(
     body: schemas.FutureRetrieveRequest, owner: Owner, service: ServiceDep
 ) -> Response | dict[str, Any]:
     entry = service.futures.get(body.request_id)
+    if body.request_id.startswith("sample:"):
+        faults.point("serve:retrieve:sample")  # a sample acknowledged, not yet answered
     if entry is None or entry.owner != owner:
         if body.request_id.startswith("sample:") and entry is None:
             # Samples are not on record: after a restart 410 makes the SDK send it again.
