@@ -59,10 +59,34 @@ def substitute(case: Any, ids: dict[str, str]) -> None:
                     params[name] = value
 
 
-def test_no_5xx_from_any_json_endpoint(server: Server, serve_home: tuple[Path, str]) -> None:
-    import schemathesis
+def fuzz(operation: Any, url: str, key: str, ids: dict[str, str], failures: list[str]) -> None:
+    """Up to EXAMPLES generated requests to one operation; 5xx or slow answers are noted."""
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
+
+    label = operation.label
+
+    @given(case=operation.as_strategy(), real=st.booleans())
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    def run(case: Any, real: bool) -> None:
+        if real:
+            substitute(case, ids)
+        begin = time.monotonic()
+        response = case.call(base_url=url, headers={"X-API-Key": key}, timeout=10)
+        took = time.monotonic() - begin
+        if response.status_code >= 500 or took > 10:
+            failures.append(f"{label}: {response.status_code} in {took:.1f}s {response.text[:200]}")
+
+    run()
+
+
+def test_no_5xx_from_any_json_endpoint(server: Server, serve_home: tuple[Path, str]) -> None:
+    import schemathesis
 
     _, key = serve_home
     server.start()
@@ -77,26 +101,7 @@ def test_no_5xx_from_any_json_endpoint(server: Server, serve_home: tuple[Path, s
         if body and "application/json" not in body:
             continue  # forward_backward's protobuf body: covered by the SDK tests
         tested += 1
-
-        @given(case=operation.as_strategy(), real=st.booleans())
-        @settings(
-            max_examples=EXAMPLES,
-            deadline=None,
-            database=None,
-            suppress_health_check=list(HealthCheck),
-        )
-        def run(case: Any, real: bool, label: str = operation.label) -> None:
-            if real:
-                substitute(case, ids)
-            begin = time.monotonic()
-            response = case.call(base_url=server.url, headers={"X-API-Key": key}, timeout=10)
-            took = time.monotonic() - begin
-            if response.status_code >= 500 or took > 10:
-                failures.append(
-                    f"{label}: {response.status_code} in {took:.1f}s {response.text[:200]}"
-                )
-
-        run()
+        fuzz(operation, server.url, key, ids, failures)
         assert time.monotonic() - started < BUDGET_S, "fuzzing took over 3 minutes"
     assert server.alive()
     assert tested >= 20, tested
