@@ -32,6 +32,7 @@ _COMMAND_MODULES = (
     "kitchen.cli.sample",
     "kitchen.cli.recover",
     "kitchen.cli.db",
+    "kitchen.cli.serve",
 )
 
 

@@ -28,13 +28,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_recover)
 
 
-def _resumable(store: Any) -> list[tuple[str, int]]:
+def _resumable(store: Any, told: set[str]) -> list[tuple[str, int]]:
     from kitchen.cli._common import displayed_status
 
     out = []
     for row in store.list_runs():
-        if displayed_status(store, row) in ("crashed", "interrupted"):
-            out.append((row.run_id, int(row.attempts)))
+        if displayed_status(store, row) not in ("crashed", "interrupted"):
+            continue
+        if row.recipe == "served":  # driven by requests, not by a runner
+            if row.run_id not in told:
+                print(f"kitchen: {row.run_id}: skipped, `kitchen serve` owns it", file=sys.stderr)
+                told.add(row.run_id)
+            continue
+        out.append((row.run_id, int(row.attempts)))
     return out
 
 
@@ -43,9 +49,10 @@ def _recover(args: argparse.Namespace) -> int:
 
     store = open_store()
     gave_up: set[str] = set()
+    served: set[str] = set()
     tries: dict[str, int] = {}
     while True:
-        todo = [(r, a) for r, a in _resumable(store) if r not in gave_up]
+        todo = [(r, a) for r, a in _resumable(store, served) if r not in gave_up]
         if not todo:
             break
         for run_id, attempts in todo:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from kitchen.errors import NotFound
+from kitchen.errors import ConfigError, NotFound
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,6 +48,12 @@ def _run(args: argparse.Namespace) -> int:
     return launch.start(prepared, store, run_id, reporter, trace_console=args.trace == "console")
 
 
+SERVED_HINT = (
+    "run {run_id} is a model served by `kitchen serve`, which owns it: start `kitchen serve` "
+    "and it rebuilds the model"
+)
+
+
 def _resume(args: argparse.Namespace) -> int:
     from kitchen import launch
     from kitchen.cli._common import load_state
@@ -58,6 +64,8 @@ def _resume(args: argparse.Namespace) -> int:
     state, _ = load_state(store, args.run_id)
     if state.recipe is None:
         raise NotFound(f"run {args.run_id!r} has no RunCreated event")
+    if state.workflow == "served":
+        raise ConfigError(SERVED_HINT.format(run_id=args.run_id))
     print(args.run_id, flush=True)
     reporter = CliReporter(args.run_id, str(launch.kitchen_home()), print_id=False)
     return launch.resume(

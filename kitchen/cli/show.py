@@ -43,7 +43,7 @@ def _show(args: argparse.Namespace) -> int:
 
 def paths(state: RunState, home: Path) -> dict[str, str | None]:
     adapter = str(home / state.adapter_uri) if state.adapter_uri else None
-    return {"run_dir": str(home / state.run_id), "final_adapter": adapter}
+    return {"run_dir": str(home / (state.run_dir or state.run_id)), "final_adapter": adapter}
 
 
 def as_json(state: RunState, status: str, home: Path) -> dict[str, Any]:
@@ -71,7 +71,9 @@ def describe(state: RunState, status: str, home: Path) -> list[str]:
     if where["final_adapter"]:
         lines.append(f"  final adapter  {where['final_adapter']}")
     lines += ["", f"replay: kitchen replay {state.run_id}"]
-    if status in ("crashed", "interrupted"):
+    if state.workflow == "served":
+        lines.append("resume: `kitchen serve` owns this run; starting it rebuilds the model")
+    elif status in ("crashed", "interrupted"):
         lines.append(f"resume: kitchen resume {state.run_id}")
     return lines
 

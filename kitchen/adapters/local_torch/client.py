@@ -95,15 +95,22 @@ class LocalTrainingClient:
         config = dict(loss_fn_config or {})
         return self._submit(self._forward_backward, list(data), loss_fn, config)
 
-    def forward(
-        self, data: Sequence[Datum], loss_fn: LossFnType = "cross_entropy"
-    ) -> Future[ForwardBackwardOutput]:
-        return self._submit(self._forward, list(data), loss_fn)
-
     def forward_backward_custom(
         self, data: Sequence[Datum], loss_fn: CustomLossFn
     ) -> Future[ForwardBackwardOutput]:
         return self._submit(self._forward_backward_custom, list(data), loss_fn)
+
+    def forward(
+        self,
+        data: Sequence[Datum],
+        loss_fn: LossFnType = "cross_entropy",
+        loss_fn_config: Mapping[str, float] | None = None,
+    ) -> Future[ForwardBackwardOutput]:
+        """``forward_backward`` without the backward (tinker's ``forward``): the same loss and
+        logprobs, and no gradient accumulated. ``loss_fn_config`` as for forward_backward
+        (``kitchen serve`` passes ppo's clip thresholds through)."""
+        config = dict(loss_fn_config or {})
+        return self._submit(self._forward, list(data), loss_fn, config)
 
     def optim_step(self, adam_params: AdamParams) -> Future[OptimStepResponse]:
         return self._submit(self._optim_step, adam_params)
@@ -162,16 +169,19 @@ class LocalTrainingClient:
             batching.to_outputs(logprobs, packed.lengths), {"loss:sum": value}
         )
 
-    def _forward(self, data: list[Datum], loss_fn: str) -> ForwardBackwardOutput:
+    def _forward(
+        self, data: list[Datum], loss_fn: str, config: dict[str, float] | None = None
+    ) -> ForwardBackwardOutput:
         """The pass ``_forward_backward`` takes, in the same (training) mode so a client-side
         loss is linearised where the backward will be taken; no graph is kept."""
         import torch
 
-        loss = builtin(loss_fn, None)
+        config = config or {}
+        loss = builtin(loss_fn, config)
         packed = batching.pack(data, loss.inputs, self._vocab, self._device)
         with torch.no_grad():
             logprobs = batching.target_logprobs(self._train_mode(), packed)
-            value = float(loss.fn(logprobs, packed.inputs, {}))
+            value = float(loss.fn(logprobs, packed.inputs, config))
         return ForwardBackwardOutput(
             batching.to_outputs(logprobs, packed.lengths), {"loss:sum": value}
         )

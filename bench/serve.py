@@ -1,0 +1,229 @@
+"""``kitchen serve`` against the same loop in-process: per-step time and requests per second.
+
+Starts a real server (uvicorn, a SQLite log under a temporary KITCHEN_HOME) and runs, in a
+client process with the unmodified tinker SDK, ``--steps`` training steps on the embedded
+model (a forward_backward of ``--batch`` examples, then an optim_step, the next step's
+forward_backward submitted before the previous optim_step's result is read); then the same
+steps in-process on LocalTrainingClient, in a process of its own. Both warm up first. Last, a
+burst of cheap authenticated requests (``session_heartbeat``) over one keep-alive connection
+gives requests per second, which is the server's fixed cost per request.
+
+    python bench/serve.py [--steps 40] [--batch 8] [--repeats 3] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CLIENT = r"""
+import json, sys, time
+steps, batch, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+TEXT = "What is {a}+{b}? {c}"
+texts = [TEXT.format(a=i, b=2 * i + 1, c=3 * i + 1) for i in range(batch)]
+if mode == "served":
+    import tinker
+    from tinker import types
+    tc = tinker.ServiceClient().create_lora_training_client(
+        base_model="kitchen/tiny", rank=16, seed=0).result()
+    tok = tc.get_tokenizer()
+    data = [types.Datum(model_input=types.ModelInput.from_ints(tok.encode(t)[:-1]),
+                        loss_fn_inputs={"target_tokens": tok.encode(t)[1:],
+                                        "weights": [1.0] * (len(tok.encode(t)) - 1)})
+            for t in texts]
+    fb = lambda: tc.forward_backward(data, "cross_entropy")
+    opt = lambda: tc.optim_step(types.AdamParams(learning_rate=1e-4))
+else:
+    from kitchen.adapters.local_torch import LocalTrainingClient
+    from kitchen.types import AdamParams, Datum, ModelInput, TensorData
+    tc = LocalTrainingClient(model_name="kitchen/tiny", lora_rank=16, seed=0)
+    tok = tc.get_tokenizer()
+    def make(t):
+        ids = tok.encode(t)
+        return Datum(ModelInput.from_ints(ids[:-1]),
+                     {"target_tokens": TensorData.from_list(ids[1:], "int64"),
+                      "weights": TensorData.from_list([1.0] * (len(ids) - 1), "float32")})
+    data = [make(t) for t in texts]
+    fb = lambda: tc.forward_backward(data, "cross_entropy")
+    opt = lambda: tc.optim_step(AdamParams(learning_rate=1e-4))
+
+import os
+
+def cpu():
+    # CPU seconds of this process, plus the server's when served (BENCH_SERVER_PID)
+    total = time.process_time()
+    pid = os.environ.get("BENCH_SERVER_PID")
+    if pid:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+def loop(n):
+    times = []
+    pending = fb()
+    for i in range(n):
+        start = time.perf_counter()
+        o = opt()
+        nxt = fb() if i + 1 < n else None
+        pending.result(); o.result()
+        pending = nxt
+        times.append(time.perf_counter() - start)
+    if pending is not None:
+        pending.result()
+    return times
+
+loop(5)  # warm-up
+c0 = cpu()
+times = loop(steps)
+print(json.dumps({"times": times, "cpu_per_step": (cpu() - c0) / steps}))
+"""
+
+BURST = r"""
+import json, sys, time, httpx
+url, key, session, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+with httpx.Client(base_url=url, headers={"X-API-Key": key}) as c:
+    for _ in range(20):
+        c.post("/api/v1/session_heartbeat", json={"session_id": session})
+    start = time.perf_counter()
+    for _ in range(n):
+        assert c.post("/api/v1/session_heartbeat", json={"session_id": session}).status_code == 200
+    print(json.dumps(n / (time.perf_counter() - start)))
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def env_for(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TINKER_", "KITCHEN_"))}
+    env.update(KITCHEN_HOME=str(home), PYTHONPATH=str(ROOT), TINKER_TELEMETRY="0")
+    return env
+
+
+def run_json(code: str, args: list[str], env: dict[str, str]) -> object:
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise SystemExit(out.stderr[-3000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--burst", type=int, default=2000)
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="OMP_NUM_THREADS for the server and both clients (0: torch's default)",
+    )
+    args = p.parse_args()
+    from kitchen.serve import keys
+
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp)
+        key, _ = keys.create(home / "serve")
+        port = free_port()
+        env = env_for(home)
+        if args.threads:
+            env["OMP_NUM_THREADS"] = str(args.threads)
+        with open(home / "server.log", "wb") as log:
+            server = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "kitchen.cli",
+                    "serve",
+                    "--port",
+                    str(port),
+                    "--checkpoint-every",
+                    "10",
+                ],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            url = f"http://127.0.0.1:{port}"
+            client_env = {
+                **env,
+                "TINKER_BASE_URL": url,
+                "TINKER_API_KEY": key,
+                "BENCH_SERVER_PID": str(server.pid),
+            }
+            served: list[dict[str, float]] = []
+            local: list[dict[str, float]] = []
+            for _ in range(args.repeats):  # interleaved, so load drifts hit both alike
+                served.append(measure(args, client_env, "served"))
+                local.append(measure(args, env, "inprocess"))
+            import httpx
+
+            session = httpx.post(
+                f"{url}/api/v1/create_session",
+                json={"sdk_version": "bench"},
+                headers={"X-API-Key": key},
+            ).json()["session_id"]
+            rps = run_json(BURST, [url, key, session, str(args.burst)], env)
+        finally:
+            server.terminate()
+            server.wait(10)
+    print(
+        f"{args.steps} steps x batch {args.batch}, {args.repeats} interleaved runs each, "
+        f"threads {args.threads or 'default'}"
+    )
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
+    for name, key in (
+        ("median step wall", "median"),
+        ("min step wall", "min"),
+        ("CPU per step", "cpu"),
+    ):
+        s = statistics.median(r[key] for r in served)
+        loc = statistics.median(r[key] for r in local)
+        runs = ", ".join(
+            f"{a[key] * 1000:.1f}/{b[key] * 1000:.1f}" for a, b in zip(served, local, strict=True)
+        )
+        print(
+            f"{name:17} served {s * 1000:8.2f} ms  in-process {loc * 1000:8.2f} ms  "
+            f"ratio {s / loc:.3f}   (runs served/in-process: {runs})"
+        )
+    print(f"requests/s (session_heartbeat, one keep-alive connection): {rps:.0f}")
+
+
+def measure(args: argparse.Namespace, env: dict[str, str], mode: str) -> dict[str, float]:
+    out = run_json(CLIENT, [str(args.steps), str(args.batch), mode], env)
+    assert isinstance(out, dict)
+    times = out["times"]
+    return {"median": statistics.median(times), "min": min(times), "cpu": out["cpu_per_step"]}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""``kitchen serve``: the Tinker-compatible server; ``kitchen serve keys``: its API keys.
+
+fastapi and uvicorn (the ``serve`` extra) are imported only when the server starts, so the
+rest of the CLI never pays for them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="serve the Tinker API on the local backend (every request is an event)",
+        description="Serve the Tinker training API on the local torch backend, so the official "
+        "tinker SDK trains here (TINKER_BASE_URL=http://HOST:PORT, TINKER_API_KEY=a key from "
+        "`kitchen serve keys create`). Each served model is a run: a restart rebuilds it.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=10,
+        metavar="N",
+        help="server-side checkpoint every N optimizer steps: a restart re-applies at most N "
+        "(default 10)",
+    )
+    p.add_argument(
+        "--base-model",
+        action="append",
+        metavar="NAME",
+        help="a base model clients may train (repeatable; default kitchen/tiny)",
+    )
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--max-body-mb", type=int, default=64, help="largest request body (default 64)")
+    p.set_defaults(func=_serve)
+    keys = p.add_subparsers(dest="serve_command", metavar="keys")
+    k = keys.add_parser("keys", help="create, list or revoke API keys")
+    kk = k.add_subparsers(dest="keys_command", metavar="ACTION")
+    c = kk.add_parser("create", help="make a key (printed once; only its hash is stored)")
+    c.add_argument("--name", default="", help="a label for the key")
+    c.set_defaults(func=_keys_create)
+    kk.add_parser("list", help="list keys: id, name, created, revoked").set_defaults(
+        func=_keys_list
+    )
+    r = kk.add_parser("revoke", help="revoke a key by id (takes effect at once)")
+    r.add_argument("key_id", metavar="KEY_ID")
+    r.set_defaults(func=_keys_revoke)
+    k.set_defaults(func=lambda args: k.print_help(sys.stderr) or 2)
+
+
+def _serve_dir() -> object:
+    from kitchen.cli._common import kitchen_home
+
+    return kitchen_home() / "serve"
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import logging
+    import os
+
+    from kitchen.cli._common import kitchen_home
+    from kitchen.errors import ConfigError
+
+    try:
+        import uvicorn
+
+        from kitchen.serve.app import create_app
+    except ImportError as exc:
+        raise ConfigError(
+            f"kitchen serve needs the serve extra ({exc.name} is missing): "
+            "pip install 'kitchen-posttrain[serve]'"
+        ) from None
+    from kitchen.serve.settings import DEFAULT_BASE_MODELS, ServeSettings
+
+    if args.checkpoint_every < 1:
+        raise ConfigError("--checkpoint-every must be at least 1")
+    if not 0 < args.port < 65536:
+        raise ConfigError(f"--port must be 1-65535, got {args.port}")
+    settings = ServeSettings(
+        home=kitchen_home(),
+        db_url=os.environ.get("KITCHEN_DB_URL"),
+        checkpoint_every=args.checkpoint_every,
+        base_models=tuple(args.base_model or DEFAULT_BASE_MODELS),
+        max_body_bytes=args.max_body_mb * 1024 * 1024,
+        device=args.device,
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("kitchen serve: %(message)s"))
+    served = logging.getLogger("kitchen.serve")
+    served.addHandler(handler)
+    served.setLevel(logging.INFO)
+    print(f"http://{args.host}:{args.port}", flush=True)
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
+    return 0
+
+
+def _keys_create(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from kitchen.serve import keys
+
+    key, record = keys.create(Path(str(_serve_dir())), args.name)
+    print(key)
+    print(
+        f"created {record.id}{f' ({record.name})' if record.name else ''}: the key above is "
+        "shown once; set it as TINKER_API_KEY",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _keys_list(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from kitchen.cli._common import table
+    from kitchen.serve import keys
+
+    rows = [
+        [r.id, r.name or "-", r.created_at, r.revoked_at or "-"]
+        for r in keys.read(Path(str(_serve_dir())))
+    ]
+    print(table(["ID", "NAME", "CREATED", "REVOKED"], rows))
+    return 0
+
+
+def _keys_revoke(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from kitchen.serve import keys
+
+    record = keys.revoke(Path(str(_serve_dir())), args.key_id)
+    print(f"revoked {record.id} at {record.revoked_at}")
+    return 0

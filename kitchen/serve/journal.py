@@ -1,0 +1,430 @@
+"""Everything ``kitchen serve`` persists, in one place: how requests become events, and back.
+
+A served model is a kitchen run (``RunCreated(workflow="served", recipe="served")``). Its log:
+
+- ``RunCreated`` (the model's spec as config) and one ``AttemptStarted`` per server process
+  that drove it (a restart is a new attempt, resumed from the newest checkpoint);
+- one ``StageCompleted`` per state-changing request, appended *before* the request is
+  acknowledged: ``stage`` is the request kind (``forward_backward``, ``optim_step`` …),
+  ``outputs`` hold the client's ``seq_id`` and the request id, and the request body, stored
+  as a content-addressed blob, is its one ``artifacts`` entry (kind ``request``), so
+  ``kitchen replay --verify`` re-hashes it like any artifact. An ``optim_step`` request
+  carries ``optim_step``. The event records that the request was accepted in order; its
+  effect follows from its input and the state before it, so results are not logged but
+  recomputed on a rebuild (the local backend is deterministic on CPU);
+- ``StageCompleted(stage="log_step_metrics", metrics=…)`` after each optimizer step (for
+  ``kitchen show``), ``CheckpointSaved`` for each server-side checkpoint, whose ``cursor``
+  names the last request seq it contains, and ``StageCompleted(stage="rebuild")`` with what a
+  restart re-applied.
+
+A rebuild (:meth:`Journal.plan`) is: the newest checkpoint whose blob verifies, then the
+request events after its cursor, in order. Sessions and samplers are small JSON records
+beside the runs. The engine owns none of this: adapting to a new event shape means editing
+this module only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import threading
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kitchen import events as ev
+from kitchen.adapters.blobs import LocalBlobStore
+from kitchen.errors import CheckpointCorrupt, KitchenError
+from kitchen.ports import BlobRef
+from kitchen.serve import ids
+from kitchen.store import EventStore, NewEvent, StoredEvent, canonical_json
+
+SERVED = "served"
+REQUEST_KINDS = frozenset(
+    {
+        "forward_backward",
+        "forward",
+        "optim_step",
+        "save_weights",
+        "load_weights",
+        "save_weights_for_sampler",
+        "save_weights_external",
+    }
+)
+LEASE_TTL_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """What a served model was created with: enough to build it again from nothing."""
+
+    model_id: str
+    session_id: str
+    model_seq_id: int
+    owner: str
+    base_model: str
+    lora_rank: int
+    seed: int
+    train_attn: bool = True
+    train_mlp: bool = True
+    train_unembed: bool = True
+    source: dict[str, Any] | None = None
+    """Created from a checkpoint: {path, uri, sha256, bytes, optimizer}."""
+
+    @property
+    def run_id(self) -> str:
+        return ids.run_id_of(self.model_id)
+
+    @property
+    def run_dir(self) -> str:
+        """Relative to KITCHEN_HOME, inside the owner's folder."""
+        return f"serve/owners/{self.owner}/runs/{self.run_id}"
+
+    def config(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> ModelSpec:
+        return cls(**{k: config[k] for k in cls.__dataclass_fields__ if k in config})
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedRequest:
+    seq: int  # event seq in the run's log
+    seq_id: int  # the client's seq_id
+    kind: str
+    request_id: str
+    input_uri: str
+    input_sha256: str
+    input_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointRef:
+    seq: int
+    name: str
+    step: int
+    uri: str
+    sha256: str
+    bytes: int
+    request_seq: int  # the last request event this checkpoint contains
+
+
+@dataclass(slots=True)
+class RebuildPlan:
+    spec: ModelSpec
+    checkpoint: CheckpointRef | None
+    replay: list[LoggedRequest]
+    next_seq_id: int
+    steps_at_checkpoint: int
+    last_seq: int
+    attempt: int
+    invalid: list[CheckpointRef] = field(default_factory=list)
+
+
+class Journal:
+    """The served models' log, their request blobs, and the session and sampler records."""
+
+    def __init__(self, store: EventStore, home: Path) -> None:
+        self.store = store
+        self.home = home
+        self.blobs = LocalBlobStore(home)
+        self._tips: dict[str, int] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._attempts: dict[str, int] = {}
+        self._guard = threading.Lock()
+        self._holder = f"{socket.gethostname()}:{os.getpid()}:serve"
+        self._stop = threading.Event()
+        self._renewer: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ folders and blobs
+
+    def owner_dir(self, owner: str) -> Path:
+        return self.home / "serve" / "owners" / owner
+
+    def put_input(self, owner: str, data: bytes) -> BlobRef:
+        """Store a request body content-addressed (fsync'd) in its owner's folder."""
+        sha = hashlib.sha256(data).hexdigest()
+        key = f"serve/owners/{owner}/inputs/{sha[:2]}/{sha}"
+        path = self.home / key
+        if path.is_file() and path.stat().st_size == len(data):
+            return BlobRef(key, sha, len(data))
+        return self.blobs.write_bytes(key, data)
+
+    def read_input(self, req: LoggedRequest) -> bytes:
+        data = self.blobs.read_bytes(req.input_uri)
+        if hashlib.sha256(data).hexdigest() != req.input_sha256:
+            raise CheckpointCorrupt(
+                f"request blob {req.input_uri} does not match its sha256 (seq {req.seq})"
+            )
+        return data
+
+    # ------------------------------------------------------------------ appends
+
+    def _append(self, run_id: str, events: Iterable[ev.Event]) -> list[StoredEvent]:
+        with self._guard:
+            lock = self._locks.setdefault(run_id, threading.Lock())
+        with lock:
+            tip = self._tips.get(run_id)
+            if tip is None:
+                tip = self.store.last_seq(run_id)
+            new = [NewEvent(e.type_name(), e.payload(), e.schema_version) for e in events]
+            stored = self.store.append(run_id, new, tip)
+            self._tips[run_id] = stored[-1].seq
+            return stored
+
+    def create_model(self, spec: ModelSpec, versions: dict[str, str]) -> None:
+        """RunCreated + AttemptStarted of a new served model; ConcurrencyConflict if it exists."""
+        config = spec.config()
+        created = ev.RunCreated(
+            recipe=SERVED,
+            workflow=SERVED,
+            config=config,
+            config_hash=hashlib.sha256(canonical_json(config).encode()).hexdigest(),
+            seed=spec.seed,
+            versions=versions,
+            run_dir=spec.run_dir,
+        )
+        self._tips[spec.run_id] = 0
+        self._append(spec.run_id, [created, self._attempt_started(spec.run_id, 1, None)])
+        self._lease(spec.run_id, 1)
+
+    def _attempt_started(self, run_id: str, attempt: int, resumed_from: int | None) -> ev.Event:
+        self._attempts[run_id] = attempt
+        return ev.AttemptStarted(
+            attempt=attempt,
+            worker=self._holder,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            resumed_from=resumed_from,
+        )
+
+    def record_request(
+        self, spec: ModelSpec, kind: str, seq_id: int, ref: BlobRef, step: int, dest: str
+    ) -> int:
+        """The request is on record once this returns: only then may it be acknowledged."""
+        event = ev.StageCompleted(
+            stage=kind,
+            dest=dest,
+            step=step,
+            epoch=0,
+            outputs={"seq_id": seq_id, "request_id": ids.request_id(spec.model_id, seq_id)},
+            duration_s=0.0,
+            optim_step=step if kind == "optim_step" else None,
+            artifacts=[
+                ev.Artifact(
+                    kind="request", uri=ref.uri, sha256=ref.sha256, bytes=ref.bytes, step=step
+                )
+            ],
+        )
+        return self._append(spec.run_id, [event])[0].seq
+
+    def record_metrics(self, spec: ModelSpec, step: int, metrics: dict[str, float]) -> None:
+        clean = {k: float(v) for k, v in metrics.items() if v == v and abs(v) != float("inf")}
+        event = ev.StageCompleted(
+            stage="log_step_metrics",
+            dest="ready",
+            step=step,
+            epoch=0,
+            duration_s=0.0,
+            metrics={str(step): clean},
+        )
+        self._append(spec.run_id, [event])
+
+    def record_checkpoint(
+        self, spec: ModelSpec, name: str, step: int, ref: BlobRef, request_seq: int
+    ) -> None:
+        """Only after the folder is durable (``write_dir`` fsyncs and renames it into place)."""
+        event = ev.CheckpointSaved(
+            name=name,
+            step=step,
+            epoch=0,
+            uri=ref.uri,
+            sha256=ref.sha256,
+            bytes=ref.bytes,
+            machine_state="ready",
+            cursor={"request_seq": request_seq},
+        )
+        self._append(spec.run_id, [event])
+
+    def begin_attempt(self, plan: RebuildPlan) -> None:
+        """A restarted server takes the model over: a new attempt, resumed from the checkpoint."""
+        run_id = plan.spec.run_id
+        self._tips[run_id] = plan.last_seq
+        bad = [
+            ev.CheckpointInvalidated(
+                checkpoint_seq=c.seq, uri=c.uri, reason="blob missing or corrupt"
+            )
+            for c in plan.invalid
+        ]
+        resumed = plan.checkpoint.seq if plan.checkpoint else None
+        self._append(run_id, [*bad, self._attempt_started(run_id, plan.attempt, resumed)])
+        self._lease(run_id, plan.attempt)
+
+    def record_rebuild(self, plan: RebuildPlan, steps: int, optim_steps: int) -> None:
+        event = ev.StageCompleted(
+            stage="rebuild",
+            dest="ready",
+            step=steps,
+            epoch=0,
+            outputs={
+                "from_checkpoint_seq": plan.checkpoint.seq if plan.checkpoint else None,
+                "replayed_requests": len(plan.replay),
+                "replayed_optim_steps": optim_steps,
+            },
+            duration_s=0.0,
+        )
+        self._append(plan.spec.run_id, [event])
+
+    # ------------------------------------------------------------------ reads
+
+    def served_runs(self) -> list[str]:
+        return [row.run_id for row in self.store.list_runs(recipe=SERVED)]
+
+    def plan(self, run_id: str) -> RebuildPlan:
+        """Fold a served run's log into what a rebuild needs: spec, checkpoint, requests after."""
+        rows = self.store.read(run_id)
+        if not rows or rows[0].type != "RunCreated":
+            raise KitchenError(f"run {run_id} is not a served model")
+        spec = ModelSpec.from_config(rows[0].payload["config"])
+        requests: list[LoggedRequest] = []
+        checkpoints: list[CheckpointRef] = []
+        dead: set[int] = set()
+        attempt = 0
+        for row in rows:
+            p = row.payload
+            if row.type == "AttemptStarted":
+                attempt = max(attempt, int(p["attempt"]))
+            elif row.type == "StageCompleted" and p["stage"] in REQUEST_KINDS:
+                requests.append(_logged(row))
+            elif row.type == "CheckpointSaved":
+                checkpoints.append(_checkpoint(row))
+            elif row.type in ("CheckpointInvalidated", "CheckpointDeleted"):
+                dead.add(int(p["checkpoint_seq"]))
+        chosen, invalid = None, []
+        for c in reversed(checkpoints):
+            if c.seq in dead:
+                continue
+            if self.blobs.verify(BlobRef(c.uri, c.sha256, c.bytes)):
+                chosen = c
+                break
+            invalid.append(c)
+        after = chosen.request_seq if chosen else 0
+        return RebuildPlan(
+            spec=spec,
+            checkpoint=chosen,
+            replay=[r for r in requests if r.seq > after],
+            next_seq_id=max((r.seq_id for r in requests), default=0) + 1,
+            steps_at_checkpoint=chosen.step if chosen else 0,
+            last_seq=rows[-1].seq,
+            attempt=attempt + 1,
+            invalid=invalid,
+        )
+
+    # ------------------------------------------------------------------ leases
+
+    def _lease(self, run_id: str, attempt: int) -> None:
+        """Hold the run's lease while this process serves it, so ``kitchen runs`` shows it
+        running, and crashed once the process is gone."""
+        self.store.acquire_lease(
+            run_id,
+            self._holder,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            attempt=attempt,
+            ttl_s=LEASE_TTL_S,
+        )
+        if self._renewer is None:
+            self._renewer = threading.Thread(target=self._renew, name="serve-leases", daemon=True)
+            self._renewer.start()
+
+    def _renew(self) -> None:
+        while not self._stop.wait(LEASE_TTL_S / 3):
+            for run_id in list(self._attempts):
+                try:
+                    self.store.renew_lease(run_id, self._holder, LEASE_TTL_S)
+                except KitchenError:
+                    continue
+
+    def close(self) -> None:
+        self._stop.set()
+        for run_id in list(self._attempts):
+            try:
+                self.store.release_lease(run_id, self._holder)
+            except KitchenError:
+                continue
+
+    # ------------------------------------------------------------------ sessions, samplers
+
+    def save_session(self, session_id: str, owner: str, meta: dict[str, Any]) -> None:
+        _write_json(self._record_path("sessions", session_id), {"owner": owner, **meta})
+
+    def load_session(self, session_id: str) -> dict[str, Any] | None:
+        if not ids.SESSION.fullmatch(session_id):
+            return None
+        return _read_json(self._record_path("sessions", session_id))
+
+    def save_sampler(self, sampler: str, record: dict[str, Any]) -> None:
+        _write_json(self._record_path("samplers", sampler), record)
+
+    def load_sampler(self, sampler: str) -> dict[str, Any] | None:
+        session, sep, n = sampler.partition(":sample:")
+        if not sep or not ids.SESSION.fullmatch(session) or not n.isdigit() or len(n) > 12:
+            return None
+        return _read_json(self._record_path("samplers", sampler))
+
+    def _record_path(self, kind: str, name: str) -> Path:
+        return self.home / "serve" / kind / f"{name.replace(':', '_')}.json"
+
+
+def _logged(row: StoredEvent) -> LoggedRequest:
+    out = row.payload["outputs"]
+    (blob,) = [a for a in row.payload["artifacts"] if a["kind"] == "request"]
+    return LoggedRequest(
+        seq=row.seq,
+        seq_id=int(out["seq_id"]),
+        kind=row.payload["stage"],
+        request_id=out["request_id"],
+        input_uri=blob["uri"],
+        input_sha256=blob["sha256"],
+        input_bytes=int(blob["bytes"]),
+    )
+
+
+def _checkpoint(row: StoredEvent) -> CheckpointRef:
+    p = row.payload
+    return CheckpointRef(
+        seq=row.seq,
+        name=p["name"],
+        step=int(p["step"]),
+        uri=p["uri"],
+        sha256=p["sha256"],
+        bytes=int(p["bytes"]),
+        request_seq=int(p.get("cursor", {}).get("request_seq", 0)),
+    )
+
+
+def _write_json(path: Path, value: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(json.dumps(value, sort_keys=True))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def is_served(rows: list[StoredEvent]) -> bool:
+    """True if a run's log is a served model's (for the CLI commands that leave it alone)."""
+    return bool(rows) and rows[0].type == "RunCreated" and rows[0].payload.get("workflow") == SERVED

@@ -1,0 +1,308 @@
+"""One served model: requests accepted in ``seq_id`` order, on record, then run one by one.
+
+Accepting a request (:meth:`ServedModel.accept`) stores its body as a blob and appends its
+event *before* the client gets the request id back; only then is it queued for the executor.
+The executor runs the queue in order on the local backend, resolves each future, and after
+every N-th optimizer step takes a server-side checkpoint (state + the results not yet
+retrieved) and records it. A rebuilt model queues the logged requests after its checkpoint
+first, with their original request ids, so a client still polling them gets its answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kitchen import faults
+from kitchen.errors import KitchenError
+from kitchen.serve import backend, ids
+from kitchen.serve.errors import ApiError, bad_request
+from kitchen.serve.futures import FutureTable, Result
+from kitchen.serve.journal import Journal, ModelSpec, RebuildPlan
+from kitchen.types import AdamParams
+
+if TYPE_CHECKING:  # pragma: no cover
+    from kitchen.adapters.local_torch.client import LocalTrainingClient
+
+log = logging.getLogger("kitchen.serve")
+PROTO = "application/x-protobuf"
+ORDER_WAIT_S = 5.0
+MAX_AHEAD = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    kind: str
+    seq_id: int
+    request_id: str
+    event_seq: int
+    payload: Any
+    replay: bool = False
+
+
+def as_json(value: dict[str, Any]) -> Result:
+    return Result(json.dumps(value).encode())
+
+
+def failed(message: str, category: str = "user") -> Result:
+    return Result(json.dumps({"error": message, "category": category}).encode(), failed=True)
+
+
+class ServedModel:
+    def __init__(
+        self, spec: ModelSpec, journal: Journal, futures: FutureTable, every: int, device: str
+    ) -> None:
+        self.spec = spec
+        self.journal = journal
+        self.futures = futures
+        self.every = max(1, every)
+        self.device = device
+        self.next_seq_id = 1
+        self.steps = 0  # optimizer steps accepted
+        self.done_steps = 0  # optimizer steps executed
+        self.attempt = 1
+        self.client: LocalTrainingClient | None = None
+        self.ready = asyncio.Event()
+        self.broken: str | None = None
+        self._cond = asyncio.Condition()
+        self._queue: asyncio.Queue[Op | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._losses: list[float] = []
+        self._last_metrics: dict[str, float] = {}
+        self._queued_steps = 0
+        self.plan: RebuildPlan | None = None  # set when rebuilt from the log
+
+    @property
+    def model_id(self) -> str:
+        return self.spec.model_id
+
+    @property
+    def owner(self) -> str:
+        return self.spec.owner
+
+    def folder(self, kind: str, name: str) -> Path:
+        return ids.owner_path(
+            self.journal.owner_dir(self.owner), "runs", self.spec.run_id, kind, name
+        )
+
+    def targets(self) -> tuple[str, ...] | None:
+        return backend.target_modules(self.spec.train_attn, self.spec.train_mlp)
+
+    # ------------------------------------------------------------------ start
+
+    async def start(self, load: list[tuple[Path, bool]], restored: dict[str, Result]) -> None:
+        """Build the client, load ``load`` (folder, with optimizer) in order, run the queue."""
+        try:
+            self.client = await asyncio.to_thread(
+                backend.training_client,
+                self.spec.base_model,
+                self.spec.lora_rank,
+                self.spec.seed,
+                self.targets(),
+                self.device,
+            )
+            for folder, optimizer in load:
+                await backend.wait(self.client.load_state(folder, optimizer))
+            self.done_steps = self.client.step
+            self.steps = self.done_steps + self._queued_steps
+        except (KitchenError, OSError, ValueError) as exc:
+            self.broken = f"cannot build model {self.model_id}: {exc}"
+            log.error("%s", self.broken)
+        for rid, result in restored.items():
+            self.futures.create(rid, self.owner, self.model_id)
+            self.futures.resolve(rid, result)
+        self.ready.set()
+        self._task = asyncio.create_task(self._run(), name=f"serve:{self.model_id}")
+
+    def enqueue_replay(self, op: Op) -> None:
+        self.futures.create(op.request_id, self.owner, self.model_id)
+        self._queued_steps += op.kind == "optim_step"
+        self._queue.put_nowait(op)
+
+    def enqueue_marker(self) -> None:
+        """A None in the queue: the replayed requests before it are done (see ``_run``)."""
+        self._queue.put_nowait(None)
+
+    # ------------------------------------------------------------------ accept
+
+    async def accept(self, kind: str, seq_id: int | None, body: bytes, payload: Any) -> str:
+        """Put the request on record in seq_id order and queue it; return its request id."""
+        if seq_id is None or seq_id < 1:
+            raise bad_request("seq_id is required and starts at 1")
+        rid = ids.request_id(self.model_id, seq_id)
+        async with self._cond:
+            if seq_id < self.next_seq_id:
+                return rid  # a retry of a request already on record
+            if seq_id > self.next_seq_id + MAX_AHEAD:
+                raise bad_request(f"seq_id {seq_id} is far ahead of {self.next_seq_id}")
+            try:
+                await asyncio.wait_for(
+                    self._cond.wait_for(lambda: self.next_seq_id >= seq_id), ORDER_WAIT_S
+                )
+            except TimeoutError:
+                raise bad_request(
+                    f"seq_id {seq_id} waited {ORDER_WAIT_S:.0f}s for seq_id {self.next_seq_id}"
+                ) from None
+            if seq_id < self.next_seq_id:
+                return rid
+            ref = await asyncio.to_thread(self.journal.put_input, self.owner, body)
+            dest = "gradients" if kind == "forward_backward" else "ready"
+            event_seq = await asyncio.to_thread(
+                self.journal.record_request, self.spec, kind, seq_id, ref, self.steps, dest
+            )
+            faults.point(f"serve:accept:{kind}")  # on record, not yet acknowledged
+            if kind == "optim_step":
+                self.steps += 1
+            elif kind == "load_weights":
+                self.steps = saved_step(Path(payload["folder"]), self.steps)
+            self.next_seq_id = seq_id + 1
+            self.futures.create(rid, self.owner, self.model_id)
+            self._queue.put_nowait(Op(kind, seq_id, rid, event_seq, payload))
+            self._cond.notify_all()
+        return rid
+
+    # ------------------------------------------------------------------ execute
+
+    async def _run(self) -> None:
+        replayed_steps = 0
+        while True:
+            op = await self._queue.get()
+            if op is None:
+                await asyncio.to_thread(self._record_rebuild, replayed_steps)
+                continue
+            if self.broken is not None:
+                self.futures.resolve(op.request_id, failed(self.broken, "server"))
+                continue
+            faults.point(f"serve:{'replay' if op.replay else 'execute'}:{op.kind}")
+            try:
+                result = await self._execute(op)
+            except ApiError as exc:
+                result = failed(exc.message, exc.category)
+            except KitchenError as exc:
+                result = failed(str(exc))
+            except Exception as exc:  # a bug: fail this request, keep serving the rest
+                log.exception("request %s failed", op.request_id)
+                result = failed(f"{type(exc).__name__}: {exc}", "server")
+            self.futures.resolve(op.request_id, result)
+            if op.kind == "optim_step" and not result.failed:
+                replayed_steps += op.replay
+                await self._after_step(op)
+
+    def _record_rebuild(self, replayed_steps: int) -> None:
+        if self.plan is not None:
+            self.journal.record_rebuild(self.plan, self.done_steps, replayed_steps)
+
+    async def _execute(self, op: Op) -> Result:
+        from kitchen.serve import wire
+
+        client = self.client
+        assert client is not None
+        p = op.payload
+        if op.kind in ("forward_backward", "forward"):
+            call = client.forward_backward if op.kind == "forward_backward" else client.forward
+            out = await backend.wait(call(p.data, p.loss_fn, p.loss_fn_config))
+            if op.kind == "forward_backward":
+                self._losses.append(out.metrics.get("loss:sum", 0.0))
+            return Result(wire.encode_forward_backward(out), PROTO)
+        if op.kind == "optim_step":
+            step = await backend.wait(client.optim_step(AdamParams(**p)))
+            self.done_steps += 1
+            self._last_metrics = {**step.metrics, "loss:sum": sum(self._losses)}
+            self._losses = []
+            return as_json({"metrics": step.metrics, "type": "optim_step"})
+        if op.kind == "load_weights":
+            folder = Path(p["folder"])
+            await backend.wait(client.load_state(folder, bool(p["optimizer"])))
+            self.done_steps = client.step
+            return as_json({"path": p["path"], "model_id": self.model_id, "type": "load_weights"})
+        return await self._save(op, client)
+
+    async def _save(self, op: Op, client: LocalTrainingClient) -> Result:
+        p = op.payload
+        kind, name = p["kind"], p["name"]
+        folder = self.folder(kind, name)
+        path = str(ids.TinkerPath(self.model_id, kind, name))
+        if folder.exists() and not op.replay:
+            raise bad_request(f"checkpoint {path} exists: pick another name")
+        if not folder.exists():
+            if kind == "weights":
+
+                def fill(tmp: Path) -> None:
+                    client.save_state(tmp).result()
+                    faults.point("serve:save:mid")  # written, not yet renamed into place
+            else:
+
+                def fill(tmp: Path) -> None:
+                    client.save_weights_for_sampler(tmp).result()
+
+            key = folder.relative_to(self.journal.home.resolve()).as_posix()
+            await asyncio.to_thread(self.journal.blobs.write_dir, key, fill)
+        if op.kind == "save_weights":
+            return as_json({"path": path, "type": "save_weights"})
+        if op.kind == "save_weights_external":
+            size = sum(f.stat().st_size for f in folder.iterdir() if not f.name.startswith("."))
+            return as_json({"path": path, "size_bytes": size, "type": "save_weights_external"})
+        sampler = None
+        if p.get("sampling_session_seq_id") is not None:
+            sampler = ids.sampler_id(self.spec.session_id, int(p["sampling_session_seq_id"]))
+            record = {"owner": self.owner, "base_model": self.spec.base_model, "model_path": path}
+            await asyncio.to_thread(self.journal.save_sampler, sampler, record)
+        return as_json(
+            {"path": path, "sampling_session_id": sampler, "type": "save_weights_for_sampler"}
+        )
+
+    async def _after_step(self, op: Op) -> None:
+        metrics = self._last_metrics
+        if not op.replay:
+            await asyncio.to_thread(
+                self.journal.record_metrics, self.spec, self.done_steps - 1, metrics
+            )
+        if self.done_steps % self.every == 0:
+            await self._checkpoint(op)
+
+    async def _checkpoint(self, op: Op) -> None:
+        """State + results not yet retrieved, written atomically, then CheckpointSaved."""
+        client = self.client
+        assert client is not None
+        name = f"step-{self.done_steps:06d}-a{self.attempt}"
+        key = f"{self.spec.run_dir}/checkpoints/{name}"
+        pending = {rid: r.as_json() for rid, r in self.futures.unretrieved(self.model_id).items()}
+
+        def fill(tmp: Path) -> None:
+            client.save_state(tmp / "state").result()
+            (tmp / "results.json").write_text(json.dumps(pending, sort_keys=True))
+
+        try:
+            ref = await asyncio.to_thread(self.journal.blobs.write_dir, key, fill)
+            faults.point("serve:checkpoint:after_blob")
+            await asyncio.to_thread(
+                self.journal.record_checkpoint, self.spec, name, self.done_steps, ref, op.event_seq
+            )
+        except (KitchenError, OSError) as exc:
+            log.error("checkpoint of %s at step %d failed: %s", self.model_id, self.done_steps, exc)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        if self.client is not None:
+            await asyncio.to_thread(self.client.close)
+
+
+def saved_step(folder: Path, default: int) -> int:
+    """The optimizer step a saved state holds (its state.json), so later events count on
+    from there; the executor's own count comes from the loaded client."""
+    try:
+        return int(json.loads((folder / "state.json").read_text())["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return default
+
+
+def load_checkpoint_results(folder: Path) -> dict[str, Result]:
+    path = folder / "results.json"
+    if not path.is_file():
+        return {}
+    return {rid: Result.from_json(v) for rid, v in json.loads(path.read_text()).items()}

@@ -1,0 +1,49 @@
+"""``retrieve_future``: a long poll that answers the result, an error, or ``try_again``."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+
+from kitchen import faults
+from kitchen.serve import schemas
+from kitchen.serve.deps import Owner, ServiceDep
+from kitchen.serve.errors import ApiError, not_found, not_implemented
+
+router = APIRouter(prefix="/api/v1", tags=["futures"])
+
+
+@router.post("/retrieve_future", response_model=None)
+async def retrieve_future(
+    body: schemas.FutureRetrieveRequest, owner: Owner, service: ServiceDep
+) -> Response | dict[str, Any]:
+    entry = service.futures.get(body.request_id)
+    if body.request_id.startswith("sample:"):
+        faults.point("serve:retrieve:sample")  # a sample acknowledged, not yet answered
+    if entry is None or entry.owner != owner:
+        if body.request_id.startswith("sample:") and entry is None:
+            # Samples are not on record: after a restart 410 makes the SDK send it again.
+            raise ApiError(410, f"request {body.request_id} is gone: send it again")
+        raise not_found(f"request {body.request_id[:120]!r}")
+    try:
+        result = await asyncio.wait_for(asyncio.shield(entry.future), service.settings.long_poll_s)
+    except TimeoutError:
+        return {"type": "try_again", "request_id": body.request_id, "queue_state": "active"}
+    service.futures.mark_retrieved(body.request_id)
+    return Response(result.body, media_type=result.content_type)
+
+
+@router.post("/cancel_future")
+def cancel_future(body: schemas.CancelFutureRequest, owner: Owner, service: ServiceDep) -> None:
+    """Accepted; a queued request still runs (a training request is already on record)."""
+    entry = service.futures.get(body.request_id)
+    if entry is None or entry.owner != owner:
+        raise not_found(f"request {body.request_id[:120]!r}")
+
+
+@router.post("/retrieve_futures")
+def retrieve_futures(owner: Owner) -> None:
+    raise not_implemented("retrieve_futures")

@@ -1,0 +1,77 @@
+"""Sampling sessions and ``asample`` (whose future resolves to a protobuf SampleResponse)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter
+
+from kitchen.serve import ids, schemas
+from kitchen.serve.deps import Owner, ServiceDep
+from kitchen.serve.errors import bad_request, not_found
+from kitchen.serve.sampling import check_request
+from kitchen.serve.service import Service
+
+router = APIRouter(prefix="/api/v1", tags=["sampling"])
+
+
+def _record(
+    service: Service, owner: str, model_path: str | None, base_model: str | None
+) -> dict[str, Any]:
+    if model_path is not None:
+        tp, model, _ = service.resolve(owner, model_path)
+        if tp.kind != "sampler_weights":
+            raise bad_request("sample from sampler weights (tinker://…/sampler_weights/<name>)")
+        return {"owner": owner, "base_model": model.spec.base_model, "model_path": model_path}
+    if base_model is None:
+        raise bad_request("name a model_path or a base_model to sample from")
+    service.check_base_model(base_model)
+    return {"owner": owner, "base_model": base_model, "model_path": None}
+
+
+@router.post("/create_sampling_session")
+def create_sampling_session(
+    body: schemas.CreateSamplingSessionRequest, owner: Owner, service: ServiceDep
+) -> dict[str, str]:
+    service.check_session(owner, body.session_id)
+    record = _record(service, owner, body.model_path, body.base_model)
+    sampler = ids.sampler_id(body.session_id, body.sampling_session_seq_id)
+    service.journal.save_sampler(sampler, record)
+    return {"type": "create_sampling_session", "sampling_session_id": sampler}
+
+
+def _sampler(service: Service, owner: str, sampler: str) -> dict[str, Any]:
+    record = service.journal.load_sampler(sampler)
+    if record is None or record.get("owner") != owner:
+        raise not_found(f"sampler {sampler[:80]!r}")
+    return record
+
+
+@router.get("/samplers/{sampler_id}")
+def get_sampler(sampler_id: str, owner: Owner, service: ServiceDep) -> dict[str, Any]:
+    record = _sampler(service, owner, sampler_id)
+    return {
+        "sampler_id": sampler_id,
+        "base_model": record["base_model"],
+        "model_path": record.get("model_path"),
+    }
+
+
+@router.post("/asample")
+async def asample(body: schemas.SampleRequest, owner: Owner, service: ServiceDep) -> dict[str, Any]:
+    if body.sampling_session_id is not None:
+        record = _sampler(service, owner, body.sampling_session_id)
+    else:
+        record = _record(service, owner, body.model_path, body.base_model)
+    base = record["base_model"]
+    s = service.settings
+    check_request(body, s.max_samples, s.max_sample_tokens, service.vocab(base))
+    rank, targets, adapter = 1, None, None
+    if record.get("model_path"):
+        _, model, folder = service.resolve(owner, record["model_path"])
+        rank, targets, adapter = model.spec.lora_rank, model.targets(), Path(folder)
+    sampler = await service.samplers.client(base, rank, targets, adapter)
+    eos = sampler.get_tokenizer().eos_token_id
+    rid, sequence_ids = service.samplers.submit(owner, sampler, body, eos)
+    return {"request_id": rid, "sample_sequence_ids": sequence_ids}
