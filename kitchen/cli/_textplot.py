@@ -46,8 +46,9 @@ def chart(title: str, series: Sequence[Series], width: int = 64, height: int = 1
         for x, y in s.points:
             put(x, y, mark, over=True)
     labels = {0: _fmt(y1), height - 1: _fmt(y0)}
-    if height > 2:
-        labels[(height - 1) // 2] = _fmt((y0 + y1) / 2)
+    if height > 2 and y1 != y0:
+        mid = (height - 1) // 2  # labelled with the value its row stands for, exactly
+        labels[mid] = _fmt(y1 - mid / (height - 1) * (y1 - y0))
     pad = max(len(v) for v in labels.values())
     lines = [title]
     for i, row in enumerate(grid):

@@ -1,0 +1,161 @@
+"""``kitchen export`` and ``kitchen verify``: an auditor checks a run's history with no database.
+
+The histories are the hand-written ones of conftest.py; tampering is done to the exported
+bytes exactly as an attacker with the file would do it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from kitchen.export import verify_export
+from kitchen.store.canonical import canonical_json, chain_hash
+from kitchen.testing.cli import Kitchen
+
+
+def _export(kitchen: Kitchen, run_id: str, out: Path) -> str:
+    r = kitchen("export", run_id, "--out", str(out))
+    assert r.code == 0, r.stderr
+    return r.stdout.strip()
+
+
+def test_export_holds_every_event_and_the_blob_hashes(
+    kitchen: Kitchen, runs_db: None, tmp_path: Path
+) -> None:
+    out = tmp_path / "done.jsonl"
+    head = _export(kitchen, "done", out)
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [x["kind"] for x in lines] == ["event"] * 11 + ["summary"]
+    assert [x["seq"] for x in lines[:-1]] == list(range(1, 12))
+    assert lines[0]["prev_hash"] == "0" * 64
+    assert all(b["prev_hash"] == a["hash"] for a, b in zip(lines, lines[1:-1], strict=False))
+    assert lines[-1]["head"] == head == lines[-2]["hash"]
+    assert len(head) == 64
+    summary = lines[-1]
+    assert summary["events"] == 11
+    assert [(c["name"], c["seq"], c["status"]) for c in summary["checkpoints"]] == [
+        ("step-000001", 6, "live")
+    ]
+    assert [(a["kind"], a["seq"], a["uri"]) for a in summary["artifacts"]] == [
+        ("final_weights", 9, "done/final")
+    ]
+    assert summary["checkpoints"][0]["sha256"] == lines[5]["payload"]["sha256"]
+
+
+def test_verify_passes_with_no_database(kitchen: Kitchen, runs_db: None, tmp_path: Path) -> None:
+    out = tmp_path / "again.jsonl"
+    head = _export(kitchen, "again", out)
+    # A database URL that cannot be opened: verify must never try.
+    r = kitchen("verify", str(out), "--head", head)
+    assert r.code == 0, r.stderr
+    assert r.stdout.startswith(f"verified: run again, 14 events, head {head}, matches --head")
+    r = kitchen("verify", str(out))
+    assert r.code == 0 and "no --head" in r.stdout
+
+
+def _tamper_byte(data: bytes, seq: int, offset: int, new: bytes = b"X") -> bytes:
+    """Change one byte inside line ``seq`` (1-based) at ``offset`` from its start."""
+    lines = data.split(b"\n")
+    line = bytearray(lines[seq - 1])
+    line[offset] = new[0] if line[offset] != new[0] else ord("Y")
+    lines[seq - 1] = bytes(line)
+    return b"\n".join(lines)
+
+
+def test_one_changed_byte_fails_naming_its_seq(
+    kitchen: Kitchen, runs_db: None, tmp_path: Path
+) -> None:
+    out = tmp_path / "done.jsonl"
+    _export(kitchen, "done", out)
+    data = out.read_bytes()
+    # Through the CLI once: a digit of a loss in seq 5's payload.
+    line5 = data.split(b"\n")[4]
+    at = line5.index(b"2.5") + 2
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(_tamper_byte(data, 5, at, b"4"))  # 2.5 -> 2.4
+    r = kitchen("verify", str(bad))
+    assert r.code == 1
+    assert r.stderr.strip() == (
+        f"kitchen: error: {bad}: seq 5: hash does not match its contents (the event was altered)"
+    )
+    # Every byte of seq 7's line, in process: each change is found, at seq 7 and nowhere else.
+    line7 = data.split(b"\n")[6]
+    for offset in range(len(line7)):
+        result = verify_export(_tamper_byte(data, 7, offset).splitlines())
+        assert not result.ok, offset
+        assert result.first_bad_seq == 7, (offset, result.reason)
+
+
+def test_a_recomputed_chain_passes_alone_but_fails_against_head(
+    kitchen: Kitchen, runs_db: None, tmp_path: Path
+) -> None:
+    out = tmp_path / "done.jsonl"
+    head = _export(kitchen, "done", out)
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    # The forger improves a logged loss (seq 8: 2.0 → 1.0) and recomputes every later hash.
+    lines[7]["payload"]["outputs"]["steps"]["1"]["train_mean_nll"] = 1.0
+    prev = lines[6]["hash"]
+    for e in lines[7:-1]:
+        e["prev_hash"] = prev
+        e["hash"] = prev = chain_hash(
+            e["run_id"], e["seq"], e["type"], e["schema_version"], e["recorded_at"],
+            canonical_json(e["payload"]), prev,
+        )
+    lines[-1]["head"] = prev
+    forged = tmp_path / "forged.jsonl"
+    forged.write_text("".join(canonical_json(x) + "\n" for x in lines))
+
+    assert kitchen("verify", str(forged)).code == 0  # a file alone cannot tell
+    r = kitchen("verify", str(forged), "--head", head)
+    assert r.code == 1
+    assert f"{forged}: the last hash (seq 11) is {prev[:12]}…, not the head {head[:12]}…" in (
+        r.stderr
+    )
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda ls: ls[:5] + ls[6:], "seq 6: seq 7 found where seq 6 was expected (a gap)"),
+        (lambda ls: ls[:-1], "no summary line after seq 11 (the export is truncated)"),
+        (lambda ls: ls[:-2] + ls[-1:], "the summary does not match the 10 events above it"),
+        (lambda ls: ls[:-1] + [ls[-1][:-1]], "the line is not valid JSON"),
+    ],
+    ids=["a line removed", "truncated", "last event removed", "summary cut short"],
+)
+def test_structural_damage_is_named(
+    kitchen: Kitchen, runs_db: None, tmp_path: Path, edit, message: str
+) -> None:
+    out = tmp_path / "done.jsonl"
+    _export(kitchen, "done", out)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\n".join(edit(out.read_text().splitlines())) + "\n")
+    r = kitchen("verify", str(bad))
+    assert r.code == 1
+    assert message in r.stderr, r.stderr
+
+
+def test_summary_hash_edit_is_found(kitchen: Kitchen, runs_db: None, tmp_path: Path) -> None:
+    out = tmp_path / "done.jsonl"
+    _export(kitchen, "done", out)
+    lines = out.read_text().splitlines()
+    summary = json.loads(lines[-1])
+    sha = summary["checkpoints"][0]["sha256"]
+    summary["checkpoints"][0]["sha256"] = ("f" if sha[0] != "f" else "e") + sha[1:]
+    lines[-1] = canonical_json(summary)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\n".join(lines) + "\n")
+    r = kitchen("verify", str(bad))
+    assert r.code == 1
+    assert "the summary's checkpoints differ from those the events record" in r.stderr
+
+
+def test_unknown_run_and_missing_file(kitchen: Kitchen, runs_db: None, tmp_path: Path) -> None:
+    r = kitchen("export", "nope", "--out", str(tmp_path / "x.jsonl"))
+    assert r.code == 2 and "no run 'nope'" in r.stderr
+    assert not (tmp_path / "x.jsonl").exists()
+    r = kitchen("verify", str(tmp_path / "absent.jsonl"))
+    assert r.code == 2 and "no file" in r.stderr
