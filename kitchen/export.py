@@ -22,9 +22,9 @@ database), closes that gap: ``verify_export(..., head=…)`` compares it with th
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from kitchen.store.canonical import GENESIS_HASH, canonical_json, chain_hash, format_timestamp
@@ -64,13 +64,29 @@ def blobs_on_record(state: RunState) -> dict[str, list[dict[str, Any]]]:
     """Checkpoints and artifacts with their hashes, as the fold knows them (workflow-neutral)."""
     return {
         "checkpoints": [
-            {"seq": c.seq, "name": c.name, "step": c.step, "uri": c.uri, "sha256": c.sha256,
-             "bytes": c.bytes, "status": c.status, "location": c.location}
+            {
+                "seq": c.seq,
+                "name": c.name,
+                "step": c.step,
+                "uri": c.uri,
+                "sha256": c.sha256,
+                "bytes": c.bytes,
+                "status": c.status,
+                "location": c.location,
+            }
             for c in state.checkpoints
         ],
         "artifacts": [
-            {"seq": a.seq, "kind": a.kind, "step": a.step, "uri": a.uri, "sha256": a.sha256,
-             "bytes": a.bytes, "deleted": a.deleted, "location": a.location}
+            {
+                "seq": a.seq,
+                "kind": a.kind,
+                "step": a.step,
+                "uri": a.uri,
+                "sha256": a.sha256,
+                "bytes": a.bytes,
+                "deleted": a.deleted,
+                "location": a.location,
+            }
             for a in state.artifacts
         ],
     }
@@ -118,7 +134,16 @@ class _Bad(Exception):
         self.reason = reason
 
 
-_EVENT_KEYS = {"kind", "run_id", "seq", "type", "schema_version", "recorded_at", "prev_hash", "hash"}
+_EVENT_KEYS = {
+    "kind",
+    "run_id",
+    "seq",
+    "type",
+    "schema_version",
+    "recorded_at",
+    "prev_hash",
+    "hash",
+}
 
 
 def _parse(raw: bytes, seq: int | None) -> dict[str, Any]:
@@ -159,8 +184,13 @@ def _check_event(obj: dict[str, Any], seq: int, run_id: str | None, prev: str) -
     ):
         raise _Bad(seq, "a field has the wrong type (it was altered)")
     recomputed = chain_hash(
-        obj["run_id"], seq, obj["type"], obj["schema_version"], obj["recorded_at"],
-        payload_json, prev,
+        obj["run_id"],
+        seq,
+        obj["type"],
+        obj["schema_version"],
+        obj["recorded_at"],
+        payload_json,
+        prev,
     )
     if recomputed != obj["hash"]:
         raise _Bad(seq, "hash does not match its contents (the event was altered)")

@@ -56,13 +56,19 @@ def _collect(by_step: Iterable[tuple[int, dict[str, Any]]]) -> dict[str, list[Po
 def run_series(state: RunState) -> list[Series]:
     """Every numeric metric of a run: training metrics first, then held-out ones, by name."""
     train = _collect(state.step_metrics.items())
-    dropped = _collect((step, metrics) for step, (_seq, metrics) in state.superseded_metrics.items())
+    dropped = _collect(
+        (step, metrics) for step, (_seq, metrics) in state.superseded_metrics.items()
+    )
     evals = _collect(state.eval_metrics.items())
     series = [
-        Series(state.run_id, name, "train", tuple(train.get(name, ())), tuple(dropped.get(name, ())))
+        Series(
+            state.run_id, name, "train", tuple(train.get(name, ())), tuple(dropped.get(name, ()))
+        )
         for name in sorted(set(train) | set(dropped))
     ]
-    series += [Series(state.run_id, name, "eval", tuple(pts)) for name, pts in sorted(evals.items())]
+    series += [
+        Series(state.run_id, name, "eval", tuple(pts)) for name, pts in sorted(evals.items())
+    ]
     return series
 
 

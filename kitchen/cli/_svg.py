@@ -61,42 +61,58 @@ def line_chart(title: str, series: Sequence[Series], width: int = 460, height: i
     out = [
         f'<svg class="chart" data-metric="{escape(title)}" xmlns="http://www.w3.org/2000/svg" '
         f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">',
-        f'<title>{escape(title)}</title>',
+        f"<title>{escape(title)}</title>",
         f'<text x="{width / 2}" y="16" text-anchor="middle" class="ctitle">{escape(title)}</text>',
         f'<rect x="{pad_l}" y="{pad_t}" width="{inner_w}" height="{inner_h}" class="frame"/>',
     ]
     for y in _ticks(y0, y1):
-        out.append(f'<line x1="{pad_l}" x2="{pad_l + inner_w}" y1="{sy(y):.1f}" '
-                   f'y2="{sy(y):.1f}" class="grid"/>')
-        out.append(f'<text x="{pad_l - 4}" y="{sy(y) + 4:.1f}" text-anchor="end" '
-                   f'class="tick">{_num(y)}</text>')
+        out.append(
+            f'<line x1="{pad_l}" x2="{pad_l + inner_w}" y1="{sy(y):.1f}" '
+            f'y2="{sy(y):.1f}" class="grid"/>'
+        )
+        out.append(
+            f'<text x="{pad_l - 4}" y="{sy(y) + 4:.1f}" text-anchor="end" '
+            f'class="tick">{_num(y)}</text>'
+        )
     for x in _ticks(x0, x1):
-        out.append(f'<text x="{sx(x):.1f}" y="{pad_t + inner_h + 14}" text-anchor="middle" '
-                   f'class="tick">{x:.0f}</text>')
-    out.append(f'<text x="{pad_l + inner_w / 2}" y="{height - 4}" text-anchor="middle" '
-               'class="tick">step</text>')
+        out.append(
+            f'<text x="{sx(x):.1f}" y="{pad_t + inner_h + 14}" text-anchor="middle" '
+            f'class="tick">{x:.0f}</text>'
+        )
+    out.append(
+        f'<text x="{pad_l + inner_w / 2}" y="{height - 4}" text-anchor="middle" '
+        'class="tick">step</text>'
+    )
     runs = list(dict.fromkeys(s.run_id for s in series))
     for s in series:
         color = PALETTE[runs.index(s.run_id) % len(PALETTE)]
         data = f'data-run="{escape(s.run_id)}" data-kind="{s.kind}"'
         if s.superseded:
             for x, y in s.superseded:
-                out.append(f'<circle class="superseded" {data} cx="{sx(x):.1f}" cy="{sy(y):.1f}" '
-                           f'r="2.5" fill="{color}" opacity="0.3"><title>superseded step {x}: '
-                           f'{_num(y)}</title></circle>')
+                out.append(
+                    f'<circle class="superseded" {data} cx="{sx(x):.1f}" cy="{sy(y):.1f}" '
+                    f'r="2.5" fill="{color}" opacity="0.3"><title>superseded step {x}: '
+                    f"{_num(y)}</title></circle>"
+                )
         if len(s.points) > 1:
             coords = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in s.points)
             dash = ' stroke-dasharray="5 3"' if s.kind == "eval" else ""
-            out.append(f'<polyline class="line" {data} points="{coords}" fill="none" '
-                       f'stroke="{color}" stroke-width="1.6"{dash}/>')
+            out.append(
+                f'<polyline class="line" {data} points="{coords}" fill="none" '
+                f'stroke="{color}" stroke-width="1.6"{dash}/>'
+            )
         if s.kind == "eval" or len(s.points) == 1:
             for x, y in s.points:
-                out.append(f'<circle class="point" {data} cx="{sx(x):.1f}" cy="{sy(y):.1f}" '
-                           f'r="3.5" fill="{color}"><title>step {x}: {_num(y)}</title></circle>')
+                out.append(
+                    f'<circle class="point" {data} cx="{sx(x):.1f}" cy="{sy(y):.1f}" '
+                    f'r="3.5" fill="{color}"><title>step {x}: {_num(y)}</title></circle>'
+                )
     for i, run in enumerate(runs):
         color = PALETTE[i % len(PALETTE)]
-        out.append(f'<text x="{pad_l + 6}" y="{pad_t + 14 + 13 * i}" fill="{color}" '
-                   f'class="legend">{escape(run)}</text>')
+        out.append(
+            f'<text x="{pad_l + 6}" y="{pad_t + 14 + 13 * i}" fill="{color}" '
+            f'class="legend">{escape(run)}</text>'
+        )
     out.append("</svg>")
     return "\n".join(out)
 
@@ -123,41 +139,54 @@ def timeline(state: RunState, width: int = 920) -> str:
     ]
     bottom = top + row_h * max(len(state.attempts), 1)
     for lo, hi in state.superseded:
-        out.append(f'<rect class="superseded-range" x="{sx(lo):.1f}" y="{top - 4}" '
-                   f'width="{max(sx(hi) - sx(lo), 3):.1f}" height="{bottom - top + 8}" '
-                   f'fill="url(#hatch)" opacity="0.6"><title>seqs {lo}-{hi} superseded by a '
-                   "resume</title></rect>")
+        out.append(
+            f'<rect class="superseded-range" x="{sx(lo):.1f}" y="{top - 4}" '
+            f'width="{max(sx(hi) - sx(lo), 3):.1f}" height="{bottom - top + 8}" '
+            f'fill="url(#hatch)" opacity="0.6"><title>seqs {lo}-{hi} superseded by a '
+            "resume</title></rect>"
+        )
     for i, a in enumerate(state.attempts):
         end = state.attempts[i + 1].started_seq - 1 if i + 1 < len(state.attempts) else last
         y = top + row_h * i
         color = ENDED_COLOR.get(a.ended, "#1f77b4")
         how = a.ended or "running"
-        out.append(f'<text x="{pad_l - 6}" y="{y + 15}" text-anchor="end" class="tick">'
-                   f"attempt {a.number}</text>")
-        out.append(f'<rect class="attempt" data-attempt="{a.number}" data-ended="{how}" '
-                   f'x="{sx(a.started_seq):.1f}" y="{y + 3}" '
-                   f'width="{max(sx(end) - sx(a.started_seq), 3):.1f}" height="{row_h - 8}" '
-                   f'fill="{color}" rx="3"><title>attempt {a.number}: seqs {a.started_seq}-{end}, '
-                   f"{how}</title></rect>")
+        out.append(
+            f'<text x="{pad_l - 6}" y="{y + 15}" text-anchor="end" class="tick">'
+            f"attempt {a.number}</text>"
+        )
+        out.append(
+            f'<rect class="attempt" data-attempt="{a.number}" data-ended="{how}" '
+            f'x="{sx(a.started_seq):.1f}" y="{y + 3}" '
+            f'width="{max(sx(end) - sx(a.started_seq), 3):.1f}" height="{row_h - 8}" '
+            f'fill="{color}" rx="3"><title>attempt {a.number}: seqs {a.started_seq}-{end}, '
+            f"{how}</title></rect>"
+        )
         if a.resumed_from is not None or a.number > 1:
             what = f"checkpoint seq {a.resumed_from}" if a.resumed_from else "the start"
-            out.append(f'<path class="resume" data-attempt="{a.number}" '
-                       f'd="M{sx(a.started_seq):.1f},{y} l-6,-7 h12 z" fill="#000">'
-                       f"<title>attempt {a.number} resumed from {what}</title></path>")
+            out.append(
+                f'<path class="resume" data-attempt="{a.number}" '
+                f'd="M{sx(a.started_seq):.1f},{y} l-6,-7 h12 z" fill="#000">'
+                f"<title>attempt {a.number} resumed from {what}</title></path>"
+            )
     for c in state.checkpoints:
-        out.append(f'<line class="checkpoint" data-seq="{c.seq}" x1="{sx(c.seq):.1f}" '
-                   f'x2="{sx(c.seq):.1f}" y1="{bottom + 2}" y2="{bottom + 14}" stroke="#333" '
-                   f'stroke-width="2"><title>{escape(c.name)} (seq {c.seq}, {c.status})</title>'
-                   "</line>")
+        out.append(
+            f'<line class="checkpoint" data-seq="{c.seq}" x1="{sx(c.seq):.1f}" '
+            f'x2="{sx(c.seq):.1f}" y1="{bottom + 2}" y2="{bottom + 14}" stroke="#333" '
+            f'stroke-width="2"><title>{escape(c.name)} (seq {c.seq}, {c.status})</title>'
+            "</line>"
+        )
     for m in state.mismatches:
-        out.append(f'<circle class="mismatch" cx="{sx(m.seq):.1f}" cy="{bottom + 8}" r="5" '
-                   f'fill="#d62728"><title>determinism mismatch at step {m.step}: '
-                   f"{escape(m.metric)}</title></circle>")
+        out.append(
+            f'<circle class="mismatch" cx="{sx(m.seq):.1f}" cy="{bottom + 8}" r="5" '
+            f'fill="#d62728"><title>determinism mismatch at step {m.step}: '
+            f"{escape(m.metric)}</title></circle>"
+        )
     for seq in sorted({1, last, *_ticks_int(last)}):
-        out.append(f'<text x="{sx(seq):.1f}" y="{bottom + 30}" text-anchor="middle" '
-                   f'class="tick">{seq}</text>')
-    out.append(f'<text x="{pad_l - 6}" y="{bottom + 30}" text-anchor="end" class="tick">seq'
-               "</text>")
+        out.append(
+            f'<text x="{sx(seq):.1f}" y="{bottom + 30}" text-anchor="middle" '
+            f'class="tick">{seq}</text>'
+        )
+    out.append(f'<text x="{pad_l - 6}" y="{bottom + 30}" text-anchor="end" class="tick">seq</text>')
     out.append("</svg>")
     return "\n".join(out)
 

@@ -21,8 +21,9 @@ def _fmt(v: float) -> str:
     return f"{v:.4g}"
 
 
-def chart(title: str, series: Sequence[Series], width: int = 64, height: int = 12,
-          dimmed: bool = True) -> list[str]:
+def chart(
+    title: str, series: Sequence[Series], width: int = 64, height: int = 12, dimmed: bool = True
+) -> list[str]:
     """The lines of one chart: title, a framed grid with y labels, x labels, legend."""
     pts = [p for s in series for p in (*s.points, *(s.superseded if dimmed else ()))]
     if not pts:

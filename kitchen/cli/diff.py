@@ -109,8 +109,11 @@ def render(a: RunState, b: RunState, status_a: str, status_b: str, everything: b
                 ["attempts", str(len(a.attempts)), str(len(b.attempts))],
                 ["seed", _show(a.seed), _show(b.seed)],
                 ["config hash", (a.config_hash or "-")[:12], (b.config_hash or "-")[:12]],
-                ["data fingerprint", (a.data_fingerprint or "-")[:12],
-                 (b.data_fingerprint or "-")[:12]],
+                [
+                    "data fingerprint",
+                    (a.data_fingerprint or "-")[:12],
+                    (b.data_fingerprint or "-")[:12],
+                ],
             ],
         )
     ]
@@ -131,9 +134,20 @@ def render(a: RunState, b: RunState, status_a: str, status_b: str, everything: b
         ra, rb = ma.get(name, ["-"] * 3), mb.get(name, ["-"] * 3)
         rows.append([name, ra[0], rb[0], f"{ra[1]} {ra[2]}", f"{rb[1]} {rb[2]}"])
     if rows:
-        lines.append(_indent(table(
-            ["metric", f"final {a.run_id}", f"final {b.run_id}", f"min max {a.run_id}",
-             f"min max {b.run_id}"], rows)))
+        lines.append(
+            _indent(
+                table(
+                    [
+                        "metric",
+                        f"final {a.run_id}",
+                        f"final {b.run_id}",
+                        f"min max {a.run_id}",
+                        f"min max {b.run_id}",
+                    ],
+                    rows,
+                )
+            )
+        )
     else:
         lines.append("  no metrics logged")
     ca, cb = _checkpoints(a), _checkpoints(b)

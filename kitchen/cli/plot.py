@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -96,13 +95,20 @@ def png(names: Sequence[str], series: Sequence[Series], out: Path, dimmed: bool)
                 ax.plot(xs, ys, color=colors[s.run_id], label=f"{s.run_id} {s.label}", **style)
             if dimmed and s.superseded:
                 xs, ys = zip(*s.superseded, strict=True)
-                ax.plot(xs, ys, color=colors[s.run_id], alpha=0.3, marker=".", linestyle=":",
-                        label=f"{s.run_id} superseded")
+                ax.plot(
+                    xs,
+                    ys,
+                    color=colors[s.run_id],
+                    alpha=0.3,
+                    marker=".",
+                    linestyle=":",
+                    label=f"{s.run_id} superseded",
+                )
         ax.set_title(name)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="x-small")
-    for ax in list(axes.flat)[len(names):]:
+    for ax in list(axes.flat)[len(names) :]:
         ax.set_visible(False)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -35,7 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--out", metavar="FILE", help="where to write it (default: RUN_ID-report.html here)"
     )
     p.add_argument(
-        "--metric", action="append", metavar="NAME",
+        "--metric",
+        action="append",
+        metavar="NAME",
         help="chart only this metric (repeatable); default: every metric that varies",
     )
     p.set_defaults(func=_report)
@@ -124,38 +126,53 @@ def render(
         f"<title>{e(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{e(title)}</h1>",
         f'<p class="muted">recipe {e(state.recipe or "-")} · workflow '
-        f'{e(state.workflow or "-")} · status <b>{e(status)}</b> · step {e(step)}</p>',
+        f"{e(state.workflow or '-')} · status <b>{e(status)}</b> · step {e(step)}</p>",
         '<h2 id="summary">Summary</h2>',
-        _kv([
-            ("status", e(status)),
-            ("step", e(step)),
-            ("created", e(fmt_time(state.created_at)) + " UTC"),
-            ("last update", e(fmt_time(state.updated_at)) + " UTC"),
-            ("events", str(state.last_seq)),
-            ("attempts", str(len(state.attempts))),
-            ("seed", e(fmt_value(state.seed))),
-            ("config hash", f'<span class="hash">{e(state.config_hash or "-")}</span>'),
-            ("data fingerprint", f'<span class="hash">{e(state.data_fingerprint or "-")}</span>'),
-            ("verification", verdict_html),
-        ]),
+        _kv(
+            [
+                ("status", e(status)),
+                ("step", e(step)),
+                ("created", e(fmt_time(state.created_at)) + " UTC"),
+                ("last update", e(fmt_time(state.updated_at)) + " UTC"),
+                ("events", str(state.last_seq)),
+                ("attempts", str(len(state.attempts))),
+                ("seed", e(fmt_value(state.seed))),
+                ("config hash", f'<span class="hash">{e(state.config_hash or "-")}</span>'),
+                (
+                    "data fingerprint",
+                    f'<span class="hash">{e(state.data_fingerprint or "-")}</span>',
+                ),
+                ("verification", verdict_html),
+            ]
+        ),
     ]
     parts += _problems(state)
-    parts += _metrics_section(state, metrics)
     parts += _timeline_section(state)
+    parts += _metrics_section(state, metrics)
     parts += _blobs_section(state)
     parts += [
         '<h2 id="lineage">Lineage</h2>',
         _grid(
             ["role", "source", "run", "what", "sha256"],
-            [[e(r.role), e(r.source), e(r.run_id or "-"), e(r.what or "-"),
-              f'<span class="hash">{e(r.sha256 or "-")}</span>'] for r in state.lineage],
-        ) if state.lineage else '<p class="muted">none: the run started from its base model</p>',
+            [
+                [
+                    e(r.role),
+                    e(r.source),
+                    e(r.run_id or "-"),
+                    e(r.what or "-"),
+                    f'<span class="hash">{e(r.sha256 or "-")}</span>',
+                ]
+                for r in state.lineage
+            ],
+        )
+        if state.lineage
+        else '<p class="muted">none: the run started from its base model</p>',
         '<h2 id="config">Config</h2>',
         f"<pre>{e(json.dumps(state.config, indent=2, sort_keys=True))}</pre>",
         '<h2 id="versions">Versions</h2>',
         _kv([(k, e(str(v))) for k, v in sorted(state.versions.items())]),
         '<h2 id="verification">Verification</h2>',
-        f"<p>{verdict_html}</p><p class=\"muted\">The hash chain of all {state.last_seq} "
+        f'<p>{verdict_html}</p><p class="muted">The hash chain of all {state.last_seq} '
         "events was recomputed, then every live local checkpoint and artifact was hashed "
         "again under KITCHEN_HOME (as <code>kitchen replay --verify</code> does).</p>",
         f'<p class="muted">Written by kitchen {e(__version__)} at '
@@ -176,11 +193,15 @@ def _problems(state: RunState) -> list[str]:
         out.append(f'<p class="warn"><b>cancelled</b>: {e(state.cancel_reason)}</p>')
     out.append('<h2 id="determinism">Determinism</h2>')
     if state.mismatches:
-        rows = [[str(m.step), e(m.metric), e(f"{m.logged:.6g}"), e(f"{m.replayed:.6g}"),
-                 str(m.seq)] for m in state.mismatches]
-        out.append(f'<p class="warn">{len(rows)} determinism warning(s): a resumed attempt '
-                   "re-ran steps and got values other than those the superseded attempt "
-                   "logged.</p>")
+        rows = [
+            [str(m.step), e(m.metric), e(f"{m.logged:.6g}"), e(f"{m.replayed:.6g}"), str(m.seq)]
+            for m in state.mismatches
+        ]
+        out.append(
+            f'<p class="warn">{len(rows)} determinism warning(s): a resumed attempt '
+            "re-ran steps and got values other than those the superseded attempt "
+            "logged.</p>"
+        )
         out.append(_grid(["step", "metric", "logged", "replayed", "seq"], rows, "mismatches"))
     else:
         out.append('<p class="muted">no determinism mismatches recorded</p>')
@@ -197,8 +218,10 @@ def _metrics_section(state: RunState, metrics: list[str] | None) -> list[str]:
     if not series:
         return [*out, '<p class="muted">no metrics logged</p>']
     names = select(series, metrics)
-    out.append('<p><label><input type="checkbox" id="toggle-superseded" checked> show steps '
-               "superseded by a resume (dimmed)</label></p>")
+    out.append(
+        '<p><label><input type="checkbox" id="toggle-superseded" checked> show steps '
+        "superseded by a resume (dimmed)</label></p>"
+    )
     out.append('<div class="charts">')
     for name in names:
         chosen = [s for s in series if s.name == name]
@@ -211,8 +234,10 @@ def _metrics_section(state: RunState, metrics: list[str] | None) -> list[str]:
         out.append(_kv([(k, escape(fmt_value(v))) for k, v in sorted(final.items())]))
     if state.eval_metrics:
         names_eval = sorted({k for m in state.eval_metrics.values() for k in m})
-        rows = [[str(step), *(escape(fmt_value(m.get(n))) for n in names_eval)]
-                for step, m in sorted(state.eval_metrics.items())]
+        rows = [
+            [str(step), *(escape(fmt_value(m.get(n))) for n in names_eval)]
+            for step, m in sorted(state.eval_metrics.items())
+        ]
         out += ["<h3>held-out evaluations</h3>", _grid(["step", *names_eval], rows)]
     return out
 
@@ -223,8 +248,14 @@ def _timeline_section(state: RunState) -> list[str]:
 
     e = escape
     rows = [
-        [str(a.number), e(a.worker), e(fmt_time(a.started_at)), str(a.started_seq),
-         e(a.ended or "running"), e("-" if a.resumed_from is None else f"seq {a.resumed_from}")]
+        [
+            str(a.number),
+            e(a.worker),
+            e(fmt_time(a.started_at)),
+            str(a.started_seq),
+            e(a.ended or "running"),
+            e("-" if a.resumed_from is None else f"seq {a.resumed_from}"),
+        ]
         for a in state.attempts
     ]
     ranges = ", ".join(f"{lo}-{hi}" for lo, hi in state.superseded)
@@ -235,25 +266,46 @@ def _timeline_section(state: RunState) -> list[str]:
         "interrupted, red failed or crashed, blue running); triangles: resumes; hatched: seqs "
         "superseded by a resume; ticks below: checkpoints; red dots: determinism mismatches."
         "</p>",
-        _grid(["attempt", "worker", "started (UTC)", "seq", "ended", "resumed from"], rows,
-              "attempts"),
+        _grid(
+            ["attempt", "worker", "started (UTC)", "seq", "ended", "resumed from"], rows, "attempts"
+        ),
         f"<p>superseded seqs: {e(ranges)}</p>" if ranges else "",
     ]
 
 
 def _blobs_section(state: RunState) -> list[str]:
     e = escape
-    ck = [[e(c.name), str(c.step), e(c.status), str(c.seq), e(c.uri),
-           f'<span class="hash">{e(c.sha256)}</span>', str(c.bytes)] for c in state.checkpoints]
-    ar = [[e(a.kind), "-" if a.step is None else str(a.step),
-           "superseded" if state.is_superseded(a.seq) else ("deleted" if a.deleted else "live"),
-           str(a.seq), e(a.uri), f'<span class="hash">{e(a.sha256)}</span>', str(a.bytes)]
-          for a in state.artifacts]
+    ck = [
+        [
+            e(c.name),
+            str(c.step),
+            e(c.status),
+            str(c.seq),
+            e(c.uri),
+            f'<span class="hash">{e(c.sha256)}</span>',
+            str(c.bytes),
+        ]
+        for c in state.checkpoints
+    ]
+    ar = [
+        [
+            e(a.kind),
+            "-" if a.step is None else str(a.step),
+            "superseded" if state.is_superseded(a.seq) else ("deleted" if a.deleted else "live"),
+            str(a.seq),
+            e(a.uri),
+            f'<span class="hash">{e(a.sha256)}</span>',
+            str(a.bytes),
+        ]
+        for a in state.artifacts
+    ]
     return [
         '<h2 id="checkpoints">Checkpoints</h2>',
         _grid(["name", "step", "status", "seq", "uri", "sha256", "bytes"], ck, "checkpoints")
-        if ck else '<p class="muted">none</p>',
+        if ck
+        else '<p class="muted">none</p>',
         '<h2 id="artifacts">Artifacts</h2>',
         _grid(["kind", "step", "status", "seq", "uri", "sha256", "bytes"], ar, "artifacts")
-        if ar else '<p class="muted">none</p>',
+        if ar
+        else '<p class="muted">none</p>',
     ]

@@ -40,9 +40,11 @@ def _verify(args: argparse.Namespace) -> int:
     if not result.ok:
         where = f"seq {result.first_bad_seq}: " if result.first_bad_seq is not None else ""
         raise IntegrityViolation(f"{path}: {where}{result.reason}")
-    against = ", matches --head" if args.head else " (no --head: a fully recomputed chain " \
+    against = (
+        ", matches --head"
+        if args.head
+        else " (no --head: a fully recomputed chain "
         "would also pass; give the head hash to rule that out)"
-    print(
-        f"verified: run {result.run_id}, {result.events} events, head {result.head}{against}"
     )
+    print(f"verified: run {result.run_id}, {result.events} events, head {result.head}{against}")
     return 0

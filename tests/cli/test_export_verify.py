@@ -6,6 +6,7 @@ bytes exactly as an attacker with the file would do it.
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -31,7 +32,7 @@ def test_export_holds_every_event_and_the_blob_hashes(
     assert [x["kind"] for x in lines] == ["event"] * 11 + ["summary"]
     assert [x["seq"] for x in lines[:-1]] == list(range(1, 12))
     assert lines[0]["prev_hash"] == "0" * 64
-    assert all(b["prev_hash"] == a["hash"] for a, b in zip(lines, lines[1:-1], strict=False))
+    assert all(b["prev_hash"] == a["hash"] for a, b in itertools.pairwise(lines))
     assert lines[-1]["head"] == head == lines[-2]["hash"]
     assert len(head) == 64
     summary = lines[-1]
@@ -101,8 +102,13 @@ def test_a_recomputed_chain_passes_alone_but_fails_against_head(
     for e in lines[7:-1]:
         e["prev_hash"] = prev
         e["hash"] = prev = chain_hash(
-            e["run_id"], e["seq"], e["type"], e["schema_version"], e["recorded_at"],
-            canonical_json(e["payload"]), prev,
+            e["run_id"],
+            e["seq"],
+            e["type"],
+            e["schema_version"],
+            e["recorded_at"],
+            canonical_json(e["payload"]),
+            prev,
         )
     lines[-1]["head"] = prev
     forged = tmp_path / "forged.jsonl"
@@ -122,7 +128,7 @@ def test_a_recomputed_chain_passes_alone_but_fails_against_head(
         (lambda ls: ls[:5] + ls[6:], "seq 6: seq 7 found where seq 6 was expected (a gap)"),
         (lambda ls: ls[:-1], "no summary line after seq 11 (the export is truncated)"),
         (lambda ls: ls[:-2] + ls[-1:], "the summary does not match the 10 events above it"),
-        (lambda ls: ls[:-1] + [ls[-1][:-1]], "the line is not valid JSON"),
+        (lambda ls: [*ls[:-1], ls[-1][:-1]], "the line is not valid JSON"),
     ],
     ids=["a line removed", "truncated", "last event removed", "summary cut short"],
 )
