@@ -60,6 +60,21 @@ def line(row: StoredEvent) -> str:
     ).rstrip()
 
 
+def _stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM both end a watch cleanly (exit 0).
+
+    SIGINT is set explicitly because a shell starts background jobs with it ignored, and
+    Python then leaves it ignored: ``kitchen watch &`` would not stop on ``kill -INT``.
+    """
+    import signal
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+
+
 def _watch(args: argparse.Namespace) -> int:
     from kitchen.cli._common import open_store
     from kitchen.store.records import check_run_id
@@ -74,6 +89,7 @@ def _watch(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
+    _stop_on_signals()
     try:
         while True:
             rows = store.read_all(after_position=after, limit=1000)
@@ -85,7 +101,7 @@ def _watch(args: argparse.Namespace) -> int:
                 continue  # more may be waiting: read again before sleeping
             time.sleep(args.interval)
     except KeyboardInterrupt:
-        print("stopped", file=sys.stderr)
+        print("stopped", file=sys.stderr, flush=True)
         return 0
     finally:
         store.close()
