@@ -34,6 +34,21 @@ def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     return [lo + (hi - lo) * i / (n - 1) for i in range(n)]
 
 
+def thin(points: Sequence[tuple[int, float]], most: int = 1500) -> list[tuple[int, float]]:
+    """At most about ``most`` points, evenly strided, the last one always kept.
+
+    A 100,000-step run would otherwise put 100,000 coordinates per chart into the page; a
+    chart 400 pixels wide cannot show more than a few hundred of them anyway.
+    """
+    if len(points) <= most:
+        return list(points)
+    stride = -(-len(points) // most)
+    kept = list(points[::stride])
+    if kept[-1] != points[-1]:
+        kept.append(points[-1])
+    return kept
+
+
 def _num(v: float) -> str:
     return f"{v:.3g}"
 
@@ -88,14 +103,14 @@ def line_chart(title: str, series: Sequence[Series], width: int = 460, height: i
         color = PALETTE[runs.index(s.run_id) % len(PALETTE)]
         data = f'data-run="{escape(s.run_id)}" data-kind="{s.kind}"'
         if s.superseded:
-            for x, y in s.superseded:
+            for x, y in thin(s.superseded, 500):
                 out.append(
                     f'<circle class="superseded" {data} cx="{sx(x):.1f}" cy="{sy(y):.1f}" '
                     f'r="2.5" fill="{color}" opacity="0.3"><title>superseded step {x}: '
                     f"{_num(y)}</title></circle>"
                 )
         if len(s.points) > 1:
-            coords = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in s.points)
+            coords = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in thin(s.points))
             dash = ' stroke-dasharray="5 3"' if s.kind == "eval" else ""
             out.append(
                 f'<polyline class="line" {data} points="{coords}" fill="none" '

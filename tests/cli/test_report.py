@@ -103,3 +103,14 @@ def test_report_in_a_headless_browser(kitchen: Kitchen, runs_db: None, tmp_path:
         colors = {c for _, c in im.convert("RGB").getcolors(maxcolors=1 << 20) or ()}
     assert (0xD6, 0x27, 0x28) in colors  # attempt 1's bar (crashed): red
     assert (0xFF, 0x7F, 0x0E) in colors  # attempt 2's bar (interrupted): orange
+
+
+def test_long_series_are_thinned_for_the_page() -> None:
+    from kitchen.cli._svg import thin
+
+    points = [(i, float(i)) for i in range(10_001)]
+    kept = thin(points, 1000)
+    assert kept[:3] == [(0, 0.0), (11, 11.0), (22, 22.0)]  # stride ceil(10001 / 1000) = 11
+    assert kept[-1] == (10_000, 10_000.0)  # the last step is always drawn
+    assert len(kept) == 911
+    assert thin(points[:5], 1000) == points[:5]
