@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "watch",
         help="follow new events live (all runs, or one) until Ctrl-C",
         description="Print one line per new event of every run (or of RUN_ID) as it is "
-        "committed, from the end of the log (or after --since), until Ctrl-C (exit 0).",
+        "committed, from the end of the log (or after --since), until Ctrl-C or SIGTERM (exit 0).",
     )
     p.add_argument("run_id", metavar="RUN_ID", nargs="?", help="only this run's events")
     p.add_argument(

@@ -165,3 +165,26 @@ def test_unknown_run_and_missing_file(kitchen: Kitchen, runs_db: None, tmp_path:
     assert not (tmp_path / "x.jsonl").exists()
     r = kitchen("verify", str(tmp_path / "absent.jsonl"))
     assert r.code == 2 and "no file" in r.stderr
+
+
+def test_a_non_canonical_stored_payload_is_exported_verbatim() -> None:
+    """A row whose payload text is not canonical (the store never writes one: it was edited in
+    the database and its hash recomputed) is exported as the exact text, so its hash still
+    checks and the oddity stays visible instead of being normalised away."""
+    from datetime import UTC, datetime
+
+    from kitchen.export import event_line
+    from kitchen.store import StoredEvent
+
+    when = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    text = '{"reason": "by hand", "step": 0}'  # spaces: not canonical
+    digest = chain_hash("r", 1, "RunCancelled", 1, "2026-01-02T03:04:05.678901Z", text, "0" * 64)
+    row = StoredEvent(1, "r", 1, "RunCancelled", json.loads(text), text, when, 1, "0" * 64, digest)
+    line = event_line(row)
+    assert json.loads(line)["payload_json"] == text and '"payload":' not in line
+    summary = canonical_json(
+        {"kind": "summary", "format": 1, "run_id": "r", "events": 1, "head": digest,
+         "checkpoints": [], "artifacts": []}
+    )  # fmt: skip
+    result = verify_export([line.encode(), summary.encode()], head=digest)
+    assert result.ok, result.reason
