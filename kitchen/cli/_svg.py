@@ -89,7 +89,7 @@ def line_chart(title: str, series: Sequence[Series], width: int = 460, height: i
             f'<text x="{pad_l - 4}" y="{sy(y) + 4:.1f}" text-anchor="end" '
             f'class="tick">{_num(y)}</text>'
         )
-    for x in _ticks(x0, x1):
+    for x in sorted({round(t) for t in _ticks(x0, x1)}):  # steps are whole numbers
         out.append(
             f'<text x="{sx(x):.1f}" y="{pad_t + inner_h + 14}" text-anchor="middle" '
             f'class="tick">{x:.0f}</text>'

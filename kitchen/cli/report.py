@@ -87,6 +87,7 @@ font-weight:600} .warn{background:#fff3e0;padding:6px 10px;border-left:4px solid
 .charts{display:flex;flex-wrap:wrap;gap:8px} svg text{font:11px system-ui,sans-serif}
 svg .ctitle{font-weight:600;font-size:12px} svg .frame{fill:none;stroke:#bbb}
 svg .grid{stroke:#eee} svg .tick{fill:#555} .muted{color:#777}
+svg.timeline{max-width:100%;height:auto}
 body.hide-superseded .superseded{display:none}
 """
 
