@@ -72,8 +72,8 @@ def run_series(state: RunState) -> list[Series]:
     return series
 
 
-def _varies(s: Series) -> bool:
-    return len({v for _, v in (*s.points, *s.superseded)}) > 1
+def _values(series: Sequence[Series], name: str) -> set[float]:
+    return {v for s in series if s.name == name for _, v in (*s.points, *s.superseded)}
 
 
 def select(series: Sequence[Series], metrics: Sequence[str] | None) -> list[str]:
@@ -91,7 +91,7 @@ def select(series: Sequence[Series], metrics: Sequence[str] | None) -> list[str]
                 f"no metric {missing[0]!r} in these runs; known: {', '.join(known) or 'none'}"
             )
         return list(dict.fromkeys(metrics))
-    chosen = [n for n in known if any(_varies(s) for s in series if s.name == n)]
+    chosen = [n for n in known if len(_values(series, n)) > 1]  # over time, or between runs
     return chosen or known
 
 

@@ -81,6 +81,7 @@ def png(names: Sequence[str], series: Sequence[Series], out: Path, dimmed: bool)
         ) from None
     matplotlib.use("Agg")  # no display: a file is the product
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     cols = min(3, len(names))
     rows = math.ceil(len(names) / cols)
@@ -89,7 +90,8 @@ def png(names: Sequence[str], series: Sequence[Series], out: Path, dimmed: bool)
     colors = {r: f"C{i % 10}" for i, r in enumerate(run_ids)}
     for ax, name in zip(axes.flat, names, strict=False):
         for s in (s for s in series if s.name == name):
-            style = {"marker": "o", "linestyle": "--"} if s.kind == "eval" else {}
+            lone = len(s.points) == 1  # a line of one point draws nothing: mark it
+            style = {"marker": "o", "linestyle": "--"} if s.kind == "eval" or lone else {}
             if s.points:
                 xs, ys = zip(*s.points, strict=True)
                 ax.plot(xs, ys, color=colors[s.run_id], label=f"{s.run_id} {s.label}", **style)
@@ -106,6 +108,7 @@ def png(names: Sequence[str], series: Sequence[Series], out: Path, dimmed: bool)
                 )
         ax.set_title(name)
         ax.set_xlabel("step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
         ax.grid(alpha=0.3)
         ax.legend(fontsize="x-small")
     for ax in list(axes.flat)[len(names) :]:
