@@ -8,13 +8,20 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from kitchen.export import verify_export
+from kitchen.store import EventStore, open_store
 from kitchen.store.canonical import canonical_json, chain_hash
+from kitchen.store.schema import events
 from kitchen.testing.cli import Kitchen
+
+from .conftest import KITCHEN, completed_run
 
 
 def _export(kitchen: Kitchen, run_id: str, out: Path) -> str:
@@ -188,3 +195,45 @@ def test_a_non_canonical_stored_payload_is_exported_verbatim() -> None:
     )  # fmt: skip
     result = verify_export([line.encode(), summary.encode()], head=digest)
     assert result.ok, result.reason
+
+
+def test_a_row_altered_in_the_database_is_exported_as_is_and_fails(
+    kitchen: Kitchen, runs_db: None, store: EventStore, tmp_path: Path
+) -> None:
+    """The export never repairs: a row edited in place shows up at its seq, as in replay."""
+    with store.engine.begin() as conn:
+        conn.execute(
+            sa.update(events)
+            .where(events.c.run_id == "done", events.c.seq == 8)
+            .values(payload=sa.func.replace(events.c.payload, "2.0", "1.0"))
+        )
+    out = tmp_path / "done.jsonl"
+    _export(kitchen, "done", out)
+    r = kitchen("verify", str(out))
+    assert r.code == 1
+    assert f"{out}: seq 8: hash does not match its contents" in r.stderr
+    assert "hash chain broken at seq 8" in kitchen("replay", "done", "--verify").stderr
+
+
+@pytest.mark.postgres
+def test_export_from_postgres_verifies_offline(
+    postgres_url: str, home: Path, tmp_path: Path
+) -> None:
+    pg = open_store(postgres_url)
+    completed_run(pg, home, "done")
+    pg.close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KITCHEN_", "OTEL_"))}
+    out = tmp_path / "done.jsonl"
+    export = subprocess.run(
+        [KITCHEN, "export", "done", "--out", str(out)],
+        capture_output=True, text=True, check=False,
+        env={**env, "KITCHEN_HOME": str(home), "KITCHEN_DB_URL": postgres_url},
+    )  # fmt: skip
+    assert export.returncode == 0, export.stderr
+    head = export.stdout.strip()
+    verify = subprocess.run(
+        [KITCHEN, "verify", str(out), "--head", head],
+        capture_output=True, text=True, check=False, env=env,  # no database at all
+    )  # fmt: skip
+    assert verify.returncode == 0, verify.stderr
+    assert verify.stdout.startswith(f"verified: run done, 11 events, head {head}")
