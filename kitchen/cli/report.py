@@ -46,12 +46,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def verification(store: EventStore, state: RunState, rows: list[StoredEvent]) -> tuple[bool, str]:
     """``replay --verify``'s audit (hash chain, then live blobs), as (ok, one line)."""
     from kitchen.cli._common import kitchen_home
-    from kitchen.cli.replay import _verified_line, _verify_blobs, _verify_chain
+    from kitchen.cli.replay import verified_line, verify_blobs, verify_chain
     from kitchen.errors import KitchenError
 
     try:
-        checked = _verify_chain(store, state.run_id)
-        return True, _verified_line(_verify_blobs(state, rows, kitchen_home(), checked))
+        checked = verify_chain(store, state.run_id)
+        return True, verified_line(verify_blobs(state, rows, kitchen_home(), checked))
     except KitchenError as exc:
         return False, str(exc)
 
