@@ -53,7 +53,7 @@ def _replay(args: argparse.Namespace) -> int:
     upto = None if args.at is None else _check_at(args.at, args.run_id, rows[-1].seq)
     # The chain is checked before anything is decoded, so that an altered row is reported as
     # damage at its seq rather than as a payload this kitchen cannot read.
-    checked = _verify_chain(store, args.run_id) if args.verify else 0
+    checked = verify_chain(store, args.run_id) if args.verify else 0
     shown = rows if upto is None else [r for r in rows if r.seq <= upto]
     # Decode only what is shown, unless the audit needs the whole run's checkpoints.
     decoded = records(rows if args.verify else shown)
@@ -62,7 +62,7 @@ def _replay(args: argparse.Namespace) -> int:
     verified = None
     if args.verify:
         full = state if upto is None else fold(args.run_id, decoded)
-        verified = _verify_blobs(full, rows, kitchen_home(), checked)
+        verified = verify_blobs(full, rows, kitchen_home(), checked)
     # At the end the state is the run's current one, so a dead worker shows as crashed; at an
     # earlier seq it is history, and the status is what the log said then.
     status = displayed_status(store, state) if args.at is None else state.status
@@ -72,7 +72,7 @@ def _replay(args: argparse.Namespace) -> int:
     out = timeline(state, shown, recs)
     out += ["", *_state_lines(state, status, at_end=args.at is None)]
     if verified is not None:
-        out += ["", _verified_line(verified)]
+        out += ["", verified_line(verified)]
     sys.stdout.write("\n".join(out) + "\n")
     return 0
 
@@ -249,7 +249,7 @@ def _as_json(
 # --------------------------------------------------------------------------- verify
 
 
-def _verify_chain(store: EventStore, run_id: str) -> int:
+def verify_chain(store: EventStore, run_id: str) -> int:
     """Recompute the run's hash chain; IntegrityViolation (exit 1) at the first bad seq."""
     from kitchen.errors import IntegrityViolation
 
@@ -260,7 +260,7 @@ def _verify_chain(store: EventStore, run_id: str) -> int:
     return result.checked
 
 
-def _verify_blobs(
+def verify_blobs(
     state: RunState, rows: list[StoredEvent], home: Path, checked: int
 ) -> dict[str, Any]:
     """Each live local checkpoint's blob, then every local artifact of the effective history
@@ -309,7 +309,7 @@ def _check_blob(blobs: Any, what: str, uri: str, sha256: str, size: int) -> None
     raise CheckpointCorrupt(f"{what}: size mismatch (recorded {size} bytes, found {found_size})")
 
 
-def _verified_line(verified: dict[str, Any]) -> str:
+def verified_line(verified: dict[str, Any]) -> str:
     line = f"verified: {verified['events']} events, {verified['checkpoints']} checkpoints"
     line += f", {verified['artifacts']} artifacts" if verified.get("artifacts") else ""
     return line + (", final adapter" if verified["final_adapter"] else "")

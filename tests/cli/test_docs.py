@@ -11,7 +11,9 @@ import pytest
 from kitchen.cli import build_parser
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text()
-AUDIT = ("runs", "show", "replay", "cancel")
+AUDIT = (
+    "runs", "show", "replay", "cancel", "plot", "diff", "report", "watch", "export", "verify",
+)  # fmt: skip
 
 
 def _commands() -> dict[str, argparse.ArgumentParser]:
