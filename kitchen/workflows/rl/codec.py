@@ -64,13 +64,17 @@ def encode(step: int, groups: Sequence[TrajectoryGroup]) -> bytes:
 
 def _read_transition(d: dict[str, Any]) -> Transition:
     return Transition(
-        ob=ModelInput.from_ints(d["ob"]),
+        ob=_ints(d["ob"]),
         tokens=tuple(int(x) for x in d["tokens"]),
         logprobs=_from_f32(d["logprobs_f32"]),
         reward=float(d["reward"]),
         episode_done=bool(d["episode_done"]),
         metrics={k: float(v) for k, v in d["metrics"].items()},
     )
+
+
+def _ints(values: list[int]) -> ModelInput:
+    return ModelInput.from_ints(values) if values else ModelInput.empty()
 
 
 def decode(data: bytes) -> tuple[int, list[TrajectoryGroup]]:
@@ -83,7 +87,7 @@ def decode(data: bytes) -> tuple[int, list[TrajectoryGroup]]:
         trajectories = tuple(
             Trajectory(
                 tuple(_read_transition(t) for t in tr["transitions"]),
-                ModelInput.from_ints(tr["final_ob"]),
+                _ints(tr["final_ob"]),
             )
             for tr in g["trajectories"]
         )
