@@ -10,8 +10,6 @@ and after. Names follow tinker-cookbook's.
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field
 
 from kitchen.workflows.common.config import RENAMED
@@ -25,9 +23,11 @@ __all__ = ["ADAPTERS", "DESCRIPTION", "NAME", "RENAMED", "WORKFLOW", "Config"]
 
 
 class Config(RLConfig):
-    """Defaults that learn visibly on the embedded set in a few minutes on 2 CPU cores."""
+    """Defaults that learn visibly on the embedded set in a few minutes on 2 CPU cores: 60 steps
+    of 8 problems × 8 samples, learning rate 1e-3 decaying linearly (3e-3 collapses the
+    policy's entropy within a few steps on this model), evaluation every 20 steps."""
 
-    max_steps: int | None = Field(40, ge=1, description="stop after this many steps")
-    eval_every: int = Field(10, ge=0, description="evaluate every N steps (0: start and end)")
-    save_every: int = Field(10, ge=0, description="checkpoint every N steps (0: only at the end)")
-    lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
+    learning_rate: float = Field(1e-3, gt=0.0)
+    max_steps: int | None = Field(60, ge=1, description="stop after this many steps")
+    eval_every: int = Field(20, ge=0, description="evaluate every N steps (0: start and end)")
+    save_every: int = Field(20, ge=0, description="checkpoint every N steps (0: only at the end)")

@@ -9,7 +9,7 @@ token. The grader comes in through :class:`EnvSetup`, so this module needs no da
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,7 +90,7 @@ class ProblemDataset:
     pure function of ``i`` and the seed, so a resumed run gets step N's problems back."""
 
     rows: Sequence[Mapping[str, Any]]
-    make: Any  # row -> EnvGroupBuilder
+    make: Callable[[Mapping[str, Any]], EnvGroupBuilder]
     groups_per_batch: int
     num_epochs: int
     seed: int

@@ -22,7 +22,7 @@ class RLConfig(TrainingConfig):
         "EnvBundle",
     )
     group_size: int = Field(8, ge=1, description="samples per problem (one sample call)")
-    groups_per_batch: int = Field(16, ge=1, description="problems per step")
+    groups_per_batch: int = Field(8, ge=1, description="problems per step")
     max_tokens: int = Field(8, ge=1, description="longest sampled reply, in tokens")
     temperature: float = Field(1.0, gt=0.0, description="sampling temperature of rollouts")
     loss_fn: Literal["importance_sampling", "ppo"] = "importance_sampling"
