@@ -6,12 +6,13 @@ project's venv at .venv:
     python -m venv /tmp/trl-venv && echo "$PWD/.venv/lib/python3.11/site-packages" \
         > /tmp/trl-venv/lib/python3.11/site-packages/main.pth \
         && /tmp/trl-venv/bin/pip install --no-deps trl
-    PYTHONPATH=. /tmp/trl-venv/bin/python bench/rl_trl.py [--steps 40] [--lr 3e-3]
+    PYTHONPATH=. /tmp/trl-venv/bin/python bench/rl_trl.py [--steps 60] [--lr 1e-3]
 
 Same model (kitchen/tiny), LoRA (rank 16, alpha 32, all linear layers), task
 (kitchen/arith-rl, rows in the same seeded order), reward (``0.1·(format − 1) + correct``),
 8 problems × 8 samples a step, max 8 new tokens, temperature 1, no std scaling
-(``scale_rewards="none"``), no KL (``beta=0``), AdamW (0.9, 0.95), constant learning rate.
+(``scale_rewards="none"``), no KL (``beta=0``), AdamW (0.9, 0.95), learning rate 1e-3
+decaying linearly over 60 steps.
 TRL normalises the loss by the number of completion tokens (``loss_type="dapo"``) where kitchen
 sums, which AdamW's normalisation makes nearly equivalent. Held-out accuracy is measured before
 and after the same way as kitchen's ``test/accuracy``: greedy, 16 new tokens, ``check_answer``
@@ -50,8 +51,9 @@ def accuracy(model: Any, tok: Any, renderer: Any, rows: list[dict[str, Any]]) ->
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=40)
-    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--schedule", default="linear", choices=["constant", "linear"])
     a = ap.parse_args()
 
     import torch
@@ -95,7 +97,7 @@ def main() -> None:
         output_dir="/tmp/rl-trl-out",
         max_steps=a.steps,
         learning_rate=a.lr,
-        lr_scheduler_type="constant",
+        lr_scheduler_type=a.schedule,
         adam_beta2=0.95,
         weight_decay=0.0,
         per_device_train_batch_size=64,
