@@ -74,3 +74,15 @@ def test_batches_depend_only_on_the_index() -> None:
 def test_held_out_groups_have_one_env_each() -> None:
     bundle = make_env(setup())
     assert [len(g.make_envs()) for g in bundle.test] == [1, 1]
+
+
+def test_env_factories_resolve_by_name_or_import_path() -> None:
+    from kitchen.errors import ConfigError
+    from kitchen.workflows.rl import envs
+
+    assert envs.resolve("arith") is make_env
+    assert envs.resolve("kitchen.workflows.rl.arith:make_env") is make_env
+    with pytest.raises(ConfigError, match="unknown env 'nope'"):
+        envs.resolve("nope")
+    with pytest.raises(ConfigError, match="cannot be loaded"):
+        envs.resolve("no_such_module:make")
