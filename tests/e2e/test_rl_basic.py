@@ -65,10 +65,10 @@ def test_rl_basic_on_sqlite(kitchen: Kitchen, home: Path) -> None:
     # checkpoints at 2, 4, 6 keeping two: the rollouts of steps before 4 are deleted
     deleted = [e["payload"] for e in doc["events"] if e["type"] == "ArtifactDeleted"]
     assert sorted(p["uri"] for p in deleted) == [
-        f"rl-e2e/rollouts/step-{s:06d}.json" for s in range(4)
+        f"rl-e2e/artifacts/rollouts/step-{s:06d}.json" for s in range(4)
     ]
     assert all(p["kind"] == "rollouts" for p in deleted)
-    left = sorted(p.name for p in (home / "rl-e2e" / "rollouts").iterdir())
+    left = sorted(p.name for p in (home / "rl-e2e" / "artifacts" / "rollouts").iterdir())
     assert left == ["step-000004.json", "step-000005.json"]
 
     verify = kitchen("replay", "rl-e2e", "--verify")
@@ -77,7 +77,7 @@ def test_rl_basic_on_sqlite(kitchen: Kitchen, home: Path) -> None:
 
     lines = (home / "rl-e2e" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(ln)["step"] for ln in lines] == list(range(RL_STEPS))
-    blob = json.loads((home / "rl-e2e" / "rollouts" / "step-000005.json").read_text())
+    blob = json.loads((home / "rl-e2e" / "artifacts" / "rollouts" / "step-000005.json").read_text())
     assert blob["step"] == 5 and len(blob["groups"]) == 4
     assert all(len(g["trajectories"]) == 4 for g in blob["groups"])
 

@@ -131,7 +131,11 @@ def test_a_step_without_a_record_samples_once_per_group_and_records_it(tmp_path:
     assert result.outputs["sampled"] is True
     assert ctx.resources.training.seeds == [group_seed(3, 4, 0), group_seed(3, 4, 1)]
     (art,) = result.artifacts
-    assert (art.kind, art.step, art.uri) == ("rollouts", 4, "unit/rollouts/step-000004.json")
+    assert (art.kind, art.step, art.uri) == (
+        "rollouts",
+        4,
+        "unit/artifacts/rollouts/step-000004.json",
+    )
     groups = ctx.resources.batch.groups
     assert [len(g.trajectories) for g in groups] == [3, 3]
     assert groups[0].get_total_rewards() == [1.0, 1.0, 1.0]
