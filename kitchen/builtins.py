@@ -8,10 +8,12 @@ BUILTIN: dict[str, dict[str, str]] = {
     "recipes": {
         "sl_basic": "kitchen.recipes.sl_basic",
         "dpo_basic": "kitchen.recipes.dpo_basic",
+        "rl_basic": "kitchen.recipes.rl_basic",
     },
     "workflows": {
         "supervised": "kitchen.workflows.supervised:WORKFLOW",
         "preference": "kitchen.workflows.preference:WORKFLOW",
+        "rl": "kitchen.workflows.rl:WORKFLOW",
     },
     "training": {"local_torch": "kitchen.adapters.local_torch.service:create_service"},
     "datasets": {"hf_datasets": "kitchen.adapters.hf_datasets:create_store"},

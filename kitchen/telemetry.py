@@ -161,8 +161,10 @@ class Telemetry:
         self, metrics: Mapping[str, Any], step_metric: str | None, shown: Sequence[str] = ()
     ) -> None:
         """A step's metrics: the workflow's step metric as ``kitchen.train.loss``, the metrics
-        its progress line shows as ``kitchen.train.metric{name=…}``."""
-        if step_metric is not None and (v := metrics.get(step_metric)) is not None:
+        its progress line shows as ``kitchen.train.metric{name=…}``. An OTel histogram takes
+        no negative values (a policy-gradient loss can be one): those go to the gauge only."""
+        v = metrics.get(step_metric) if step_metric is not None else None
+        if v is not None and float(v) >= 0:
             self._loss.record(float(v))
         for name in shown:
             if (v := metrics.get(name)) is not None:

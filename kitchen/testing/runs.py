@@ -31,3 +31,30 @@ def replay_json(kitchen: Kitchen, run_id: str) -> dict[str, Any]:
     r = kitchen("replay", run_id, "--json")
     assert r.code == 0, r.stderr
     return dict(json.loads(r.stdout))
+
+
+RL_STEPS = 6
+RL_SAVE_EVERY = 2
+SMALL_RL_CONFIG = [
+    f"max_steps={RL_STEPS}",
+    f"save_every={RL_SAVE_EVERY}",
+    "keep_checkpoints=2",
+    "eval_every=0",
+    "group_size=4",
+    "groups_per_batch=4",
+    "max_tokens=4",
+    "eval_examples=4",
+    "eval_max_tokens=4",
+]
+"""A 6-step rl_basic run that takes seconds: the shape the RL crash tests use. With two
+checkpoints kept, retention deletes the rollouts of steps 0-3 by the end."""
+
+
+def sampled_steps(doc: dict[str, Any], stage: str = "rollouts") -> dict[int, list[bool]]:
+    """Per step, in log order, whether each committed run of the rollouts stage sampled."""
+    out: dict[int, list[bool]] = {}
+    for e in doc["events"]:
+        p = e["payload"]
+        if e["type"] == "StageCompleted" and p["stage"] == stage:
+            out.setdefault(int(p["step"]), []).append(bool(p["outputs"]["sampled"]))
+    return out

@@ -26,8 +26,8 @@ SETUP = (("setup", True),)
 
 STAGES = {
     "load_dataset": "supervised.stages.load_dataset",
-    "init_session": "supervised.stages.init_session",
-    "init_tokenizer": "supervised.stages.init_tokenizer",
+    "init_session": "common.init_session",
+    "init_tokenizer": "common.init_tokenizer",
     "build_supervised_dataset": "supervised.stages.build_supervised_dataset",
     "set_epoch": "supervised.stages.set_epoch",
     "get_batch": "supervised.stages.get_batch",

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from kitchen.renderers import get_renderer
-from kitchen.stage_api import StageResult
-from kitchen.workflows.supervised.resources import Ctx
+from kitchen.stage_api import StageContext, StageResult
+from kitchen.workflows.common.config import TrainingConfig
+from kitchen.workflows.common.resources import TrainingResources
+
+Ctx = StageContext[TrainingConfig, TrainingResources]
 
 
 def run(ctx: Ctx) -> StageResult:

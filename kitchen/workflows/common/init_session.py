@@ -6,9 +6,12 @@ run was started from other weights (``load_checkpoint_path``), those weights wit
 
 from __future__ import annotations
 
-from kitchen.stage_api import StageResult
+from kitchen.stage_api import StageContext, StageResult
+from kitchen.workflows.common.config import TrainingConfig
+from kitchen.workflows.common.resources import TrainingResources
 from kitchen.workflows.common.session import open_policy
-from kitchen.workflows.supervised.resources import Ctx
+
+Ctx = StageContext[TrainingConfig, TrainingResources]
 
 
 def run(ctx: Ctx) -> StageResult:

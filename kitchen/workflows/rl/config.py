@@ -1,0 +1,44 @@
+"""The RL workflow's config: the shared training keys plus tinker-cookbook's RL keys."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from kitchen.workflows.common.config import TrainingConfig
+
+ENV_NAME = re.compile(r"^([A-Za-z_][\w-]*|[A-Za-z_][\w.]*:[A-Za-z_]\w*)$")
+
+
+class RLConfig(TrainingConfig):
+    dataset: str = Field(
+        "kitchen/arith-rl", description="problems: rows with a 'prompt' (messages) and 'answer'"
+    )
+    env: str = Field(
+        "arith",
+        description="the env factory: a built-in name (arith) or module:function returning an "
+        "EnvBundle",
+    )
+    group_size: int = Field(8, ge=1, description="samples per problem (one sample call)")
+    groups_per_batch: int = Field(8, ge=1, description="problems per step")
+    max_tokens: int = Field(8, ge=1, description="longest sampled reply, in tokens")
+    temperature: float = Field(1.0, gt=0.0, description="sampling temperature of rollouts")
+    loss_fn: Literal["importance_sampling", "ppo"] = "importance_sampling"
+    format_coef: float = Field(
+        0.1, ge=0.0, description="reward term format_coef · (ended with the stop token − 1)"
+    )
+    advantages_by_std: bool = Field(
+        False, description="divide advantages by the group's std + 1e-4 (TRL's GRPO default)"
+    )
+    remove_constant_reward_groups: bool = Field(
+        False, description="drop groups whose rewards are all equal (they carry no gradient)"
+    )
+
+    @field_validator("env")
+    @classmethod
+    def _env_name(cls, value: str) -> str:
+        if not ENV_NAME.match(value):
+            raise ValueError("use a built-in env name (arith) or module.path:function")
+        return value

@@ -1,0 +1,1 @@
+"""The RL workflow's stages: one small module each, ``run(ctx) -> StageResult``."""

@@ -1,0 +1,60 @@
+"""evaluate: greedy answers to the held-out problems, graded by the env.
+
+``test/accuracy`` is the mean of the env's ``correct`` metric (the dataset's exact-match
+check for the embedded sets), never the training reward, which also carries the format term.
+All prompts are decoded in one greedy batch when the envs share a stop condition.
+"""
+
+from __future__ import annotations
+
+import math
+
+from kitchen import faults
+from kitchen.ports import SamplingClient
+from kitchen.stage_api import StageResult
+from kitchen.types import ModelInput, SamplingParams
+from kitchen.workflows.rl.env import Env, StopCondition
+from kitchen.workflows.rl.resources import Ctx
+
+
+def _greedy(
+    ctx: Ctx, sampler: SamplingClient, starts: list[tuple[ModelInput, StopCondition]]
+) -> list[list[int]]:
+    def params(stop: StopCondition) -> SamplingParams:
+        return SamplingParams(
+            max_tokens=ctx.config.eval_max_tokens,
+            temperature=0.0,
+            stop=tuple(stop),  # type: ignore[arg-type]  # str or int tuple, as the env gave it
+            seed=ctx.config.seed,
+        )
+
+    stops = {tuple(stop) for _, stop in starts}
+    if len(stops) == 1:
+        batch = sampler.sample_batch([ob for ob, _ in starts], params(starts[0][1])).result()
+        return [list(resp.sequences[0].tokens) for resp in batch]
+    futures = [sampler.sample(ob, 1, params(stop)) for ob, stop in starts]
+    return [list(f.result().sequences[0].tokens) for f in futures]
+
+
+def run(ctx: Ctx) -> StageResult:
+    r = ctx.resources
+    envs: list[Env] = [b.make_envs()[0] for b in list(r.test_groups)[: ctx.config.eval_examples]]
+    if not envs:
+        return StageResult({"examples": 0}, step=r.cursor.step)
+    starts = [env.initial_observation() for env in envs]
+    sampler = r.training.sampling_client()
+    try:
+        faults.point("evaluate:mid")
+        replies = _greedy(ctx, sampler, starts)
+    finally:
+        sampler.close()
+    results = [env.step(tokens) for env, tokens in zip(envs, replies, strict=True)]
+    metrics: dict[str, float] = {
+        "test/reward/total": sum(x.reward for x in results) / len(results),
+        "test/examples": float(len(results)),
+    }
+    names = sorted({k for x in results for k in x.metrics})
+    for name in names:
+        metrics[f"test/{name}"] = sum(x.metrics.get(name, 0.0) for x in results) / len(results)
+    metrics["test/accuracy"] = metrics.get("test/correct", math.nan)
+    return StageResult(step=r.cursor.step, eval_metrics=metrics)

@@ -1,0 +1,33 @@
+"""rl_basic: reinforcement learning on verifiable rewards, on the embedded default out of the box.
+
+With no arguments it trains a fresh LoRA on the embedded tiny model (``kitchen/tiny``) to answer
+the embedded arithmetic problems (``kitchen/arith-rl``): each step samples ``group_size``
+replies to each of ``groups_per_batch`` problems, rewards exact answers (plus a small format
+term), and takes an importance-sampling policy-gradient step on the group-relative advantages.
+Held-out greedy exact match (``test/accuracy``) is measured before, every ``eval_every`` steps
+and after. Names follow tinker-cookbook's.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from kitchen.workflows.common.config import RENAMED
+from kitchen.workflows.rl.config import RLConfig
+
+NAME = "rl_basic"
+DESCRIPTION = "RL with group-relative advantages (default: embedded tiny model + arithmetic)"
+WORKFLOW = "rl"
+ADAPTERS = {"training": "local_torch", "datasets": "hf_datasets", "blobs": "local"}
+__all__ = ["ADAPTERS", "DESCRIPTION", "NAME", "RENAMED", "WORKFLOW", "Config"]
+
+
+class Config(RLConfig):
+    """Defaults that learn visibly on the embedded set in a few minutes on 2 CPU cores: 60 steps
+    of 8 problems × 8 samples, learning rate 1e-3 decaying linearly (3e-3 collapses the
+    policy's entropy within a few steps on this model), evaluation every 20 steps."""
+
+    learning_rate: float = Field(1e-3, gt=0.0)
+    max_steps: int | None = Field(60, ge=1, description="stop after this many steps")
+    eval_every: int = Field(20, ge=0, description="evaluate every N steps (0: start and end)")
+    save_every: int = Field(20, ge=0, description="checkpoint every N steps (0: only at the end)")
