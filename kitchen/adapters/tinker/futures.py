@@ -6,17 +6,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from kitchen.errors import ConfigError, InfrastructureError
+from kitchen.errors import ConfigError, InfrastructureError, TrainingDiverged
 
 T = TypeVar("T")
 S = TypeVar("S")
 
 
-def translate(exc: BaseException) -> BaseException:
+def translate(exc: BaseException, step: int | None = None) -> BaseException:
     """An SDK error as kitchen's: unreachable → InfrastructureError (the attempt ends
-    resumable); refused by the service for the caller's input → ConfigError (one line)."""
+    resumable); refused by the service for the caller's input → ConfigError (one line); a
+    non-finite loss input refused at ``step`` → TrainingDiverged naming the step."""
     import tinker
 
+    if step is not None and isinstance(exc, tinker.BadRequestError) and "NaN" in str(exc):
+        return TrainingDiverged(f"step {step}: the service refused a non-finite loss input")
     if isinstance(exc, tinker.APIConnectionError):
         return InfrastructureError(f"the Tinker service is unreachable: {type(exc).__name__}")
     if isinstance(exc, tinker.AuthenticationError | tinker.PermissionDeniedError):
@@ -34,8 +37,8 @@ class Mapped(Generic[S, T]):
     """An SDK future (anything with ``result(timeout)``) whose value is converted once, on
     first ``result``; SDK errors are translated to kitchen's."""
 
-    def __init__(self, inner: Any, convert: Callable[[S], T]) -> None:
-        self._inner, self._convert = inner, convert
+    def __init__(self, inner: Any, convert: Callable[[S], T], step: int | None = None) -> None:
+        self._inner, self._convert, self._step = inner, convert, step
         self._value: T | None = None
         self._has = False
 
@@ -44,7 +47,7 @@ class Mapped(Generic[S, T]):
             try:
                 raw = self._inner.result(timeout)
             except Exception as exc:  # noqa: BLE001 - translated, never swallowed
-                new = translate(exc)
+                new = translate(exc, self._step)
                 if new is exc:
                     raise
                 raise new from exc

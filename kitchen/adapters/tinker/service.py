@@ -49,6 +49,7 @@ class TinkerServiceClient:
         self._models: list[str] | None = None
         self._samplers: dict[Path, str] = {}
         self._open: list[Any] = []
+        self._tokenizers: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ checks
 
@@ -56,7 +57,7 @@ class TinkerServiceClient:
         """The base models the service trains; asking also checks the key (401 → one line)."""
         if self._models is None:
             try:
-                caps = self._sdk.get_server_capabilities()
+                caps = self.rest().get_server_capabilities().result()
             except Exception as exc:  # noqa: BLE001 - translated to one line
                 raise _one_line(exc) from exc
             self._models = [m.model_name for m in caps.supported_models if m.model_name]
@@ -73,7 +74,9 @@ class TinkerServiceClient:
 
     def rest(self) -> Any:
         if self._rest is None:
-            self._rest = self._sdk.create_rest_client()
+            import tinker
+
+            self._rest = tinker.RestClient(base_url=self._base_url or None)
         return self._rest
 
     def create_lora_training_client(
@@ -94,7 +97,9 @@ class TinkerServiceClient:
             ),
             lambda v: v,
         ).result()
-        client = TinkerTrainingClient(sdk, self.rest(), self._remember_sampler)
+        client = TinkerTrainingClient(
+            self._sdk, sdk, self.rest(), self.get_tokenizer(base_model), self._remember_sampler
+        )
         self._open.append(client)
         return client
 
@@ -109,9 +114,13 @@ class TinkerServiceClient:
         dropout: float = 0.0,
         with_optimizer: bool = True,
     ) -> TinkerTrainingClient:
-        client = self.create_lora_training_client(
-            base_model, rank, seed=seed, alpha=alpha, dropout=dropout
+        """The SDK makes a new model from the state (rank and base model are the state's)."""
+        check_lora(alpha, dropout)
+        self.check_model(base_model)
+        client = TinkerTrainingClient(
+            self._sdk, None, self.rest(), self.get_tokenizer(base_model), self._remember_sampler
         )
+        self._open.append(client)
         client.load_state(path, with_optimizer=with_optimizer).result()
         return client
 
@@ -140,7 +149,7 @@ class TinkerServiceClient:
             self._sdk.create_sampling_client(model_path=remote, base_model=base_model),
             lambda v: v,
         ).result()
-        client = TinkerSamplingClient(sdk, sdk.get_tokenizer())
+        client = TinkerSamplingClient(sdk, self.get_tokenizer(base_model or sdk.get_base_model()))
         self._open.append(client)
         return client
 
@@ -148,9 +157,12 @@ class TinkerServiceClient:
         self._samplers[_key(folder)] = sampler_path
 
     def get_tokenizer(self, base_model: str) -> Any:
+        """Loaded on this machine, as the SDK does (the embedded model's is a local folder)."""
         from kitchen.adapters.local_torch import loading
 
-        return loading.load_tokenizer(loading.resolve_name(base_model))
+        if base_model not in self._tokenizers:
+            self._tokenizers[base_model] = loading.load_tokenizer(loading.resolve_name(base_model))
+        return self._tokenizers[base_model]
 
     def verify_checkpoint(self, uri: str, sha256: str) -> bool:
         """The reference is the one recorded and the service still lists it."""

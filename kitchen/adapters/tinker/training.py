@@ -3,11 +3,15 @@
 Every call submits to the SDK and returns at once; the SDK orders a model's requests, so a
 caller's submit-ahead pipelining overlaps work as on the local backend. States live on the
 service: ``save_state`` returns its ``tinker://`` reference, whose name carries the step
-(``…/step-000004-…``) so that ``load_state`` knows the step it restored.
+(``…/step-000004``) so that ``load_state`` knows the step it restored, and writes the same
+reference into the local folder it was given (``tinker_state.json``), so the folder can be
+loaded too. Loading makes a fresh SDK client from the state, as the SDK asks.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import re
 import secrets
 from collections.abc import Mapping, Sequence
@@ -18,8 +22,9 @@ from typing import Any
 from kitchen.adapters.tinker import convert, weights
 from kitchen.adapters.tinker.futures import Mapped
 from kitchen.adapters.tinker.sampling import TinkerSamplingClient
-from kitchen.errors import ConfigError
+from kitchen.errors import ConfigError, TrainingDiverged
 from kitchen.types import (
+    CompletedFuture,
     AdamParams,
     CustomLossFn,
     Datum,
@@ -29,9 +34,11 @@ from kitchen.types import (
     ModelInput,
     OptimStepResponse,
     SavedState,
+    ThreadFuture,
 )
 
-_STEP = re.compile(r"/step-(\d+)(?:-[0-9a-f]+)?$")
+_STEP = re.compile(r"/step-(\d+)$")
+STATE_FILE = "tinker_state.json"
 
 
 def step_of(reference: str) -> int:
@@ -43,10 +50,18 @@ def step_of(reference: str) -> int:
 
 
 class TinkerTrainingClient:
-    def __init__(self, sdk: Any, rest: Any, on_sampler_saved: Any = None) -> None:
-        self._sdk, self._rest = sdk, rest
+    def __init__(
+        self,
+        service: Any,
+        sdk: Any,
+        rest: Any,
+        tokenizer: Any,
+        on_sampler_saved: Any = None,
+    ) -> None:
+        self._service, self._sdk, self._rest = service, sdk, rest
+        self._tokenizer = tokenizer
+        self._saved: dict[int, Any] = {}  # step -> this SDK client's save of it
         self._step = 0
-        self._tokenizer: Any = None
         self._on_sampler_saved = on_sampler_saved
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="kitchen-tinker")
 
@@ -61,17 +76,23 @@ class TinkerTrainingClient:
         loss_fn_config: Mapping[str, float] | None = None,
     ) -> Future[ForwardBackwardOutput]:
         step = self._step
+        refused = _non_finite(data, step)
+        if refused is not None:
+            return refused
         inner = self._sdk.forward_backward(
             convert.data(data), loss_fn, dict(loss_fn_config) if loss_fn_config else None
         )
-        return Mapped(inner, lambda v: convert.forward_output(v, step))
+        return Mapped(inner, lambda v: convert.forward_output(v, step), step)
 
     def forward(
         self, data: Sequence[Datum], loss_fn: LossFnType = "cross_entropy"
     ) -> Future[ForwardBackwardOutput]:
         step = self._step
+        refused = _non_finite(data, step)
+        if refused is not None:
+            return refused
         inner = self._sdk.forward(convert.data(data), loss_fn)
-        return Mapped(inner, lambda v: convert.forward_output(v, step))
+        return Mapped(inner, lambda v: convert.forward_output(v, step), step)
 
     def forward_backward_custom(
         self, data: Sequence[Datum], loss_fn: CustomLossFn
@@ -84,34 +105,55 @@ class TinkerTrainingClient:
             return loss_fn(ours, logprobs)
 
         inner = self._sdk.forward_backward_custom(convert.data(ours), loss)
-        return Mapped(inner, lambda v: convert.forward_output(v, step))
+        return Mapped(inner, lambda v: convert.forward_output(v, step), step)
 
     def optim_step(self, adam_params: AdamParams) -> Future[OptimStepResponse]:
         inner = self._sdk.optim_step(convert.adam(adam_params))
         self._step += 1
+        self._saved = {}
         return Mapped(inner, lambda v: OptimStepResponse({k: float(x) for k, x in v.metrics.items()}))
 
     def save_state(self, path: str | Path) -> Future[SavedState]:
-        """Saved on the service; the local folder stays empty (the stage records the reference)."""
+        """Saved on the service, once per step of this client (the same state twice is the
+        same reference); the reference is also written into the local folder ``path``."""
         step = self._step
-        name = f"step-{step:06d}-{secrets.token_hex(3)}"
-        inner = self._sdk.save_state(name)
-        return Mapped(inner, lambda v: SavedState(str(v.path), step))
+        inner = self._saved.get(step)
+        if inner is None:
+            inner = self._sdk.save_state(f"step-{step:06d}")
+            self._saved[step] = inner
+        folder = Path(path)
+
+        def done(v: Any) -> SavedState:
+            reference = str(v.path)
+            folder.mkdir(parents=True, exist_ok=True)
+            text = json.dumps({"reference": reference, "step": step}, sort_keys=True)
+            (folder / STATE_FILE).write_text(text + "\n", encoding="utf-8")
+            return SavedState(reference, step)
+
+        saved = Mapped(inner, done)
+        _eagerly(inner, saved)
+        return saved
 
     def load_state(self, path: str | Path, with_optimizer: bool = True) -> Future[SavedState]:
+        """A ``tinker://`` state, or a folder ``save_state`` wrote its reference into. The SDK
+        loads a state into a new training client; this client continues on that one."""
         reference = str(path)
+        local = Path(path) / STATE_FILE
+        if "://" not in reference and local.is_file():
+            reference = str(json.loads(local.read_text(encoding="utf-8"))["reference"])
         if not reference.startswith("tinker://"):
             raise ConfigError(
                 f"the tinker adapter loads tinker:// states only, not the local folder {reference}"
             )
         step = step_of(reference)
         if with_optimizer:
-            inner = self._sdk.load_state_with_optimizer(reference)
+            made = self._service.create_training_client_from_state_with_optimizer(reference)
         else:
-            inner = self._sdk.load_state(reference)
+            made = self._service.create_training_client_from_state(reference)
             step = 0
-        self._step = step
-        return Mapped(inner, lambda _v: SavedState(reference, step))
+        self._sdk = Mapped(made, lambda v: v).result()
+        self._step, self._saved = step, {}
+        return CompletedFuture(SavedState(reference, step))
 
     def save_weights_for_sampler(self, path: str | Path) -> Future[str]:
         """The weights as a local PEFT adapter in ``path``: exported through the service's
@@ -134,11 +176,9 @@ class TinkerTrainingClient:
 
     def sampling_client(self) -> TinkerSamplingClient:
         sdk = Mapped(self._sdk.save_weights_and_get_sampling_client(), lambda v: v).result()
-        return TinkerSamplingClient(sdk, self.get_tokenizer())
+        return TinkerSamplingClient(sdk, self._tokenizer)
 
     def get_tokenizer(self) -> Any:
-        if self._tokenizer is None:
-            self._tokenizer = self._sdk.get_tokenizer()
         return self._tokenizer
 
     def compute_logprobs(self, prompt: ModelInput) -> Future[list[float | None]]:
@@ -146,3 +186,28 @@ class TinkerTrainingClient:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+
+
+def _non_finite(data: Sequence[Datum], step: int) -> Future[ForwardBackwardOutput] | None:
+    """A NaN or infinite loss input diverges the step here, before it is sent: the service
+    would refuse the request, and a refused request must not take a place in the order."""
+    for datum in data:
+        for tensor in datum.loss_fn_inputs.values():
+            if tensor.dtype == "float32" and not all(math.isfinite(v) for v in tensor.data):
+                failed: ThreadFuture[ForwardBackwardOutput] = ThreadFuture()
+                failed.set_exception(TrainingDiverged(f"step {step}: a loss input is not finite"))
+                return failed
+    return None
+
+
+def _eagerly(inner: Any, mapped: Mapped[Any, Any]) -> None:
+    """Run ``mapped``'s conversion as soon as the SDK's future is done, awaited or not (the
+    local reference file of a state must exist even if nobody asks for the result)."""
+
+    def convert(_done: Any) -> None:
+        try:
+            mapped.result()
+        except Exception:  # noqa: BLE001, S110 - the caller's own result() re-raises it
+            pass
+
+    inner.future().add_done_callback(convert)
