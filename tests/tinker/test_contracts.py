@@ -14,7 +14,12 @@ from kitchen.testing.training_contract import TrainingClientContract
 
 
 BASE = "kitchen/tiny"
-pytestmark = pytest.mark.slow
+# The SDK's own connections may be collected after a test; they are not the adapter's to close.
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore::ResourceWarning"),
+    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+]
 
 
 @pytest.fixture(scope="module")

@@ -50,6 +50,7 @@ class TinkerServiceClient:
         self._samplers: dict[Path, str] = {}
         self._open: list[Any] = []
         self._tokenizers: dict[str, Any] = {}
+        self._closed = False
 
     # ------------------------------------------------------------------ checks
 
@@ -184,9 +185,16 @@ class TinkerServiceClient:
         return {"backend": "tinker", "base_url": public_url(self._base_url)}
 
     def close(self) -> None:
+        """Close every client, then finish the SDK session (its heartbeats and connections)."""
         opened, self._open = self._open, []
         for client in opened:
             client.close()
+        if not self._closed:
+            self._closed = True
+            try:
+                self._sdk.close("success").result(timeout=30)
+            except Exception:  # noqa: BLE001, S110 - a session the service forgot is finished
+                pass
 
 
 def check_lora(alpha: int | None, dropout: float) -> None:

@@ -60,7 +60,7 @@ class TinkerTrainingClient:
     ) -> None:
         self._service, self._sdk, self._rest = service, sdk, rest
         self._tokenizer = tokenizer
-        self._saved: dict[int, Any] = {}  # step -> this SDK client's save of it
+        self._saved: dict[int, tuple[Any, list[Path]]] = {}  # step -> (SDK save, folders)
         self._step = 0
         self._on_sampler_saved = on_sampler_saved
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="kitchen-tinker")
@@ -117,17 +117,17 @@ class TinkerTrainingClient:
         """Saved on the service, once per step of this client (the same state twice is the
         same reference); the reference is also written into the local folder ``path``."""
         step = self._step
-        inner = self._saved.get(step)
-        if inner is None:
-            inner = self._sdk.save_state(f"step-{step:06d}")
-            self._saved[step] = inner
-        folder = Path(path)
+        if step not in self._saved:
+            self._saved[step] = (self._sdk.save_state(f"step-{step:06d}"), [])
+        inner, folders = self._saved[step]
+        folders.append(Path(path))
 
         def done(v: Any) -> SavedState:
             reference = str(v.path)
-            folder.mkdir(parents=True, exist_ok=True)
-            text = json.dumps({"reference": reference, "step": step}, sort_keys=True)
-            (folder / STATE_FILE).write_text(text + "\n", encoding="utf-8")
+            text = json.dumps({"reference": reference, "step": step}, sort_keys=True) + "\n"
+            for folder in list(folders):
+                folder.mkdir(parents=True, exist_ok=True)
+                (folder / STATE_FILE).write_text(text, encoding="utf-8")
             return SavedState(reference, step)
 
         saved = Mapped(inner, done)
