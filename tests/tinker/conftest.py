@@ -162,3 +162,15 @@ def kitchen_in(home: Path, served: Served | None = None) -> Kitchen:
         return Result(proc.returncode, proc.stdout, proc.stderr)
 
     return run
+
+
+@pytest.fixture
+def kitchen_for(tmp_path: Path) -> Any:
+    """``kitchen_for(name, served_or_None)``: a CLI in its own KITCHEN_HOME under tmp_path."""
+
+    def make(name: str, served: Served | None = None) -> tuple[Kitchen, Path]:
+        home = tmp_path / name
+        home.mkdir()
+        return kitchen_in(home, served), home
+
+    return make
