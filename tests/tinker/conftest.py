@@ -98,6 +98,19 @@ class Served:
                 time.sleep(0.1)
         raise TimeoutError("kitchen serve did not start")
 
+    def client(self, home: Path, *args: str) -> subprocess.Popen[str]:
+        """``kitchen ARGS`` in ``home`` against this server, running in the background."""
+        env = clean_env(home)
+        env.update(self.client_env())
+        return subprocess.Popen(
+            [sys.executable, "-m", "kitchen.cli", *args],
+            env=env,
+            cwd=home,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
     def _close_log(self) -> None:
         if self._log is not None:
             self._log.close()
@@ -174,3 +187,14 @@ def kitchen_for(tmp_path: Path) -> Any:
         return kitchen_in(home, served), home
 
     return make
+
+
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[Served]:
+    """A server of this test's own, which the test may kill and restart."""
+    home = tmp_path / "own-server"
+    home.mkdir()
+    server = Served(home)
+    server.start()
+    yield server
+    server.stop()
