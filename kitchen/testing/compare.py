@@ -26,7 +26,9 @@ def step_metrics(kitchen: Kitchen, run_id: str) -> dict[str, dict[str, float]]:
     }
 
 
-def largest_metric_difference(a: dict[str, dict[str, float]], b: dict[str, dict[str, float]]) -> float:
+def largest_metric_difference(
+    a: dict[str, dict[str, float]], b: dict[str, dict[str, float]]
+) -> float:
     assert a.keys() == b.keys()
     worst = 0.0
     for step in a:
@@ -39,18 +41,28 @@ def largest_metric_difference(a: dict[str, dict[str, float]], b: dict[str, dict[
 def largest_weight_difference(a: Path, b: Path) -> float:
     from safetensors.numpy import load_file
 
-    ta, tb = load_file(str(a / "adapter_model.safetensors")), load_file(str(b / "adapter_model.safetensors"))
+    ta, tb = (
+        load_file(str(a / "adapter_model.safetensors")),
+        load_file(str(b / "adapter_model.safetensors")),
+    )
     assert ta.keys() == tb.keys()
     return max(float(abs(ta[k].astype("float64") - tb[k].astype("float64")).max()) for k in ta)
 
 
 def files(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
 
 
 def grep_key(key: str, *roots: Path, text: str = "") -> list[str]:
     """Every file under ``roots`` (and the captured text) that holds the key."""
-    found = [str(p) for root in roots for p in root.rglob("*") if p.is_file() and key.encode() in p.read_bytes()]
+    found = [
+        str(p)
+        for root in roots
+        for p in root.rglob("*")
+        if p.is_file() and key.encode() in p.read_bytes()
+    ]
     if key in text:
         found.append("<captured output>")
     return found

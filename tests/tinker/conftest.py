@@ -34,7 +34,9 @@ def free_port() -> int:
 
 
 def clean_env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TINKER_", "KITCHEN_", "OTEL_"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("TINKER_", "KITCHEN_", "OTEL_"))
+    }
     env.update(
         KITCHEN_HOME=str(home),
         PYTHONPATH=str(ROOT),
@@ -80,8 +82,16 @@ class Served:
         self._close_log()
         self._log = open(self.home / f"server-{self.starts}.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kitchen.cli", "serve", "--port", str(self.port),
-             "--checkpoint-every", "2"],
+            [
+                sys.executable,
+                "-m",
+                "kitchen.cli",
+                "serve",
+                "--port",
+                str(self.port),
+                "--checkpoint-every",
+                "2",
+            ],
             env=clean_env(self.home),
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -90,7 +100,9 @@ class Served:
         self.starts += 1
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            assert self.proc.poll() is None, (self.home / f"server-{self.starts - 1}.log").read_text()
+            assert self.proc.poll() is None, (
+                self.home / f"server-{self.starts - 1}.log"
+            ).read_text()
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
                     return

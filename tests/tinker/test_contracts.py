@@ -12,7 +12,6 @@ from kitchen.testing.factory_contract import ServiceClientContract
 from kitchen.testing.sampling_contract import SamplingClientContract
 from kitchen.testing.training_contract import TrainingClientContract
 
-
 BASE = "kitchen/tiny"
 # The SDK's own connections may be collected after a test; they are not the adapter's to close.
 pytestmark = [

@@ -33,11 +33,11 @@ def test_a_mistake_is_one_line_and_no_run(
 
 
 def test_an_unreachable_service_is_an_infrastructure_error(kitchen_for: Any, served: Any) -> None:
-    from kitchen.adapters.tinker.futures import translate
-    from kitchen.errors import InfrastructureError
-
     import httpx
     import tinker
+
+    from kitchen.adapters.tinker.futures import translate
+    from kitchen.errors import InfrastructureError
 
     request = httpx.Request("POST", served.url)
     assert isinstance(translate(tinker.APIConnectionError(request=request)), InfrastructureError)

@@ -39,7 +39,12 @@ def test_a_killed_client_resumes_from_the_newest_tinker_checkpoint(
     expected = local_final(kitchen_for)
     remote, home = kitchen_for("tinker", served)
     r = remote(
-        "run", "sl_basic", *SL, TINKER, "--run-id", "r",
+        "run",
+        "sl_basic",
+        *SL,
+        TINKER,
+        "--run-id",
+        "r",
         extra_env={"KITCHEN_FAULT": "stage:get_batch:after@5"},
     )
     assert r.code == -9, r.stderr[-2000:]

@@ -64,16 +64,18 @@ def test_dpo_basic_through_tinker_matches_the_local_backend(
     config = [*small_dpo_config(pairs), "max_steps=5"]
     local, local_home, remote, remote_home, _ = both(kitchen_for, served, "dpo_basic", config)
     assert largest_metric_difference(step_metrics(remote, "r"), step_metrics(local, "r")) <= 1e-6
-    assert largest_weight_difference(remote_home / "r" / "final", local_home / "r" / "final") <= 1e-5
+    assert (
+        largest_weight_difference(remote_home / "r" / "final", local_home / "r" / "final") <= 1e-5
+    )
 
 
 @pytest.mark.slow
-def test_rl_basic_through_tinker_matches_the_local_backend(
-    kitchen_for: Any, served: Any
-) -> None:
+def test_rl_basic_through_tinker_matches_the_local_backend(kitchen_for: Any, served: Any) -> None:
     config = [*SMALL_RL_CONFIG, "max_steps=5"]
     local, local_home, remote, remote_home, _ = both(kitchen_for, served, "rl_basic", config)
     assert largest_metric_difference(step_metrics(remote, "r"), step_metrics(local, "r")) <= 1e-6
-    assert largest_weight_difference(remote_home / "r" / "final", local_home / "r" / "final") <= 1e-5
+    assert (
+        largest_weight_difference(remote_home / "r" / "final", local_home / "r" / "final") <= 1e-5
+    )
     rollouts = "r/artifacts/rollouts"
     assert files(remote_home / rollouts) == files(local_home / rollouts)

@@ -76,7 +76,7 @@ def sampling_params(value: k.SamplingParams) -> Any:
         temperature=value.temperature,
         top_p=value.top_p,
         top_k=value.top_k,
-        stop=list(value.stop) if value.stop is not None else None,
+        stop=list(value.stop) if value.stop is not None else None,  # type: ignore[arg-type]
         seed=value.seed,
     )
 

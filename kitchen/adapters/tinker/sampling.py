@@ -24,7 +24,7 @@ class TinkerSamplingClient:
 
     def compute_logprobs(self, prompt: ModelInput) -> Future[list[float | None]]:
         inner = self._sdk.compute_logprobs(convert.model_input(prompt))
-        return Mapped(inner, lambda v: [None if x is None else float(x) for x in v])
+        return Mapped(inner, _logprobs)
 
     def sample_batch(
         self, prompts: Sequence[ModelInput], sampling_params: SamplingParams
@@ -49,3 +49,7 @@ class _All:
 
     def done(self) -> bool:
         return all(f.done() for f in self._futures)
+
+
+def _logprobs(values: Any) -> list[float | None]:
+    return [None if x is None else float(x) for x in values]

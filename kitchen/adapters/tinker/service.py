@@ -8,13 +8,14 @@ before the run exists, and reported in one line.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from kitchen.adapters.tinker.futures import Mapped, translate
+from kitchen.adapters.tinker.futures import Mapped, identity, translate
 from kitchen.adapters.tinker.sampling import TinkerSamplingClient
 from kitchen.adapters.tinker.training import TinkerTrainingClient
 from kitchen.errors import ConfigError
@@ -43,7 +44,7 @@ class TinkerServiceClient:
         self._base_url = base_url or os.environ.get("TINKER_BASE_URL") or ""
         try:
             self._sdk = tinker.ServiceClient(base_url=self._base_url or None)
-        except Exception as exc:  # noqa: BLE001 - translated to one line
+        except Exception as exc:
             raise _one_line(exc) from exc
         self._rest: Any = None
         self._models: list[str] | None = None
@@ -59,7 +60,7 @@ class TinkerServiceClient:
         if self._models is None:
             try:
                 caps = self.rest().get_server_capabilities().result()
-            except Exception as exc:  # noqa: BLE001 - translated to one line
+            except Exception as exc:
                 raise _one_line(exc) from exc
             self._models = [m.model_name for m in caps.supported_models if m.model_name]
         return self._models
@@ -96,7 +97,7 @@ class TinkerServiceClient:
             self._sdk.create_lora_training_client(
                 base_model=base_model, rank=rank, seed=seed, train_unembed=train_unembed
             ),
-            lambda v: v,
+            identity,
         ).result()
         client = TinkerTrainingClient(
             self._sdk, sdk, self.rest(), self.get_tokenizer(base_model), self._remember_sampler
@@ -148,7 +149,7 @@ class TinkerServiceClient:
             self.check_model(base_model)
         sdk = Mapped(
             self._sdk.create_sampling_client(model_path=remote, base_model=base_model),
-            lambda v: v,
+            identity,
         ).result()
         client = TinkerSamplingClient(sdk, self.get_tokenizer(base_model or sdk.get_base_model()))
         self._open.append(client)
@@ -174,7 +175,7 @@ class TinkerServiceClient:
         model_id = uri[len("tinker://") :].split("/", 1)[0]
         try:
             listed = self.rest().list_checkpoints(model_id).result()
-        except Exception as exc:  # noqa: BLE001 - unreachable raises, absent is False
+        except Exception as exc:
             new = translate(exc)
             if new is not exc:
                 raise new from exc
@@ -191,10 +192,9 @@ class TinkerServiceClient:
             client.close()
         if not self._closed:
             self._closed = True
-            try:
+            # A session the service has forgotten is finished already.
+            with contextlib.suppress(Exception):
                 self._sdk.close("success").result(timeout=30)
-            except Exception:  # noqa: BLE001, S110 - a session the service forgot is finished
-                pass
 
 
 def check_lora(alpha: int | None, dropout: float) -> None:

@@ -10,6 +10,7 @@ loaded too. Loading makes a fresh SDK client from the state, as the SDK asks.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -20,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from kitchen.adapters.tinker import convert, weights
-from kitchen.adapters.tinker.futures import Mapped
+from kitchen.adapters.tinker.futures import Mapped, identity
 from kitchen.adapters.tinker.sampling import TinkerSamplingClient
 from kitchen.errors import ConfigError, TrainingDiverged
 from kitchen.types import (
-    CompletedFuture,
     AdamParams,
+    CompletedFuture,
     CustomLossFn,
     Datum,
     ForwardBackwardOutput,
@@ -111,7 +112,7 @@ class TinkerTrainingClient:
         inner = self._sdk.optim_step(convert.adam(adam_params))
         self._step += 1
         self._saved = {}
-        return Mapped(inner, lambda v: OptimStepResponse({k: float(x) for k, x in v.metrics.items()}))
+        return Mapped(inner, _optim_response)
 
     def save_state(self, path: str | Path) -> Future[SavedState]:
         """Saved on the service, once per step of this client (the same state twice is the
@@ -151,7 +152,7 @@ class TinkerTrainingClient:
         else:
             made = self._service.create_training_client_from_state(reference)
             step = 0
-        self._sdk = Mapped(made, lambda v: v).result()
+        self._sdk = Mapped(made, identity).result()
         self._step, self._saved = step, {}
         return CompletedFuture(SavedState(reference, step))
 
@@ -175,7 +176,7 @@ class TinkerTrainingClient:
         return self._pool.submit(fetch)
 
     def sampling_client(self) -> TinkerSamplingClient:
-        sdk = Mapped(self._sdk.save_weights_and_get_sampling_client(), lambda v: v).result()
+        sdk = Mapped(self._sdk.save_weights_and_get_sampling_client(), identity).result()
         return TinkerSamplingClient(sdk, self._tokenizer)
 
     def get_tokenizer(self) -> Any:
@@ -205,9 +206,12 @@ def _eagerly(inner: Any, mapped: Mapped[Any, Any]) -> None:
     local reference file of a state must exist even if nobody asks for the result)."""
 
     def convert(_done: Any) -> None:
-        try:
+        # The caller's own result() re-raises what failed here.
+        with contextlib.suppress(Exception):
             mapped.result()
-        except Exception:  # noqa: BLE001, S110 - the caller's own result() re-raises it
-            pass
 
     inner.future().add_done_callback(convert)
+
+
+def _optim_response(value: Any) -> OptimStepResponse:
+    return OptimStepResponse({str(k): float(x) for k, x in value.metrics.items()})
