@@ -80,6 +80,7 @@ def test_a_server_killed_and_restarted_mid_run_does_not_stop_the_run(
             own_server.start()
             break
     lines.extend(client.stdout)
+    client.stdout.close()
     assert client.wait(300) == 0, "".join(lines)[-3000:]
     assert own_server.starts == 2
     assert files(home / "r" / "final") == expected
