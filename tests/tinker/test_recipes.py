@@ -31,13 +31,15 @@ SL = [
 ]
 
 
-def both(kitchen_for: Any, served: Any, recipe: str, config: list[str]) -> tuple[Any, ...]:
+def both(
+    kitchen_for: Any, served: Any, recipe: str, config: list[str], *tinker_only: str
+) -> tuple[Any, ...]:
     """The recipe on the local backend and through Tinker; each must complete."""
     local, local_home = kitchen_for("local")
     remote, remote_home = kitchen_for("tinker", served)
     a = local("run", recipe, *config, "--run-id", "r")
     assert a.code == 0, a.stderr[-2000:]
-    b = remote("run", recipe, *config, TINKER, "--run-id", "r")
+    b = remote("run", recipe, *config, TINKER, *tinker_only, "--run-id", "r")
     assert b.code == 0, b.stderr[-2000:]
     return local, local_home, remote, remote_home, b.stdout + b.stderr
 
@@ -45,8 +47,11 @@ def both(kitchen_for: Any, served: Any, recipe: str, config: list[str]) -> tuple
 def test_sl_basic_through_tinker_is_byte_identical_and_keeps_no_key(
     kitchen_for: Any, served: Any
 ) -> None:
-    local, local_home, remote, remote_home, output = both(kitchen_for, served, "sl_basic", SL)
+    local, local_home, remote, remote_home, output = both(
+        kitchen_for, served, "sl_basic", SL, "--trace", "console"
+    )
     assert files(remote_home / "r" / "final") == files(local_home / "r" / "final")
+    assert "trace_id" in output  # the spans, printed to stderr, are part of what is grepped
     assert step_metrics(remote, "r") == step_metrics(local, "r")
     verify = remote("replay", "r", "--verify")
     assert verify.code == 0, verify.stderr
