@@ -15,7 +15,10 @@ BUILTIN: dict[str, dict[str, str]] = {
         "preference": "kitchen.workflows.preference:WORKFLOW",
         "rl": "kitchen.workflows.rl:WORKFLOW",
     },
-    "training": {"local_torch": "kitchen.adapters.local_torch.service:create_service"},
+    "training": {
+        "local_torch": "kitchen.adapters.local_torch.service:create_service",
+        "tinker": "kitchen.adapters.tinker:create_service",
+    },
     "datasets": {"hf_datasets": "kitchen.adapters.hf_datasets:create_store"},
     "blobs": {"local": "kitchen.adapters.blobs:create_store"},
 }
