@@ -135,4 +135,3 @@ def restore(
         if old in data and old not in config_cls.model_fields:
             data[new] = data.pop(old)
     return build(config_cls, data, overrides)
-

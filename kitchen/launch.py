@@ -121,9 +121,7 @@ def _check_renderer(cfg: Any) -> None:
 
     name = getattr(cfg, "renderer_name", None)
     if name is not None and name not in RENDERERS:
-        raise ConfigError(
-            f"unknown renderer_name {name!r}; known: {', '.join(sorted(RENDERERS))}"
-        )
+        raise ConfigError(f"unknown renderer_name {name!r}; known: {', '.join(sorted(RENDERERS))}")
 
 
 def _check_model(cfg: Any) -> None:

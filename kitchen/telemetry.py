@@ -185,4 +185,3 @@ class Telemetry:
         worker = threading.Thread(target=stop, name="kitchen-otel-shutdown", daemon=True)
         worker.start()
         worker.join(timeout_s)
-

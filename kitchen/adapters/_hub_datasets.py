@@ -23,14 +23,19 @@ def load_hub(source: str, split: str, streaming: bool, token: str | None) -> Any
 
     repo, _, config = source.partition(":")
     kwargs: dict[str, Any] = {
-        "split": split, "streaming": streaming, "cache_dir": str(env.datasets_cache()),
+        "split": split,
+        "streaming": streaming,
+        "cache_dir": str(env.datasets_cache()),
     }
     client = HFHubClient(token, repo_type="dataset")
     if not env.datasets_offline() and client.reachable(repo):
         try:
             return _split_checked(
                 lambda: datasets.load_dataset(repo, config or None, token=token, **kwargs),
-                repo, config, source, split,
+                repo,
+                config,
+                source,
+                split,
             )
         except Exception as exc:
             if not _unreachable(exc):
@@ -41,13 +46,14 @@ def load_hub(source: str, split: str, streaming: bool, token: str | None) -> Any
     folder = str(client.snapshot(repo, local_only=True))
     return _split_checked(
         lambda: datasets.load_dataset(folder, config or None, **kwargs),
-        folder, config, source, split,
+        folder,
+        config,
+        source,
+        split,
     )
 
 
-def _split_checked(
-    load: Callable[[], Any], path: str, config: str, source: str, split: str
-) -> Any:
+def _split_checked(load: Callable[[], Any], path: str, config: str, source: str, split: str) -> Any:
     """Turn datasets' unknown split and config errors into one-line ConfigErrors."""
     import datasets
 
@@ -57,11 +63,13 @@ def _split_checked(
         text = str(exc).strip()
         if text.startswith("Unknown split"):
             names = datasets.get_dataset_split_names(path, config or None)
-            raise ConfigError(f"{source} has no split {split!r}; its splits are "
-                              f"{', '.join(names)}") from None
+            raise ConfigError(
+                f"{source} has no split {split!r}; its splits are {', '.join(names)}"
+            ) from None
         if text.startswith("BuilderConfig"):
-            raise ConfigError(f"{source}: {text.splitlines()[0]}; pick one of those configs"
-                              " as 'org/name:config'") from None
+            raise ConfigError(
+                f"{source}: {text.splitlines()[0]}; pick one of those configs as 'org/name:config'"
+            ) from None
         raise
 
 
@@ -77,6 +85,7 @@ def _converted(exc: Exception, repo: str) -> NotFound | None:
     if isinstance(exc, DataFilesNotFoundError):
         return NotFound(f"dataset {repo!r} has no data files datasets can read; check the repo")
     if isinstance(exc, DatasetNotFoundError):
-        return NotFound(f"dataset {repo!r} is not on the hub or is private;"
-                        " check the name or HF_TOKEN")
+        return NotFound(
+            f"dataset {repo!r} is not on the hub or is private; check the name or HF_TOKEN"
+        )
     return None

@@ -34,7 +34,11 @@ class HFDatasetStore:
         self._token = token
 
     def load(
-        self, source: str, split: str = "train", *, streaming: bool = False,
+        self,
+        source: str,
+        split: str = "train",
+        *,
+        streaming: bool = False,
         columns: Sequence[str] = (),
     ) -> Any:
         """Rows of one split; ``columns`` names fields every row must hold."""
@@ -74,8 +78,9 @@ def rows_fingerprint(rows: Iterable[Mapping[str, Any]]) -> str:
     lowercase hex, decimals strings."""
     h = hashlib.sha256()
     for row in rows:
-        text = json.dumps(row, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                          default=_plain)
+        text = json.dumps(
+            row, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_plain
+        )
         h.update(text.encode("utf-8") + b"\n")
     return h.hexdigest()
 
@@ -91,14 +96,17 @@ def require_columns(ds: Any, columns: Sequence[str], source: str) -> Any:
     absent = [c for c in columns if c not in ds.column_names]
     if absent:
         have = ", ".join(ds.column_names) or "none"
-        raise ConfigError(f"{source}: rows have no {absent[0]!r} column (columns: {have});"
-                          " pick a dataset that has it")
+        raise ConfigError(
+            f"{source}: rows have no {absent[0]!r} column (columns: {have});"
+            " pick a dataset that has it"
+        )
     _raise_on_first_null(ds, columns, source)
     return ds
 
 
-def iter_batches(ds: Iterable[dict[str, Any]], batch_size: int, *,
-                 drop_last: bool = False) -> Iterator[list[dict[str, Any]]]:
+def iter_batches(
+    ds: Iterable[dict[str, Any]], batch_size: int, *, drop_last: bool = False
+) -> Iterator[list[dict[str, Any]]]:
     """Rows in lists of ``batch_size`` (the last one shorter unless ``drop_last``)."""
     if batch_size < 1:
         raise ConfigError(f"batch size {batch_size} is not positive; use 1 or more")
@@ -123,8 +131,10 @@ def _classify(source: str) -> str:
         return "local"
     if _HUB_NAME.fullmatch(source):
         return "hub"
-    raise ConfigError(f"dataset source {source!r} is neither a file nor a hub repo;"
-                      " use a .jsonl/.json/.parquet/.csv path, 'org/name' or 'kitchen/<name>'")
+    raise ConfigError(
+        f"dataset source {source!r} is neither a file nor a hub repo;"
+        " use a .jsonl/.json/.parquet/.csv path, 'org/name' or 'kitchen/<name>'"
+    )
 
 
 def _embedded(name: str, split: str) -> Any:
@@ -157,14 +167,18 @@ def _split_file(path: Path, split: str) -> Path:
         raise NotFound(f"dataset file {path} does not exist; check the path")
     if not path.is_dir():
         if split != "train":
-            raise ConfigError(f"{path} is one file, so its only split is 'train';"
-                              f" load the file that holds {split!r} instead")
+            raise ConfigError(
+                f"{path} is one file, so its only split is 'train';"
+                f" load the file that holds {split!r} instead"
+            )
         return path
     found = {p.stem: p for p in sorted(path.iterdir()) if p.suffix.lower() in SUFFIXES}
     if split not in found:
         have = ", ".join(sorted(found)) or "none"
-        raise ConfigError(f"{path} has no split {split!r} (splits: {have});"
-                          " name the files <split>.jsonl, .json, .parquet or .csv")
+        raise ConfigError(
+            f"{path} has no split {split!r} (splits: {have});"
+            " name the files <split>.jsonl, .json, .parquet or .csv"
+        )
     return found[split]
 
 
@@ -181,16 +195,15 @@ def rows_to_dataset(rows: Sequence[Mapping[str, Any]], source: str) -> Any:
         bad = next(c for c in columns if not _one_type(data[c]))
         where = _first_odd_row(data[bad])
         at = f" (row {where} differs from the rows before it)" if where is not None else ""
-        raise ConfigError(f"{source}: column {bad!r} mixes value types{at};"
-                          " give every row the same type there") from None
+        raise ConfigError(
+            f"{source}: column {bad!r} mixes value types{at}; give every row the same type there"
+        ) from None
 
 
 def _first_odd_row(values: list[Any]) -> int | None:
     """The first row whose value is of another Python type than the first non-null one's."""
     first = next((type(v) for v in values if v is not None), None)
-    return next(
-        (i for i, v in enumerate(values) if v is not None and type(v) is not first), None
-    )
+    return next((i for i, v in enumerate(values) if v is not None and type(v) is not first), None)
 
 
 def _one_type(values: list[Any]) -> bool:
@@ -212,7 +225,8 @@ def _raise_on_first_null(ds: Any, columns: Sequence[str], source: str) -> None:
     table = ds.select_columns(list(columns)).with_format("arrow")[:]
     firsts = [
         (pc.index(table.column(c).is_null(), True).as_py(), c)
-        for c in columns if table.column(c).null_count
+        for c in columns
+        if table.column(c).null_count
     ]
     if firsts:
         index, column = min(firsts)
@@ -220,8 +234,9 @@ def _raise_on_first_null(ds: Any, columns: Sequence[str], source: str) -> None:
         raise ConfigError(f"{source}: row {index} has no {column!r}; every row needs {need}")
 
 
-def _check_streamed(row: dict[str, Any], index: int, source: str,
-                    columns: tuple[str, ...]) -> dict[str, Any]:
+def _check_streamed(
+    row: dict[str, Any], index: int, source: str, columns: tuple[str, ...]
+) -> dict[str, Any]:
     check_row(row, source, f"row {index}", columns)
     return row
 
@@ -242,12 +257,19 @@ def _plain(value: Any) -> Any:
         return value.hex()
     if isinstance(value, decimal.Decimal):
         return str(value)
-    raise ConfigError(f"cannot fingerprint a {type(value).__name__} value; "
-                      "convert that column to text or numbers first")
+    raise ConfigError(
+        f"cannot fingerprint a {type(value).__name__} value; "
+        "convert that column to text or numbers first"
+    )
 
 
-__all__ = ["HFDatasetStore", "iter_batches", "require_columns", "rows_fingerprint",
-           "rows_to_dataset"]
+__all__ = [
+    "HFDatasetStore",
+    "iter_batches",
+    "require_columns",
+    "rows_fingerprint",
+    "rows_to_dataset",
+]
 
 
 def create_store(config: Any, home: Path) -> HFDatasetStore:

@@ -42,9 +42,14 @@ class HFHubClient:
 
         with self._translated(repo_id, revision, filename):
             path = hf_hub_download(
-                repo_id, filename, repo_type=self.repo_type, revision=revision,
-                cache_dir=env.hub_cache(), local_files_only=env.hub_offline(),
-                token=self._token, endpoint=env.endpoint(),
+                repo_id,
+                filename,
+                repo_type=self.repo_type,
+                revision=revision,
+                cache_dir=env.hub_cache(),
+                local_files_only=env.hub_offline(),
+                token=self._token,
+                endpoint=env.endpoint(),
             )
         return Path(str(path))
 
@@ -115,14 +120,22 @@ class HFHubClient:
         from huggingface_hub import snapshot_download
 
         path = snapshot_download(
-            repo_id, repo_type=self.repo_type, revision=revision, cache_dir=env.hub_cache(),
-            local_files_only=local_only, token=self._token, endpoint=env.endpoint(),
+            repo_id,
+            repo_type=self.repo_type,
+            revision=revision,
+            cache_dir=env.hub_cache(),
+            local_files_only=local_only,
+            token=self._token,
+            endpoint=env.endpoint(),
         )
         return Path(str(path))
 
     def _online_or_cached(
-        self, repo_id: str, revision: str | None,
-        online: Callable[[Any], T], cached: Callable[[Path], T],
+        self,
+        repo_id: str,
+        revision: str | None,
+        online: Callable[[Any], T],
+        cached: Callable[[Path], T],
     ) -> T:
         """Ask the hub; if it cannot be reached (or offline mode is on), read the cache."""
         from huggingface_hub import HfApi

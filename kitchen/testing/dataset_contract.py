@@ -71,8 +71,9 @@ class DatasetStoreContract:
         assert isinstance(dataset_store, DatasetStore)
 
     @pytest.mark.parametrize("fmt", FORMATS)
-    def test_loads_every_local_format(self, dataset_store: DatasetStore, tmp_path: Path,
-                                      fmt: str) -> None:
+    def test_loads_every_local_format(
+        self, dataset_store: DatasetStore, tmp_path: Path, fmt: str
+    ) -> None:
         ds = dataset_store.load(str(write_rows(tmp_path / f"rows.{fmt}", ROWS)))
         assert len(ds) == 3
         assert [dict(r) for r in ds] == ROWS
@@ -85,13 +86,22 @@ class DatasetStoreContract:
         path = write_rows(tmp_path / f"rows.{fmt}", ROWS)
         assert dataset_store.fingerprint(str(path)) == hashlib.sha256(ROWS_JSONL).hexdigest()
 
-    def test_fingerprint_follows_order_and_content(self, dataset_store: DatasetStore,
-                                                   tmp_path: Path) -> None:
+    def test_fingerprint_follows_order_and_content(
+        self, dataset_store: DatasetStore, tmp_path: Path
+    ) -> None:
         base = dataset_store.fingerprint(str(write_rows(tmp_path / "a.jsonl", ROWS)))
         swapped = write_rows(tmp_path / "b.jsonl", [ROWS[1], ROWS[0], ROWS[2]])
         edited = write_rows(tmp_path / "c.jsonl", [*ROWS[:2], {**ROWS[2], "answer": "Hi!"}])
-        assert len({base, dataset_store.fingerprint(str(swapped)),
-                    dataset_store.fingerprint(str(edited))}) == 3
+        assert (
+            len(
+                {
+                    base,
+                    dataset_store.fingerprint(str(swapped)),
+                    dataset_store.fingerprint(str(edited)),
+                }
+            )
+            == 3
+        )
 
     def test_select_shuffle_take_skip(self, dataset_store: DatasetStore, tmp_path: Path) -> None:
         ds = dataset_store.load(str(write_rows(tmp_path / "rows.jsonl", ROWS)))
@@ -109,15 +119,17 @@ class DatasetStoreContract:
         assert list(stream) == ROWS
         assert list(stream.skip(1).take(1)) == [ROWS[1]]
 
-    def test_bad_jsonl_line_names_the_file_and_line(self, dataset_store: DatasetStore,
-                                                    tmp_path: Path) -> None:
+    def test_bad_jsonl_line_names_the_file_and_line(
+        self, dataset_store: DatasetStore, tmp_path: Path
+    ) -> None:
         path = tmp_path / "bad.jsonl"
         path.write_text('{"id": 1}\n\n{"id": 2\n{"id": 3}\n')
         with pytest.raises(ConfigError, match=r"bad\.jsonl: line 3 \(row 1\) is not valid JSON"):
             dataset_store.load(str(path))
 
-    def test_non_object_row_names_the_row(self, dataset_store: DatasetStore,
-                                          tmp_path: Path) -> None:
+    def test_non_object_row_names_the_row(
+        self, dataset_store: DatasetStore, tmp_path: Path
+    ) -> None:
         path = tmp_path / "bad.json"
         path.write_text('[{"id": 1}, 2]')
         with pytest.raises(ConfigError, match=r"bad\.json: row 1 is a int, not an object"):
@@ -133,8 +145,9 @@ class DatasetStoreContract:
         with pytest.raises(NotFound, match=r"absent\.jsonl"):
             dataset_store.load(str(tmp_path / "absent.jsonl"))
 
-    def test_a_folder_holds_one_file_per_split(self, dataset_store: DatasetStore,
-                                               tmp_path: Path) -> None:
+    def test_a_folder_holds_one_file_per_split(
+        self, dataset_store: DatasetStore, tmp_path: Path
+    ) -> None:
         write_rows(tmp_path / "train.jsonl", ROWS[:2])
         write_rows(tmp_path / "test.csv", ROWS[2:])
         assert list(dataset_store.load(str(tmp_path), "test")) == ROWS[2:]
@@ -143,8 +156,7 @@ class DatasetStoreContract:
         with pytest.raises(ConfigError, match="only split is 'train'"):
             dataset_store.load(str(tmp_path / "train.jsonl"), "test")
 
-    def test_cached_hub_set_loads_offline(self, dataset_store: DatasetStore,
-                                          hf_home: Path) -> None:
+    def test_cached_hub_set_loads_offline(self, dataset_store: DatasetStore, hf_home: Path) -> None:
         files = {"data/train.jsonl": ROWS_JSONL, "data/test.jsonl": ROWS_JSONL.splitlines()[0]}
         build_hub_cache(hf_home, "org/toy", files, repo_type="dataset")
         assert list(dataset_store.load("org/toy")) == ROWS

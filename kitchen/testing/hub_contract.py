@@ -29,8 +29,13 @@ _PREFIX = {"model": "models", "dataset": "datasets", "space": "spaces"}
 
 
 def build_hub_cache(
-    hf_home: Path, repo_id: str, files: Mapping[str, bytes], *,
-    commit: str = COMMIT, repo_type: str = "model", ref: str = "main",
+    hf_home: Path,
+    repo_id: str,
+    files: Mapping[str, bytes],
+    *,
+    commit: str = COMMIT,
+    repo_type: str = "model",
+    ref: str = "main",
 ) -> Path:
     """Lay ``files`` out as huggingface_hub's cache does; return the snapshot folder.
 
@@ -53,8 +58,15 @@ def build_hub_cache(
 
 def isolate_hf_env(monkeypatch: pytest.MonkeyPatch, hf_home: Path, *, offline: bool = True) -> None:
     """Point every HF variable at ``hf_home`` and drop tokens and endpoints from outside."""
-    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_DATASETS_CACHE", "HF_ENDPOINT",
-                "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_DATASETS_OFFLINE"):
+    for var in (
+        "HF_HUB_CACHE",
+        "HUGGINGFACE_HUB_CACHE",
+        "HF_DATASETS_CACHE",
+        "HF_ENDPOINT",
+        "HF_TOKEN",
+        "HUGGING_FACE_HUB_TOKEN",
+        "HF_DATASETS_OFFLINE",
+    ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HF_HOME", str(hf_home))
     if offline:
@@ -126,8 +138,11 @@ class HubClientContract:
             client.download_file("org/tiny/extra", "config.json")
 
     def test_token_never_appears_in_errors_or_logs(
-        self, make_client: Callable[[str | None], HubClient], hf_home: Path,
-        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        self,
+        make_client: Callable[[str | None], HubClient],
+        hf_home: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture,
     ) -> None:
         monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
         client = make_client(FAKE_TOKEN)

@@ -94,8 +94,11 @@ def test_home_relative_paths_are_expanded(tmp_path: Path, monkeypatch: pytest.Mo
     ],
 )
 def test_sources_that_cannot_be_read(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str,
-    error: type[Exception], message: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    source: str,
+    error: type[Exception],
+    message: str,
 ) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "notes.txt").write_text("hello\n")

@@ -49,26 +49,40 @@ def test_the_wheel_installs_and_runs(tmp_path: Path) -> None:
     # Built from a copy of the files git knows, so no build/ folder left in the checkout
     # can put into the wheel what the configuration would not.
     source = tmp_path / "source"
-    listed = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard", "-z"],
-        cwd=ROOT, capture_output=True, check=True,
-    ).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-co", "--exclude-standard", "-z"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for rel in filter(None, listed):
         if (ROOT / rel).is_file():
             (source / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / rel, source / rel)
     wheels = tmp_path / "wheels"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(wheels), str(source)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(wheels),
+            str(source),
+        ],
         check=True,
         timeout=600,
     )
     [wheel] = list(wheels.glob("kitchen_posttrain-*.whl"))
     venv = tmp_path / "venv"
-    subprocess.run(
-        [sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True
-    )
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
     # This interpreter is itself a virtualenv: its packages (the dependencies) are put on the
     # new one's path by a .pth line; its own editable kitchen is not (no .pth of it is read).
     site = next((venv / "lib").glob("python3*/site-packages"))
@@ -82,9 +96,17 @@ def test_the_wheel_installs_and_runs(tmp_path: Path) -> None:
     kitchen = str(venv / "bin" / "kitchen")
     # The installed copy is the one imported, not this checkout.
     where = subprocess.run(
-        [str(venv / "bin" / "python"), "-c", "import kitchen.store, kitchen.recipes;"
-         "print(kitchen.store.__file__); print(kitchen.recipes.__file__)"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, check=True,
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            "import kitchen.store, kitchen.recipes;"
+            "print(kitchen.store.__file__); print(kitchen.recipes.__file__)",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
     assert all(str(venv) in path for path in where), where
     upgraded = subprocess.run(
@@ -99,10 +121,17 @@ def test_the_wheel_installs_and_runs(tmp_path: Path) -> None:
     assert "sl_basic" in listed.stdout
     # The embedded model, tokenizer and data sets are in the wheel.
     assets = subprocess.run(
-        [str(venv / "bin" / "python"), "-c",
-         "from kitchen.embedded import resolve_model; import pathlib;"
-         "p = pathlib.Path(resolve_model('kitchen/tiny'));"
-         "print((p / 'model.safetensors').is_file(), (p / 'tokenizer.json').is_file())"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, check=True,
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            "from kitchen.embedded import resolve_model; import pathlib;"
+            "p = pathlib.Path(resolve_model('kitchen/tiny'));"
+            "print((p / 'model.safetensors').is_file(), (p / 'tokenizer.json').is_file())",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
     assert assets == ["True", "True"]

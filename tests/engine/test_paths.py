@@ -40,8 +40,17 @@ def test_the_run_folder_layout() -> None:
 
 @pytest.mark.parametrize(
     ("run_id", "ok"),
-    [("run-1", True), ("a.b_c", True), ("x" * 64, True), ("x" * 65, False), ("../etc", False),
-     ("-lead", False), ("has space", False), ("", False), (7, False)],
+    [
+        ("run-1", True),
+        ("a.b_c", True),
+        ("x" * 64, True),
+        ("x" * 65, False),
+        ("../etc", False),
+        ("-lead", False),
+        ("has space", False),
+        ("", False),
+        (7, False),
+    ],
 )
 def test_the_run_id_rule(run_id: object, ok: bool) -> None:
     assert valid_run_id(run_id) is ok

@@ -106,6 +106,7 @@ class FakeService:
 def fake_ports(blobs: Any) -> Ports:
     return Ports(training=FakeService(), datasets=None, blobs=blobs)  # type: ignore[arg-type]
 
+
 Hook = Callable[[StageContext[Any, Any]], None]
 Hooks = Mapping[tuple[str, int], Hook]
 Loss = Callable[[int, int], float]

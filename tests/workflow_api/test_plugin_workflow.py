@@ -81,9 +81,7 @@ def test_an_uninterrupted_bake_records_every_fact_and_verifies(kitchen: Kitchen)
     # CheckpointSaved), box 2, sweep 2, RunCompleted 1: 51.
     verified = kitchen("replay", "plain", "--verify")
     assert verified.code == 0, verified.stderr
-    assert verified.stdout.splitlines()[-1] == (
-        "verified: 51 events, 2 checkpoints, final adapter"
-    )
+    assert verified.stdout.splitlines()[-1] == ("verified: 51 events, 2 checkpoints, final adapter")
 
 
 def test_a_sigkill_mid_step_loses_only_that_step_and_resume_bakes_each_step_once(

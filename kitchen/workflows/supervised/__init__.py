@@ -57,7 +57,6 @@ def new_resources() -> Any:
     return SupervisedResources()
 
 
-
 WORKFLOW = Workflow(
     name="supervised",
     description="Supervised LoRA fine-tuning on chat data (cross-entropy on chosen tokens).",
