@@ -17,11 +17,11 @@ This module is light (no torch): the stage code is imported only when a run star
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from kitchen.workflow import Loop, Rows, Stage, Workflow
 from kitchen.workflows.common.conditions import CONDITIONS
+from kitchen.workflows.common.loader import stage_loader
 from kitchen.workflows.preference.data import COLUMNS, check_pair_row
 
 SETUP = (("setup", True),)
@@ -46,12 +46,7 @@ STAGES = {
 }
 
 
-def stage_code() -> dict[str, Any]:
-    """Stage name → code. Imported lazily: the stage modules import the training stack."""
-    return {
-        name: importlib.import_module(f"kitchen.workflows.{target}").run
-        for name, target in STAGES.items()
-    }
+stage_code = stage_loader(STAGES)
 
 
 def new_resources() -> Any:

@@ -15,10 +15,10 @@ This module is light (no torch): the stage code is imported only when a run star
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from kitchen.workflow import Loop, Rows, Stage, Workflow
+from kitchen.workflows.common.loader import stage_loader
 from kitchen.workflows.supervised.conditions import CONDITIONS
 from kitchen.workflows.supervised.data import check_chat_row
 
@@ -43,12 +43,7 @@ STAGES = {
 }
 
 
-def stage_code() -> dict[str, Any]:
-    """Stage name → code. Imported lazily: the stage modules import the training stack."""
-    return {
-        name: importlib.import_module(f"kitchen.workflows.{target}").run
-        for name, target in STAGES.items()
-    }
+stage_code = stage_loader(STAGES)
 
 
 def new_resources() -> Any:

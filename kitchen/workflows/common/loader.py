@@ -1,0 +1,20 @@
+"""A workflow's stage code by name, imported only when a run starts (the stage modules import
+the training stack; the workflow module itself stays light)."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+
+def stage_loader(stages: Mapping[str, str]) -> Callable[[], dict[str, Any]]:
+    """``stages``: stage name → module under ``kitchen.workflows`` whose ``run`` is the stage."""
+
+    def load() -> dict[str, Any]:
+        return {
+            name: importlib.import_module(f"kitchen.workflows.{target}").run
+            for name, target in stages.items()
+        }
+
+    return load
