@@ -15,6 +15,7 @@ import json
 import math
 import re
 import secrets
+import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -61,7 +62,9 @@ class TinkerTrainingClient:
     ) -> None:
         self._service, self._sdk, self._rest = service, sdk, rest
         self._tokenizer = tokenizer
-        self._saved: dict[int, tuple[Any, list[Path]]] = {}  # step -> (SDK save, folders)
+        self._saved: dict[int, tuple[Any, list[Path], set[Path]]] = {}
+        # step -> (the SDK's save, the folders asked for, those written)
+        self._writing = threading.Lock()
         self._step = 0
         self._on_sampler_saved = on_sampler_saved
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="kitchen-tinker")
@@ -119,16 +122,20 @@ class TinkerTrainingClient:
         same reference); the reference is also written into the local folder ``path``."""
         step = self._step
         if step not in self._saved:
-            self._saved[step] = (self._sdk.save_state(f"step-{step:06d}"), [])
-        inner, folders = self._saved[step]
+            self._saved[step] = (self._sdk.save_state(f"step-{step:06d}"), [], set())
+        inner, folders, written = self._saved[step]
         folders.append(Path(path))
 
         def done(v: Any) -> SavedState:
+            # Every future of this state writes the folders not yet written, one at a time,
+            # so that a folder is complete once any of them has resolved, and never rewritten.
             reference = str(v.path)
             text = json.dumps({"reference": reference, "step": step}, sort_keys=True) + "\n"
-            for folder in list(folders):
-                folder.mkdir(parents=True, exist_ok=True)
-                (folder / STATE_FILE).write_text(text, encoding="utf-8")
+            with self._writing:
+                for folder in [f for f in folders if f not in written]:
+                    folder.mkdir(parents=True, exist_ok=True)
+                    (folder / STATE_FILE).write_text(text, encoding="utf-8")
+                    written.add(folder)
             return SavedState(reference, step)
 
         saved = Mapped(inner, done)
