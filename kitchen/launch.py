@@ -23,7 +23,7 @@ from typing import Any
 from kitchen import config as kconfig
 from kitchen import events as ev
 from kitchen import lineage as klineage
-from kitchen import registry
+from kitchen import registry, snapshots
 from kitchen.errors import ConfigError
 from kitchen.paths import RUN_ID_RULE, kitchen_home, valid_run_id
 from kitchen.runner import Identity, Reporter, Runner
@@ -220,6 +220,7 @@ def _runner(
         telemetry=Telemetry(trace_console=trace_console),
         reporter=reporter,
         on_created=_write_config(p),
+        snapshot_every=snapshots.every_from_env(),
     )
 
 

@@ -5,28 +5,40 @@ database at the next ``flush`` (group commit): the runner decides when, the unit
 keeps the buffer, the expected seq and the retries. A database that is briefly unreachable is
 retried with backoff; one that stays unreachable raises ``StoreUnavailable`` (an
 infrastructure error).
+
+Snapshots: the state is folded from the newest snapshot and the events after it
+(``kitchen.snapshots``), and after a commit the unit of work writes a new snapshot when its
+policy says one is due. Its state is then the fold of the committed events exactly: the
+batch's time, known only once the store has written it, is put in with ``state.stamp``.
+Writing a snapshot is an optimisation: if it fails, the run goes on without it.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 from kitchen import events as ev
 from kitchen import faults
-from kitchen.errors import NotFound, StoreUnavailable
-from kitchen.state import Recorded, RunState, advance, fold
+from kitchen import snapshots as snap
+from kitchen.errors import KitchenError, StoreUnavailable
+from kitchen.state import Recorded, RunState, advance, fold, stamp
+
+log = logging.getLogger(__name__)
 
 RETRIES = 8
 FIRST_DELAY_S, MAX_DELAY_S = 0.5, 8.0
 
 
 class UnitOfWork:
-    def __init__(self, store: Any, run_id: str) -> None:
+    def __init__(self, store: Any, run_id: str, snapshots: snap.Policy | None = None) -> None:
         self.store = store
         self.run_id = run_id
         self.state = RunState(run_id=run_id)
         self.committed_seq = 0
+        self.snapshots = snapshots or snap.Policy()
+        self.snapshot_seq = 0  # seq of the newest snapshot this unit of work knows of
         self._owned: set[str] = set()  # dict fields of self.state that grow in place (advance)
         self._buffer: list[ev.Event] = []
 
@@ -48,32 +60,56 @@ class UnitOfWork:
         delay = FIRST_DELAY_S
         for attempt in range(RETRIES):
             try:
-                self.store.append(self.run_id, batch, expected_seq=self.committed_seq)
+                stored = self.store.append(self.run_id, batch, expected_seq=self.committed_seq)
                 break
             except StoreUnavailable:
                 if attempt == RETRIES - 1:
                     raise
                 time.sleep(delay)
                 delay = min(delay * 2, MAX_DELAY_S)
+        first = self.committed_seq + 1
         self.committed_seq += len(batch)
+        self.state = stamp(self.state, first, stored[-1].recorded_at, self._buffer)
+        milestone = any(isinstance(e, snap.MILESTONES) for e in self._buffer)
         self._buffer.clear()
         faults.point("flush:after")
+        self._snapshot_if_due(milestone)
+
+    def _snapshot_if_due(self, milestone: bool) -> None:
+        since = self.committed_seq - self.snapshot_seq
+        if not self.snapshots.due(since, milestone):
+            return
+        assert self.state.last_seq == self.committed_seq and not self._buffer
+        try:
+            snap.save(self.store, self.state)
+        except (KitchenError, ValueError, TypeError) as exc:
+            # A cache: a run that cannot write one goes on, and folds more on its next resume.
+            log.warning(
+                "kitchen: no snapshot of run %s at seq %s: %s", self.run_id, self.committed_seq, exc
+            )
+            return
+        self.snapshot_seq = self.committed_seq
 
     def refold(self) -> RunState:
-        """Forget what is in memory and fold the run's committed events again."""
-        self.state = fold(self.run_id, self.load())
+        """Forget what is in memory and fold the run's committed events again: from the newest
+        snapshot that verifies, and the events after it. When that left many events to fold
+        (no snapshot yet, or only one of an older fold), a new snapshot is written at once."""
+        loaded = snap.load(self.store, self.run_id)
+        self.state = loaded.state
         self._owned = set()
         self._buffer.clear()
         self.committed_seq = self.state.last_seq
+        self.snapshot_seq = loaded.from_seq
+        self._snapshot_if_due(milestone=False)
         return self.state
 
-    def load(self) -> list[Recorded]:
-        rows = self.store.read(self.run_id)
-        if not rows:
-            raise NotFound(
-                f"no run {self.run_id!r} in {self.store.url_for_display}; see `kitchen runs`"
-            )
-        return [
-            Recorded(r.seq, r.recorded_at, ev.decode(r.type, r.schema_version, r.payload))
-            for r in rows
-        ]
+    def catch_up(self) -> RunState:
+        """Fold the events other writers committed after this unit of work's state (nothing
+        recorded here may be pending): cheaper than ``refold`` when the state is recent."""
+        assert not self._buffer, "catch_up with uncommitted events"
+        rows = self.store.read(self.run_id, after_seq=self.committed_seq)
+        if rows:
+            self.state = fold(self.run_id, snap.recorded(rows), self.state)
+            self._owned = set()
+            self.committed_seq = self.state.last_seq
+        return self.state

@@ -4,7 +4,7 @@ Public surface (pinned by a test)::
 
     open_store(url=None, *, migrate=True) -> EventStore
     resolve_db_url(url=None) -> str; upgrade(url=None) -> str; current_revision(url=None)
-    NewEvent, StoredEvent, RunRow, Lease, VerifyResult
+    NewEvent, StoredEvent, RunRow, Lease, VerifyResult, Snapshot
     canonical_json, event_hash, GENESIS_HASH
 
 See docs/store.md for the guarantees (durability, concurrency, tailing) and why.
@@ -14,7 +14,7 @@ from ._engine import resolve_db_url
 from ._open import current_revision, head_revision, open_store, upgrade
 from .canonical import GENESIS_HASH, canonical_json, event_hash
 from .event_store import EventStore
-from .records import Lease, NewEvent, RunRow, StoredEvent, VerifyResult, check_run_id
+from .records import Lease, NewEvent, RunRow, Snapshot, StoredEvent, VerifyResult, check_run_id
 
 __all__ = [
     "GENESIS_HASH",
@@ -22,6 +22,7 @@ __all__ = [
     "Lease",
     "NewEvent",
     "RunRow",
+    "Snapshot",
     "StoredEvent",
     "VerifyResult",
     "canonical_json",

@@ -121,3 +121,15 @@ def chain_hash(
         )
     )
     return hashlib.sha256(envelope.encode("utf-8")).hexdigest()
+
+
+def snapshot_hash(run_id: str, version: str, seq: int, event_hash: str, state: str) -> str:
+    """sha256 hex that seals a snapshot: the canonical JSON of ``{event_hash, run_id, seq,
+    version}`` followed by the state text. A snapshot whose stored sha256 differs from this is
+    damaged and is never used."""
+    head = canonical_json(
+        {"event_hash": event_hash, "run_id": run_id, "seq": seq, "version": version}
+    )
+    digest = hashlib.sha256(head.encode("utf-8"))
+    digest.update(state.encode("utf-8"))
+    return digest.hexdigest()

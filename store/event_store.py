@@ -22,15 +22,15 @@ import sqlalchemy as sa
 from sqlalchemy import exc
 
 from kitchen import faults
-from kitchen.errors import ConcurrencyConflict, KitchenError, NotFound, StoreUnavailable
+from kitchen.errors import ConcurrencyConflict, KitchenError, NotFound, StoreError, StoreUnavailable
 
 from . import _append, _leases, _sql
 from ._engine import DRIVER_ERRORS, is_disconnect, mask, translate
 from ._verify import verify_chain
-from .canonical import GENESIS_HASH
+from .canonical import GENESIS_HASH, snapshot_hash
 from .projection import initial_row, project
-from .records import Lease, NewEvent, RunRow, StoredEvent, VerifyResult, check_run_id
-from .schema import events, runs
+from .records import Lease, NewEvent, RunRow, Snapshot, StoredEvent, VerifyResult, check_run_id
+from .schema import events, runs, snapshots
 
 T = TypeVar("T")
 _MAX_TIPS = 10_000
@@ -318,6 +318,119 @@ class EventStore:
 
         return self._write("rebuild the runs projection", rebuild, log=True)
 
+    # ------------------------------------------------------------------ snapshots
+
+    def write_snapshot(
+        self, run_id: str, seq: int, version: str, state: str, *, keep: int = 2
+    ) -> Snapshot:
+        """Store the run's folded state at ``seq`` (text written by fold ``version``).
+
+        The snapshot is sealed to the run's event at ``seq`` (its hash) and to its own
+        contents (``sha256``). In the same transaction, snapshots of other versions of the
+        fold are removed, and of this version only the newest ``keep`` are kept. Snapshots are
+        not history: this takes no lock on the log, and never changes an event.
+        """
+        check_run_id(run_id)
+        if keep < 1:
+            raise ValueError(f"keep must be at least 1, not {keep!r}")
+
+        def write(conn: sa.Connection) -> Snapshot:
+            event_hash = conn.execute(
+                sa.select(events.c.hash).where(events.c.run_id == run_id, events.c.seq == seq)
+            ).scalar_one_or_none()
+            if event_hash is None:
+                raise StoreError(
+                    f"run {run_id!r} has no event at seq {seq}; a snapshot must be taken at one "
+                    "of its run's events"
+                )
+            snap = Snapshot(
+                run_id=run_id,
+                version=version,
+                seq=seq,
+                event_hash=event_hash,
+                state=state,
+                sha256=snapshot_hash(run_id, version, seq, event_hash, state),
+                recorded_at=datetime.now(UTC),
+            )
+            mine = snapshots.c.run_id == run_id
+            conn.execute(
+                snapshots.delete().where(
+                    mine, snapshots.c.version == version, snapshots.c.seq == seq
+                )
+            )
+            conn.execute(snapshots.insert().values(**_as_dict(snap)))
+            conn.execute(snapshots.delete().where(mine, snapshots.c.version != version))
+            newest = (
+                sa.select(snapshots.c.seq)
+                .where(mine, snapshots.c.version == version)
+                .order_by(snapshots.c.seq.desc())
+                .limit(keep)
+            )
+            kept = conn.execute(newest).scalars().all()
+            conn.execute(
+                snapshots.delete().where(
+                    mine, snapshots.c.version == version, snapshots.c.seq < min(kept)
+                )
+            )
+            return snap
+
+        return self._write(f"write a snapshot of run {run_id}", write)
+
+    def read_snapshot(
+        self, run_id: str, version: str, upto_seq: int | None = None
+    ) -> Snapshot | None:
+        """The newest snapshot of fold ``version`` at or before ``upto_seq`` that verifies.
+
+        A snapshot verifies when its ``event_hash`` is still the hash of the run's event at its
+        seq and its ``sha256`` matches its contents. One that does not is skipped (and an
+        older one tried): it is never returned, so a damaged cache costs only a longer fold.
+        """
+        check_run_id(run_id)
+        query = (
+            sa.select(snapshots.c.seq, snapshots.c.event_hash, events.c.hash)
+            .select_from(snapshots)
+            .outerjoin(
+                events,
+                sa.and_(events.c.run_id == snapshots.c.run_id, events.c.seq == snapshots.c.seq),
+            )
+            .where(snapshots.c.run_id == run_id, snapshots.c.version == version)
+            .order_by(snapshots.c.seq.desc())
+        )
+        if upto_seq is not None:
+            query = query.where(snapshots.c.seq <= upto_seq)
+
+        def read(conn: sa.Connection) -> Snapshot | None:
+            for seq, sealed_to, event_hash in conn.execute(query).all():
+                if sealed_to != event_hash:
+                    continue
+                row = conn.execute(
+                    sa.select(snapshots).where(
+                        snapshots.c.run_id == run_id,
+                        snapshots.c.version == version,
+                        snapshots.c.seq == seq,
+                    )
+                ).first()
+                if row is None:
+                    continue
+                snap = Snapshot(**row._mapping)
+                digest = snapshot_hash(run_id, version, seq, snap.event_hash, snap.state)
+                if digest == snap.sha256:
+                    return snap
+            return None
+
+        return self._read(f"read the snapshots of run {run_id}", read)
+
+    def delete_snapshots(self, run_id: str | None = None) -> int:
+        """Remove the snapshots of ``run_id`` (of every run if None); how many were removed.
+
+        Nothing else changes: readers fold the whole log until a runner writes new ones.
+        """
+        query = snapshots.delete()
+        if run_id is not None:
+            check_run_id(run_id)
+            query = query.where(snapshots.c.run_id == run_id)
+        return self._write("remove snapshots", lambda c: int(c.execute(query).rowcount or 0))
+
     # ------------------------------------------------------------------ leases
 
     def acquire_lease(
@@ -382,5 +495,5 @@ def _rows(
     return [_append.to_stored(r, r["position"]) for r in result]
 
 
-def _as_dict(row: RunRow) -> dict[str, Any]:
-    return {name: getattr(row, name) for name in RunRow.__dataclass_fields__}
+def _as_dict(row: RunRow | Snapshot) -> dict[str, Any]:
+    return {name: getattr(row, name) for name in type(row).__dataclass_fields__}

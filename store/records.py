@@ -50,6 +50,21 @@ class StoredEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A run's folded state at ``seq``, serialised by the fold of ``version``: a cache of the
+    fold, never the truth. ``event_hash`` is the hash of the run's event at ``seq``; ``sha256``
+    covers run id, version, seq, event hash and state (``canonical.snapshot_hash``)."""
+
+    run_id: str
+    version: str
+    seq: int
+    event_hash: str
+    state: str
+    sha256: str
+    recorded_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class RunRow:
     """One row of the ``runs`` projection: a cache of the fold, never the truth."""
 

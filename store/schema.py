@@ -2,7 +2,9 @@
 
 Edit this first, then write a revision under ``migrations/versions`` (a test fails if the
 two disagree). ``events`` is the history; ``runs`` is a projection of it kept in the same
-transaction; ``leases`` and ``cancel_requests`` are operational state, not history.
+transaction; ``snapshots`` caches a run's folded state at some seqs, so that a reader folds
+only the events after one; ``leases`` and ``cancel_requests`` are operational state, not
+history.
 """
 
 from __future__ import annotations
@@ -98,4 +100,21 @@ cancel_requests = sa.Table(
     metadata,
     sa.Column("run_id", sa.String(64), primary_key=True),
     sa.Column("requested_at", UTCDateTime, nullable=False),
+)
+
+# A run's folded state at ``seq``, as text written by a fold of a given ``version`` (the fold's
+# code). A cache, never the truth: ``event_hash`` is the hash of the run's event at ``seq`` and
+# ``sha256`` covers every other column, so a snapshot that no longer matches its log or its
+# own contents is ignored; deleting every row only makes readers fold more events.
+snapshots = sa.Table(
+    "snapshots",
+    metadata,
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("version", sa.String(64), nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("event_hash", sa.String(64), nullable=False),
+    sa.Column("state", sa.Text, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("recorded_at", UTCDateTime, nullable=False),
+    sa.PrimaryKeyConstraint("run_id", "version", "seq"),
 )

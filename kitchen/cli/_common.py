@@ -59,10 +59,19 @@ def records(rows: Iterable[StoredEvent]) -> list[Recorded]:
     ]
 
 
+def fold_run(store: EventStore, run_id: str, upto_seq: int | None = None) -> RunState:
+    """The run's state (at ``upto_seq`` if given): its newest snapshot that verifies, and the
+    events after it folded; NotFound if it has no events."""
+    from kitchen import snapshots
+
+    return snapshots.load(store, run_id, upto_seq).state
+
+
 def load_state(
     store: EventStore, run_id: str, upto_seq: int | None = None
 ) -> tuple[RunState, list[StoredEvent]]:
-    """Fold the run's events (those with seq <= ``upto_seq`` if given); NotFound if it has none."""
+    """Fold every event of the run (those with seq <= ``upto_seq`` if given), for commands that
+    also need the rows; NotFound if it has none."""
     from kitchen.state import fold
 
     rows = store.read(run_id, upto_seq=upto_seq)

@@ -26,13 +26,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _cancel(args: argparse.Namespace) -> int:
     from kitchen import events as ev
-    from kitchen.cli._common import load_state, open_store
+    from kitchen.cli._common import fold_run, open_store
     from kitchen.errors import ConcurrencyConflict, ConfigError
     from kitchen.store import NewEvent
 
     store = open_store()
     run_id = args.run_id
-    state, _ = load_state(store, run_id)
+    state = fold_run(store, run_id)
     if state.terminal:
         raise ConfigError(f"run {run_id} is already {state.status}; there is nothing to cancel")
     lease = store.get_lease(run_id)

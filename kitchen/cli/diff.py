@@ -166,10 +166,10 @@ def _indent(text: str) -> str:
 
 
 def _diff(args: argparse.Namespace) -> int:
-    from kitchen.cli._common import displayed_status, load_state, open_store
+    from kitchen.cli._common import displayed_status, fold_run, open_store
 
     store = open_store()
-    a, _ = load_state(store, args.run_a)
-    b, _ = load_state(store, args.run_b)
+    a = fold_run(store, args.run_a)
+    b = fold_run(store, args.run_b)
     print("\n".join(render(a, b, displayed_status(store, a), displayed_status(store, b), args.all)))
     return 0

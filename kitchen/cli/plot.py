@@ -45,13 +45,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def gather(run_ids: Sequence[str], metrics: Sequence[str] | None) -> tuple[list[str], list[Series]]:
     """Fold the runs and pick the metrics: (names in panel order, every series of the runs)."""
-    from kitchen.cli._common import load_state, open_store
+    from kitchen.cli._common import fold_run, open_store
     from kitchen.cli._series import run_series, select
 
     store = open_store()
     series: list[Series] = []
     for run_id in dict.fromkeys(run_ids):
-        state, _ = load_state(store, run_id)
+        state = fold_run(store, run_id)
         series += run_series(state)
     store.close()
     if not series:

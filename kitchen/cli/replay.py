@@ -1,15 +1,24 @@
 """``kitchen replay RUN_ID``: the run's history as a timeline, then the state it folds to.
 
 Replay only reads: it folds the stored events and prints them. It opens no span, runs no stage
-and writes nothing, so it is safe on a run that a worker is driving right now. ``--verify``
-adds the audit: the hash chain, and every live checkpoint's blob and every artifact of the
-effective history (the final adapter among them) hashed again under KITCHEN_HOME.
+and writes nothing, so it is safe on a run that a worker is driving right now.
+
+Long runs: the state comes from the newest snapshot that verifies (``kitchen.snapshots``) and
+the events after it, and the timeline shows its last ``--tail`` events unless ``--all`` asks
+for every one, so a run of a million events answers as fast as a short one. ``--at SEQ`` folds
+from the nearest snapshot at or before SEQ. On a terminal the output goes through a pager.
+
+``--verify`` adds the audit and trusts no snapshot: the hash chain of every event, the fold of
+the whole log (every snapshot it could have used must agree with it), and every live
+checkpoint's blob and every artifact of the effective history (the final adapter among them)
+hashed again under KITCHEN_HOME.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from datetime import UTC
 from pathlib import Path
@@ -21,6 +30,8 @@ if TYPE_CHECKING:
     from kitchen.store import EventStore, StoredEvent
 
 SUPERSEDED = "[superseded]"
+TAIL = 40  # timeline lines shown by default
+PAGER = "less"  # when neither KITCHEN_PAGER nor PAGER is set; LESS defaults to FRX
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,53 +39,173 @@ def register(sub: argparse._SubParsersAction) -> None:
         "replay",
         help="print a run's event timeline and the state it folds to (no side effects)",
         description="Print one line per event (seq, time, type, stage, step, key metrics; "
-        f"{SUPERSEDED} marks work redone after a resume), then the folded state. Reads only.",
+        f"{SUPERSEDED} marks work redone after a resume), the last {TAIL} unless --all, then "
+        "the folded state. Reads only; folds from the newest snapshot of the state. On a "
+        "terminal the output goes through $KITCHEN_PAGER or $PAGER (default: less).",
     )
     p.add_argument("run_id", metavar="RUN_ID")
-    p.add_argument("--at", type=int, metavar="SEQ", help="fold only the events with seq <= SEQ")
+    p.add_argument(
+        "--at",
+        type=int,
+        metavar="SEQ",
+        help="the state at SEQ (folded from the nearest snapshot at or before it); the "
+        "timeline ends at SEQ",
+    )
+    shown = p.add_mutually_exclusive_group()
+    shown.add_argument("--all", action="store_true", help="print every event of the timeline")
+    shown.add_argument(
+        "--tail",
+        type=int,
+        metavar="N",
+        help=f"print the last N events of the timeline (default {TAIL}; with --json, every event)",
+    )
     p.add_argument("--json", action="store_true", help="print {events: [...], state: {...}}")
     p.add_argument(
         "--verify",
         action="store_true",
-        help="also check the hash chain and the sha256 of every live checkpoint and the final "
-        "adapter; exit 1 at the first bad item",
+        help="also check the hash chain, fold the whole log (snapshots must agree with it) and "
+        "check the sha256 of every live checkpoint and the final adapter; exit 1 at the first "
+        "bad item",
     )
+    p.add_argument("--no-pager", action="store_true", help="never send the output to a pager")
     p.set_defaults(func=_replay)
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from kitchen.cli._common import displayed_status, kitchen_home, not_found, open_store, records
-    from kitchen.state import fold
+    from kitchen.cli._common import displayed_status, not_found, open_store
 
+    _first_shown(args, 0)  # a bad --tail is refused before anything is read
     store = open_store()
-    rows = store.read(args.run_id)
-    if not rows:
-        raise not_found(store, args.run_id)
-    upto = None if args.at is None else _check_at(args.at, args.run_id, rows[-1].seq)
-    # The chain is checked before anything is decoded, so that an altered row is reported as
-    # damage at its seq rather than as a payload this kitchen cannot read.
-    checked = verify_chain(store, args.run_id) if args.verify else 0
-    shown = rows if upto is None else [r for r in rows if r.seq <= upto]
-    # Decode only what is shown, unless the audit needs the whole run's checkpoints.
-    decoded = records(rows if args.verify else shown)
-    recs = decoded[: len(shown)]
-    state = fold(args.run_id, recs)
+    run_id = args.run_id
+    upto = None
+    if args.at is not None:
+        last = store.last_seq(run_id)
+        if not last:
+            raise not_found(store, run_id)
+        upto = _check_at(args.at, run_id, last)
     verified = None
     if args.verify:
-        full = state if upto is None else fold(args.run_id, decoded)
-        verified = verify_blobs(full, rows, kitchen_home(), checked)
+        state, shown, recs, verified = _audit(store, run_id, upto, args)
+    else:
+        state, shown, recs = _fold(store, run_id, upto, args)
     # At the end the state is the run's current one, so a dead worker shows as crashed; at an
     # earlier seq it is history, and the status is what the log said then.
     status = displayed_status(store, state) if args.at is None else state.status
     if args.json:
-        print(json.dumps(_as_json(state, status, shown, recs, verified), indent=2))
+        text = json.dumps(_as_json(state, status, shown, recs, verified), indent=2)
+        _emit(text + "\n", pager=not args.no_pager)
         return 0
-    out = timeline(state, shown, recs)
+    out = _hidden(shown) + timeline(state, shown, recs)
     out += ["", *_state_lines(state, status, at_end=args.at is None)]
     if verified is not None:
         out += ["", verified_line(verified)]
-    sys.stdout.write("\n".join(out) + "\n")
+    _emit("\n".join(out) + "\n", pager=not args.no_pager)
     return 0
+
+
+def _first_shown(args: argparse.Namespace, end: int) -> int:
+    """The first seq of the timeline: 1 for every event, else the last ``--tail`` ones."""
+    from kitchen.errors import ConfigError
+
+    if args.all or (args.json and args.tail is None):
+        return 1
+    tail = TAIL if args.tail is None else args.tail
+    if tail < 0:
+        raise ConfigError(f"--tail {tail} is negative; give the number of events to show (>= 0)")
+    return max(1, end - tail + 1)
+
+
+def _fold(
+    store: EventStore, run_id: str, upto: int | None, args: argparse.Namespace
+) -> tuple[RunState, list[StoredEvent], list[Recorded]]:
+    """The state from the newest usable snapshot + the events after it; the shown events."""
+    from kitchen import snapshots
+
+    loaded = snapshots.load(store, run_id, upto)
+    state = loaded.state
+    first = _first_shown(args, state.last_seq)
+    if first > loaded.from_seq:
+        skip = first - loaded.from_seq - 1
+        return state, loaded.rows[skip:], loaded.records[skip:]
+    # the timeline reaches back before the snapshot: those events are read to be shown only
+    before = store.read(run_id, after_seq=first - 1, upto_seq=loaded.from_seq)
+    return state, before + loaded.rows, snapshots.recorded(before) + loaded.records
+
+
+def _audit(
+    store: EventStore, run_id: str, upto: int | None, args: argparse.Namespace
+) -> tuple[RunState, list[StoredEvent], list[Recorded], dict[str, Any]]:
+    """``--verify``: the chain, the fold of every event, the snapshots against it, the blobs."""
+    from kitchen import snapshots
+    from kitchen.cli._common import kitchen_home, not_found
+    from kitchen.errors import IntegrityViolation
+    from kitchen.state import fold
+
+    rows = store.read(run_id)
+    if not rows:
+        raise not_found(store, run_id)
+    # The chain is checked before anything is decoded, so that an altered row is reported as
+    # damage at its seq rather than as a payload this kitchen cannot read.
+    checked = verify_chain(store, run_id)
+    decoded = snapshots.recorded(rows)
+    end = len(rows) if upto is None else upto
+    compared = snapshots.compare(store, run_id, decoded)
+    for seq, same in compared:
+        if not same:
+            raise IntegrityViolation(
+                f"the snapshot of run {run_id} at seq {seq} differs from the fold of its events; "
+                f"remove the run's snapshots with `kitchen db drop-snapshots {run_id}`"
+            )
+    full = fold(run_id, decoded)
+    state = full if upto is None else fold(run_id, decoded[:end])
+    verified = verify_blobs(full, rows, kitchen_home(), checked)
+    if compared:
+        verified["snapshots"] = len(compared)
+    first = _first_shown(args, end)
+    return state, rows[first - 1 : end], decoded[first - 1 : end], verified
+
+
+def _hidden(shown: list[StoredEvent]) -> list[str]:
+    """A note above a timeline that starts after seq 1."""
+    if not shown or shown[0].seq <= 1:
+        return []
+    n = shown[0].seq - 1
+    what = f"{n} earlier event{'s' if n > 1 else ''} (seq 1 to {n})"
+    return [f"... {what} not shown; --all shows every event"]
+
+
+def _emit(text: str, *, pager: bool) -> None:
+    """Print, through a pager when stdout is a terminal (``KITCHEN_PAGER``, ``PAGER``, less)."""
+    if pager and sys.stdout.isatty():
+        command = os.environ.get("KITCHEN_PAGER", os.environ.get("PAGER", PAGER)).strip()
+        if command and command != "cat" and _page(text, command):
+            return
+    sys.stdout.write(text)
+
+
+def _page(text: str, command: str) -> bool:
+    """Hand ``text`` to the pager; False if it cannot be started (then we print ourselves)."""
+    import shlex
+    import subprocess
+
+    try:
+        argv = shlex.split(command)
+        env = {"LESS": "FRX", **os.environ}  # one screen or less: print it and quit
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, env=env)
+    except (OSError, ValueError):
+        return False
+    try:
+        assert proc.stdin is not None
+        proc.stdin.write(text.encode("utf-8"))
+        proc.stdin.close()
+    except BrokenPipeError:  # the reader left the pager before the end
+        pass
+    while True:
+        try:
+            proc.wait()
+            return True
+        except KeyboardInterrupt:  # Ctrl-C belongs to the pager while it runs
+            continue
 
 
 def _check_at(at: int, run_id: str, last: int) -> int:
@@ -312,4 +443,5 @@ def _check_blob(blobs: Any, what: str, uri: str, sha256: str, size: int) -> None
 def verified_line(verified: dict[str, Any]) -> str:
     line = f"verified: {verified['events']} events, {verified['checkpoints']} checkpoints"
     line += f", {verified['artifacts']} artifacts" if verified.get("artifacts") else ""
-    return line + (", final adapter" if verified["final_adapter"] else "")
+    line += ", final adapter" if verified["final_adapter"] else ""
+    return line + (f", {verified['snapshots']} snapshots" if verified.get("snapshots") else "")

@@ -56,12 +56,12 @@ SERVED_HINT = (
 
 def _resume(args: argparse.Namespace) -> int:
     from kitchen import launch
-    from kitchen.cli._common import load_state
+    from kitchen.cli._common import fold_run
     from kitchen.cli.progress import CliReporter
     from kitchen.store import open_store
 
     store = open_store()
-    state, _ = load_state(store, args.run_id)
+    state = fold_run(store, args.run_id)
     if state.recipe is None:
         raise NotFound(f"run {args.run_id!r} has no RunCreated event")
     if state.workflow == "served":

@@ -44,7 +44,7 @@ def _pick_checkpoint(state: RunState, name: str | None) -> Checkpoint:
 
 def _sample(args: argparse.Namespace) -> int:
     from kitchen import config as kconfig
-    from kitchen.cli._common import load_state
+    from kitchen.cli._common import fold_run
     from kitchen.launch import build_ports, kitchen_home, manifest_of
     from kitchen.recipes import load_recipe
     from kitchen.renderers import get_renderer
@@ -52,7 +52,7 @@ def _sample(args: argparse.Namespace) -> int:
     from kitchen.types import SamplingParams
 
     store = open_store()
-    state, _ = load_state(store, args.run_id)
+    state = fold_run(store, args.run_id)
     ckpt = _pick_checkpoint(state, args.checkpoint)
     recipe = load_recipe(state.recipe or "")
     cfg: Any = kconfig.restore(recipe.Config, state.config, {}, getattr(recipe, "RENAMED", {}))

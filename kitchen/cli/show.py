@@ -28,10 +28,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from kitchen.cli._common import displayed_status, kitchen_home, load_state, open_store
+    from kitchen.cli._common import displayed_status, fold_run, kitchen_home, open_store
 
     store = open_store()
-    state, _ = load_state(store, args.run_id)
+    state = fold_run(store, args.run_id)
     status = displayed_status(store, state)
     home = kitchen_home()
     if args.json:

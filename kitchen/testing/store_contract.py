@@ -354,3 +354,86 @@ class EventStoreContract:
         assert store.cancel_requested("r1")
         store.clear_cancel("r1")
         assert not store.cancel_requested("r1")
+
+    # ------------------------------------------------------------------ snapshots
+
+    def _snapshotted_run(self, store: EventStore, run_id: str = "r1") -> None:
+        store.append(run_id, [ev("RunCreated", recipe="sl"), ev("A"), ev("B")], 0)
+
+    def test_snapshot_reads_back_sealed_to_its_event(self, store: EventStore) -> None:
+        self._snapshotted_run(store)
+        written = store.write_snapshot("r1", 2, "v1", '{"state": "at 2"}')
+        got = store.read_snapshot("r1", "v1")
+        assert got is not None and got == written
+        assert (got.seq, got.version, got.state) == (2, "v1", '{"state": "at 2"}')
+        assert got.event_hash == store.read("r1")[1].hash
+        assert got.recorded_at.tzinfo is not None
+        assert store.read_snapshot("r1", "v2") is None  # another fold's version: not seen
+        assert store.read_snapshot("r2", "v1") is None
+
+    def test_newest_at_or_before_upto(self, store: EventStore) -> None:
+        self._snapshotted_run(store)
+        for seq in (1, 3):
+            store.write_snapshot("r1", seq, "v1", f"state {seq}", keep=5)
+        assert store.read_snapshot("r1", "v1").seq == 3  # type: ignore[union-attr]
+        assert store.read_snapshot("r1", "v1", upto_seq=2).seq == 1  # type: ignore[union-attr]
+        assert store.read_snapshot("r1", "v1", upto_seq=3).seq == 3  # type: ignore[union-attr]
+
+    def test_writing_keeps_the_newest_and_drops_other_versions(self, store: EventStore) -> None:
+        self._snapshotted_run(store)
+        self._snapshotted_run(store, "r2")
+        store.write_snapshot("r1", 1, "old", "old fold")
+        store.write_snapshot("r2", 1, "old", "another run's")
+        for seq in (1, 2, 3):
+            store.write_snapshot("r1", seq, "new", f"state {seq}", keep=2)
+        with store.engine.connect() as conn:
+            rows = conn.execute(
+                sa.text("SELECT run_id, version, seq FROM snapshots ORDER BY run_id, seq")
+            ).all()
+        assert [tuple(r) for r in rows] == [("r1", "new", 2), ("r1", "new", 3), ("r2", "old", 1)]
+        store.write_snapshot("r1", 3, "new", "state 3 again", keep=2)  # the same seq: replaced
+        assert store.read_snapshot("r1", "new").state == "state 3 again"  # type: ignore[union-attr]
+
+    def test_snapshot_of_a_missing_event_is_refused(self, store: EventStore) -> None:
+        self._snapshotted_run(store)
+        with pytest.raises(StoreError, match="no event at seq 4"):
+            store.write_snapshot("r1", 4, "v1", "{}")
+        with pytest.raises(InvalidRunId):
+            store.write_snapshot("../x", 1, "v1", "{}")
+
+    def test_a_damaged_snapshot_is_skipped_for_an_older_one(self, store: EventStore) -> None:
+        self._snapshotted_run(store)
+        store.write_snapshot("r1", 1, "v1", "state 1", keep=5)
+        store.write_snapshot("r1", 3, "v1", "state 3", keep=5)
+        with store.engine.begin() as conn:
+            conn.execute(sa.text("UPDATE snapshots SET state = 'state 3!' WHERE seq = 3"))
+        assert store.read_snapshot("r1", "v1").seq == 1  # type: ignore[union-attr]
+        with store.engine.begin() as conn:
+            conn.execute(sa.text("UPDATE snapshots SET sha256 = :h WHERE seq = 1"), {"h": "0" * 64})
+        assert store.read_snapshot("r1", "v1") is None
+
+    def test_a_snapshot_of_another_history_is_skipped(self, store: EventStore) -> None:
+        """Sealed to the event's hash: the same run id with other events (a database put
+        back from elsewhere) does not match, even with a sha256 that fits its contents."""
+        from kitchen.store.canonical import snapshot_hash
+
+        self._snapshotted_run(store)
+        store.write_snapshot("r1", 2, "v1", "state 2")
+        other = "f" * 64
+        with store.engine.begin() as conn:
+            conn.execute(
+                sa.text("UPDATE snapshots SET event_hash = :e, sha256 = :h"),
+                {"e": other, "h": snapshot_hash("r1", "v1", 2, other, "state 2")},
+            )
+        assert store.read_snapshot("r1", "v1") is None
+
+    def test_delete_snapshots(self, store: EventStore) -> None:
+        self._snapshotted_run(store)
+        self._snapshotted_run(store, "r2")
+        store.write_snapshot("r1", 1, "v1", "a")
+        store.write_snapshot("r2", 1, "v1", "b")
+        assert store.delete_snapshots("r1") == 1
+        assert store.read_snapshot("r1", "v1") is None
+        assert store.read_snapshot("r2", "v1") is not None
+        assert store.delete_snapshots() == 1
+        assert store.read("r1")[-1].seq == 3  # the log is untouched

@@ -214,6 +214,7 @@ def make_runner(
     handle_signals: bool = False,
     lease_ttl_s: float = 60.0,
     run_id: str = RUN_ID,
+    snapshot_every: int = 10_000,
 ) -> Runner:
     """A runner of the fake workflow that checks the lease and cancellation at every stage."""
     return Runner(
@@ -228,6 +229,7 @@ def make_runner(
         lease_ttl_s=lease_ttl_s,
         check_every_s=0.0,
         handle_signals=handle_signals,
+        snapshot_every=snapshot_every,
     )
 
 

@@ -15,7 +15,7 @@ from kitchen.store._engine import create_engine, parse_url
 from kitchen.store._migrate import HEAD_REVISION, alembic_config
 from kitchen.store.schema import metadata
 
-HEAD = "0001"  # written by hand: bump with every new revision
+HEAD = "0002"  # written by hand: bump with every new revision
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -59,7 +59,14 @@ def test_downgrade_base_then_upgrade_head(db_url: str) -> None:
     engine.dispose()
     assert _tables(db_url) <= {"alembic_version"}
     assert upgrade(db_url) == HEAD
-    assert _tables(db_url) == {"alembic_version", "events", "runs", "leases", "cancel_requests"}
+    assert _tables(db_url) == {
+        "alembic_version",
+        "events",
+        "runs",
+        "leases",
+        "cancel_requests",
+        "snapshots",
+    }
     assert _diff(db_url) == []
     store = open_store(db_url)
     store.append("r1", [NewEvent("RunCreated", {"recipe": "sl"})], 0)

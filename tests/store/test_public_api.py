@@ -15,6 +15,7 @@ def test_public_names_are_pinned() -> None:
         "Lease",
         "NewEvent",
         "RunRow",
+        "Snapshot",
         "StoredEvent",
         "VerifyResult",
         "canonical_json",

@@ -1,0 +1,314 @@
+"""Snapshots of the folded state: resume and replay fold only the events after the newest one.
+
+A snapshot is ``RunState`` as JSON text at one seq of its run, stored beside the log
+(``EventStore.write_snapshot``). It is a cache of the fold and never the truth:
+
+- **sealed**: the store keeps the hash of the run's event at the snapshot's seq and a sha256
+  of the whole snapshot; one that fails either check is skipped by ``read_snapshot``;
+- **versioned**: ``fold_version()`` is a hash of the source of the modules that decide what
+  the fold computes (the event records and their upcasters, the fold, this codec), so any
+  change to them makes every older snapshot invisible; the next one written replaces them;
+- **checked on audit**: ``kitchen replay --verify`` folds the whole log and compares every
+  snapshot it would use with the fold at that seq.
+
+JSON, not pickle: the database may be shared, and reading a snapshot must never run code.
+Decoding is by hand, field by field, so it costs about what ``json.loads`` costs.
+
+When runs write them (``Policy``): after the commit that brings the events since the newest
+snapshot to ``every`` (``KITCHEN_SNAPSHOT_EVERY``, default 10,000), and after the commit that
+ends an attempt once a tenth of that has come (so a finished or stopped run replays from its
+end). A checkpoint does not force one: resume folds to the log's end whatever it resumes from,
+and on a long run a snapshot per checkpoint would encode a large state far more often than
+it saves folding. The runner writes its in-memory state (``UnitOfWork``), which is the fold of
+its committed events.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, fields
+from datetime import datetime
+from functools import cache
+from importlib import import_module
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kitchen import events as ev
+from kitchen.errors import ConfigError, NotFound
+from kitchen.state import (
+    ArtifactRecord,
+    Attempt,
+    Checkpoint,
+    Mismatch,
+    Recorded,
+    RunState,
+    fold,
+)
+
+if TYPE_CHECKING:
+    from kitchen.store import EventStore, StoredEvent
+
+FORMAT = 1
+DEFAULT_EVERY = 10_000
+KEEP = 2  # snapshots kept per run: the newest, and the one before it
+EVERY_ENV = "KITCHEN_SNAPSHOT_EVERY"
+
+# The modules whose code decides what a log folds to: their source is the fold's version.
+FOLD_MODULES = ("kitchen.events", "kitchen.state", "kitchen.snapshots")
+
+# Events that end an attempt: after their commit a tenth of ``every`` suffices for a snapshot.
+MILESTONES = (
+    ev.RunCompleted,
+    ev.RunFailed,
+    ev.RunCancelled,
+    ev.AttemptInterrupted,
+)
+
+
+@cache
+def fold_version() -> str:
+    """sha256 of the source of ``FOLD_MODULES``: changes whenever the fold's code does."""
+    digest = hashlib.sha256(f"kitchen-fold/{FORMAT}\n".encode())
+    for name in FOLD_MODULES:
+        module = sys.modules.get(name) or import_module(name)
+        path = getattr(module, "__file__", None)
+        digest.update(f"{name}\n".encode())
+        digest.update(Path(path).read_bytes() if path else name.encode())
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- the codec
+
+
+def _when(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _at(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+_ATTEMPT = tuple(f.name for f in fields(Attempt))
+_CHECKPOINT = tuple(f.name for f in fields(Checkpoint))
+_ARTIFACT = tuple(f.name for f in fields(ArtifactRecord))
+_MISMATCH = tuple(f.name for f in fields(Mismatch))
+# Fields written as they are (JSON values already: str, int, None, dict of JSON values).
+_PLAIN = (
+    "run_id",
+    "last_seq",
+    "recipe",
+    "workflow",
+    "config",
+    "config_hash",
+    "seed",
+    "versions",
+    "data_fingerprint",
+    "run_dir",
+    "status",
+    "machine_state",
+    "step",
+    "epoch",
+    "stage",
+    "total_steps",
+    "final_metrics",
+    "adapter_uri",
+    "cancel_reason",
+)
+_CODED = (
+    "lineage",
+    "created_at",
+    "updated_at",
+    "attempts",
+    "step_metrics",
+    "step_metric_seqs",
+    "superseded_metrics",
+    "eval_metrics",
+    "checkpoints",
+    "superseded",
+    "optim_steps",
+    "artifacts",
+    "mismatches",
+    "error",
+)
+assert set(_PLAIN) | set(_CODED) == {f.name for f in fields(RunState)}, (
+    "a RunState field has no codec"
+)
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def encode(state: RunState) -> str:
+    """The state as JSON text. Int-keyed dicts become lists of pairs (JSON keys are strings)."""
+    out: dict[str, Any] = {"format": FORMAT}
+    for name in _PLAIN:
+        out[name] = getattr(state, name)
+    out["lineage"] = [ref.model_dump(mode="json") for ref in state.lineage]
+    out["created_at"] = _when(state.created_at)
+    out["updated_at"] = _when(state.updated_at)
+    out["attempts"] = [
+        [_when(a.started_at) if k == "started_at" else getattr(a, k) for k in _ATTEMPT]
+        for a in state.attempts
+    ]
+    out["step_metrics"] = list(state.step_metrics.items())
+    out["step_metric_seqs"] = list(state.step_metric_seqs.items())
+    out["superseded_metrics"] = [[k, seq, m] for k, (seq, m) in state.superseded_metrics.items()]
+    out["eval_metrics"] = list(state.eval_metrics.items())
+    out["checkpoints"] = [[getattr(c, k) for k in _CHECKPOINT] for c in state.checkpoints]
+    out["superseded"] = state.superseded
+    out["optim_steps"] = state.optim_steps
+    out["artifacts"] = [[getattr(a, k) for k in _ARTIFACT] for a in state.artifacts]
+    out["mismatches"] = [[getattr(m, k) for k in _MISMATCH] for m in state.mismatches]
+    out["error"] = state.error
+    return _ENCODER.encode(out)
+
+
+class SnapshotUnreadable(ValueError):
+    """A snapshot that verified but does not decode: ignored like a damaged one."""
+
+
+def decode(text: str) -> RunState:
+    """The state a snapshot holds; SnapshotUnreadable if it is not one this code wrote."""
+    try:
+        d = json.loads(text)
+        if not isinstance(d, dict) or d.get("format") != FORMAT:
+            raise SnapshotUnreadable(f"not a format {FORMAT} snapshot")
+        values: dict[str, Any] = {name: d[name] for name in _PLAIN}
+        values["lineage"] = tuple(ev.LineageRef.model_validate(x) for x in d["lineage"])
+        values["created_at"] = _at(d["created_at"])
+        values["updated_at"] = _at(d["updated_at"])
+        attempts = []
+        for row in d["attempts"]:
+            a = dict(zip(_ATTEMPT, row, strict=True))
+            a["started_at"] = _at(a["started_at"])
+            attempts.append(Attempt(**a))
+        values["attempts"] = tuple(attempts)
+        values["step_metrics"] = dict(d["step_metrics"])
+        values["step_metric_seqs"] = dict(d["step_metric_seqs"])
+        values["superseded_metrics"] = {k: (seq, m) for k, seq, m in d["superseded_metrics"]}
+        values["eval_metrics"] = dict(d["eval_metrics"])
+        values["checkpoints"] = tuple(Checkpoint(*row) for row in d["checkpoints"])
+        values["superseded"] = tuple((lo, hi) for lo, hi in d["superseded"])
+        values["optim_steps"] = tuple(d["optim_steps"])
+        values["artifacts"] = tuple(ArtifactRecord(*row) for row in d["artifacts"])
+        values["mismatches"] = tuple(Mismatch(*row) for row in d["mismatches"])
+        values["error"] = None if d["error"] is None else tuple(d["error"])
+        return RunState(**values)
+    except SnapshotUnreadable:
+        raise
+    except (ValueError, TypeError, KeyError) as exc:  # JSON errors are ValueErrors
+        raise SnapshotUnreadable(f"{type(exc).__name__}: {exc}") from None
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def recorded(rows: Iterable[StoredEvent]) -> list[Recorded]:
+    """Decode stored rows (upcasting old schema versions) into what the fold takes."""
+    decode_event = ev.decode
+    return [
+        Recorded(r.seq, r.recorded_at, decode_event(r.type, r.schema_version, r.payload))
+        for r in rows
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """A run's state, folded from its newest usable snapshot (``from_seq``, 0 for none) and
+    the events after it (``rows``, decoded as ``records``)."""
+
+    state: RunState
+    from_seq: int
+    rows: list[StoredEvent]
+    records: list[Recorded]
+
+
+def usable(store: EventStore, run_id: str, upto_seq: int | None = None) -> RunState | None:
+    """The newest snapshot's state at or before ``upto_seq`` that verifies and decodes."""
+    version = fold_version()
+    while True:
+        snap = store.read_snapshot(run_id, version, upto_seq)
+        if snap is None:
+            return None
+        try:
+            state = decode(snap.state)
+        except SnapshotUnreadable:
+            state = None
+        if state is not None and state.run_id == run_id and state.last_seq == snap.seq:
+            return state
+        if snap.seq <= 1:
+            return None
+        upto_seq = snap.seq - 1  # try an older one
+
+
+def load(store: EventStore, run_id: str, upto_seq: int | None = None) -> Loaded:
+    """The run's state at ``upto_seq`` (its end if None): snapshot + tail; NotFound if the run
+    has no events."""
+    state = usable(store, run_id, upto_seq)
+    start = 0 if state is None else state.last_seq
+    rows = store.read(run_id, after_seq=start, upto_seq=upto_seq)
+    if state is None and not rows:
+        raise NotFound(f"no run {run_id!r} in {store.url_for_display}; see `kitchen runs`")
+    records = recorded(rows)
+    return Loaded(fold(run_id, records, state), start, rows, records)
+
+
+def compare(store: EventStore, run_id: str, records: Sequence[Recorded]) -> list[tuple[int, bool]]:
+    """(seq, equal) for every usable snapshot: its state against the fold of ``records`` (the
+    run's log from seq 1, in order) up to that seq. Oldest first."""
+    found: list[RunState] = []
+    upto: int | None = None
+    while (state := usable(store, run_id, upto)) is not None:
+        found.append(state)
+        if state.last_seq <= 1:
+            break
+        upto = state.last_seq - 1
+    out = []
+    folded = RunState(run_id=run_id)
+    done = 0
+    for snap in reversed(found):
+        folded = fold(run_id, records[done : snap.last_seq], folded)
+        done = snap.last_seq
+        out.append((snap.last_seq, folded == snap))
+    return out
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def every_from_env() -> int:
+    """``KITCHEN_SNAPSHOT_EVERY`` (events between snapshots; 0 turns them off), or the default."""
+    text = os.environ.get(EVERY_ENV, "").strip()
+    if not text:
+        return DEFAULT_EVERY
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ConfigError(
+            f"{EVERY_ENV}={text!r} is not a number of events; set it to an integer >= 0 "
+            f"(0 turns snapshots off; default {DEFAULT_EVERY})"
+        )
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """When a writer takes a snapshot: ``every`` events after the newest one (0: never), or at
+    the end of an attempt once ``every // 10`` events have come."""
+
+    every: int = DEFAULT_EVERY
+
+    def due(self, since: int, milestone: bool) -> bool:
+        if self.every <= 0 or since <= 0:
+            return False
+        return since >= self.every or (milestone and since >= max(self.every // 10, 1))
+
+
+def save(store: EventStore, state: RunState) -> None:
+    """Write ``state`` as the run's snapshot at ``state.last_seq`` (keeping the newest KEEP)."""
+    store.write_snapshot(state.run_id, state.last_seq, fold_version(), encode(state), keep=KEEP)
