@@ -12,7 +12,12 @@ A snapshot is ``RunState`` as JSON text at one seq of its run, stored beside the
   snapshot it would use with the fold at that seq.
 
 JSON, not pickle: the database may be shared, and reading a snapshot must never run code.
-Decoding is by hand, field by field, so it costs about what ``json.loads`` costs.
+Decoding is by hand, field by field. The per-step maps, which are most of a long run's state,
+are written as tables (the metric names once, then one row of values per step), which makes a
+snapshot about a third the size of the plain JSON of the state and decodes it twice as fast;
+the cyclic garbage collector is paused while a snapshot is encoded or decoded and a state
+folded from one (a million-event run's state is millions of objects, which it would otherwise
+walk several times over).
 
 When runs write them (``Policy``): after the commit that brings the events since the newest
 snapshot to ``every`` (``KITCHEN_SNAPSHOT_EVERY``, default 10,000), and after the commit that
@@ -25,11 +30,13 @@ its committed events.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import datetime
 from functools import cache
@@ -141,8 +148,42 @@ assert set(_PLAIN) | set(_CODED) == {f.name for f in fields(RunState)}, (
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector: building or walking a state of millions of objects
+    would otherwise trigger full collections that walk them all, again and again."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _table(by_step: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
+    """``{step: {name: value}}`` as ``{"names": [[name, ...], ...], "rows": [[step, i,
+    value, ...], ...]}``: each row's values go with the ``i``-th list of names."""
+    names: dict[tuple[str, ...], int] = {}
+    rows = []
+    for step, metrics in by_step.items():
+        index = names.setdefault(tuple(metrics), len(names))
+        rows.append([step, index, *metrics.values()])
+    return {"names": [list(n) for n in names], "rows": rows}
+
+
+def _untable(table: Mapping[str, Any]) -> dict[int, dict[str, Any]]:
+    names = [tuple(n) for n in table["names"]]
+    return {row[0]: dict(zip(names[row[1]], row[2:], strict=True)) for row in table["rows"]}
+
+
 def encode(state: RunState) -> str:
-    """The state as JSON text. Int-keyed dicts become lists of pairs (JSON keys are strings)."""
+    """The state as JSON text. Int-keyed maps become tables or pairs (JSON keys are strings)."""
+    with _no_gc():
+        return _ENCODER.encode(_encodable(state))
+
+
+def _encodable(state: RunState) -> dict[str, Any]:
     out: dict[str, Any] = {"format": FORMAT}
     for name in _PLAIN:
         out[name] = getattr(state, name)
@@ -153,17 +194,18 @@ def encode(state: RunState) -> str:
         [_when(a.started_at) if k == "started_at" else getattr(a, k) for k in _ATTEMPT]
         for a in state.attempts
     ]
-    out["step_metrics"] = list(state.step_metrics.items())
-    out["step_metric_seqs"] = list(state.step_metric_seqs.items())
+    out["step_metrics"] = _table(state.step_metrics)
+    seqs = state.step_metric_seqs
+    out["step_metric_seqs"] = [list(seqs), list(seqs.values())]
     out["superseded_metrics"] = [[k, seq, m] for k, (seq, m) in state.superseded_metrics.items()]
-    out["eval_metrics"] = list(state.eval_metrics.items())
+    out["eval_metrics"] = _table(state.eval_metrics)
     out["checkpoints"] = [[getattr(c, k) for k in _CHECKPOINT] for c in state.checkpoints]
     out["superseded"] = state.superseded
     out["optim_steps"] = state.optim_steps
     out["artifacts"] = [[getattr(a, k) for k in _ARTIFACT] for a in state.artifacts]
     out["mismatches"] = [[getattr(m, k) for k in _MISMATCH] for m in state.mismatches]
     out["error"] = state.error
-    return _ENCODER.encode(out)
+    return out
 
 
 class SnapshotUnreadable(ValueError):
@@ -172,6 +214,11 @@ class SnapshotUnreadable(ValueError):
 
 def decode(text: str) -> RunState:
     """The state a snapshot holds; SnapshotUnreadable if it is not one this code wrote."""
+    with _no_gc():
+        return _decode(text)
+
+
+def _decode(text: str) -> RunState:
     try:
         d = json.loads(text)
         if not isinstance(d, dict) or d.get("format") != FORMAT:
@@ -186,10 +233,11 @@ def decode(text: str) -> RunState:
             a["started_at"] = _at(a["started_at"])
             attempts.append(Attempt(**a))
         values["attempts"] = tuple(attempts)
-        values["step_metrics"] = dict(d["step_metrics"])
-        values["step_metric_seqs"] = dict(d["step_metric_seqs"])
+        values["step_metrics"] = _untable(d["step_metrics"])
+        steps, seqs = d["step_metric_seqs"]
+        values["step_metric_seqs"] = dict(zip(steps, seqs, strict=True))
         values["superseded_metrics"] = {k: (seq, m) for k, seq, m in d["superseded_metrics"]}
-        values["eval_metrics"] = dict(d["eval_metrics"])
+        values["eval_metrics"] = _untable(d["eval_metrics"])
         values["checkpoints"] = tuple(Checkpoint(*row) for row in d["checkpoints"])
         values["superseded"] = tuple((lo, hi) for lo, hi in d["superseded"])
         values["optim_steps"] = tuple(d["optim_steps"])
@@ -199,7 +247,7 @@ def decode(text: str) -> RunState:
         return RunState(**values)
     except SnapshotUnreadable:
         raise
-    except (ValueError, TypeError, KeyError) as exc:  # JSON errors are ValueErrors
+    except (ValueError, TypeError, KeyError, IndexError) as exc:  # JSON errors: ValueError
         raise SnapshotUnreadable(f"{type(exc).__name__}: {exc}") from None
 
 
@@ -247,13 +295,14 @@ def usable(store: EventStore, run_id: str, upto_seq: int | None = None) -> RunSt
 def load(store: EventStore, run_id: str, upto_seq: int | None = None) -> Loaded:
     """The run's state at ``upto_seq`` (its end if None): snapshot + tail; NotFound if the run
     has no events."""
-    state = usable(store, run_id, upto_seq)
-    start = 0 if state is None else state.last_seq
-    rows = store.read(run_id, after_seq=start, upto_seq=upto_seq)
-    if state is None and not rows:
-        raise NotFound(f"no run {run_id!r} in {store.url_for_display}; see `kitchen runs`")
-    records = recorded(rows)
-    return Loaded(fold(run_id, records, state), start, rows, records)
+    with _no_gc():
+        state = usable(store, run_id, upto_seq)
+        start = 0 if state is None else state.last_seq
+        rows = store.read(run_id, after_seq=start, upto_seq=upto_seq)
+        if state is None and not rows:
+            raise NotFound(f"no run {run_id!r} in {store.url_for_display}; see `kitchen runs`")
+        records = recorded(rows)
+        return Loaded(fold(run_id, records, state), start, rows, records)
 
 
 def compare(store: EventStore, run_id: str, records: Sequence[Recorded]) -> list[tuple[int, bool]]:

@@ -142,6 +142,22 @@ def project(
         _sql.execute(conn, _sql.update_run(conn.dialect, columns), params)
 
 
+def parse_payloads(texts: list[str]) -> list[Any]:
+    """``json.loads`` of each payload text, in one call of the parser for all of them (a
+    stored payload is one JSON value, so the texts joined by commas are a JSON array); the
+    per-call overhead was half the cost of reading a run. A text that is not JSON (a row
+    edited by hand) raises the same error as parsing it alone would."""
+    if not texts:
+        return []
+    try:
+        parsed = json.loads("[" + ",".join(texts) + "]")
+    except ValueError:
+        return [json.loads(text) for text in texts]
+    if len(parsed) != len(texts):  # a text that held more than one value: parse them apart
+        return [json.loads(text) for text in texts]
+    return list(parsed)
+
+
 def to_stored(row: Any, position: int, payload: Any = None) -> StoredEvent:
     """A row (a dict we built, or a result row mapping) as a StoredEvent."""
     return StoredEvent(

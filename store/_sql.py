@@ -99,6 +99,24 @@ def update_run(dialect: Dialect, columns: tuple[str, ...]) -> str:
 
 
 @cache
+def select_events(dialect: Dialect, bounded: bool) -> str:
+    """One run's events with ``seq > ?`` (and ``seq <= ?`` when ``bounded``), in seq order:
+    ``position`` then EVENT_COLUMNS."""
+    mark = _mark(dialect)
+    columns = ", ".join(("position", *EVENT_COLUMNS))
+    sql = f"SELECT {columns} FROM {events.name} WHERE run_id = {mark} AND seq > {mark}"
+    return sql + (f" AND seq <= {mark}" if bounded else "") + " ORDER BY seq"
+
+
+@cache
+def timestamp_reader(dialect: Dialect) -> Callable[[Any], Any]:
+    """What the driver returns for a timestamp column -> the aware UTC datetime that
+    ``UTCDateTime`` gives through SQLAlchemy Core."""
+    process = UTCDateTime().dialect_impl(dialect).result_processor(dialect, None)
+    return process if process is not None else (lambda value: value)
+
+
+@cache
 def _timestamp_binder(dialect: Dialect) -> Callable[[Any], Any]:
     process = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
     return process if process is not None else (lambda value: value)

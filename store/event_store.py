@@ -488,11 +488,18 @@ class EventStore:
 def _rows(
     conn: sa.Connection, run_id: str, after_seq: int, upto_seq: int | None
 ) -> list[StoredEvent]:
-    query = sa.select(events).where(events.c.run_id == run_id, events.c.seq > after_seq)
-    if upto_seq is not None:
-        query = query.where(events.c.seq <= upto_seq)
-    result = conn.execute(query.order_by(events.c.seq)).mappings()
-    return [_append.to_stored(r, r["position"]) for r in result]
+    """The run's events in (after_seq, upto_seq], by plain SQL (the hot path of every fold:
+    SQLAlchemy Core's row objects cost more than the rows' own decoding)."""
+    bounded = upto_seq is not None
+    params = (run_id, after_seq, upto_seq) if bounded else (run_id, after_seq)
+    found = list(_sql.execute(conn, _sql.select_events(conn.dialect, bounded), params))
+    payloads = _append.parse_payloads([row[4] for row in found])
+    read_at = _sql.timestamp_reader(conn.dialect)
+    # position, run_id, seq, type, payload, recorded_at, schema_version, prev_hash, hash
+    return [
+        StoredEvent(r[0], r[1], r[2], r[3], payload, r[4], read_at(r[5]), r[6], r[7], r[8])
+        for r, payload in zip(found, payloads, strict=True)
+    ]
 
 
 def _as_dict(row: RunRow | Snapshot) -> dict[str, Any]:
