@@ -41,6 +41,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from functools import cache
 from importlib import import_module
+from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -177,6 +178,22 @@ def _untable(table: Mapping[str, Any]) -> dict[int, dict[str, Any]]:
     return {row[0]: dict(zip(names[row[1]], row[2:], strict=True)) for row in table["rows"]}
 
 
+def _ranges(ints: Sequence[int]) -> list[list[int]]:
+    """Ascending runs of consecutive ints as ``[start, stop)`` pairs: a run's optimizer steps
+    are 0, 1, 2 … with a gap at most where a resume went back."""
+    out: list[list[int]] = []
+    for x in ints:
+        if out and out[-1][1] == x:
+            out[-1][1] = x + 1
+        else:
+            out.append([x, x + 1])
+    return out
+
+
+def _unranges(pairs: Sequence[Sequence[int]]) -> tuple[int, ...]:
+    return tuple(chain.from_iterable(range(start, stop) for start, stop in pairs))
+
+
 def encode(state: RunState) -> str:
     """The state as JSON text. Int-keyed maps become tables or pairs (JSON keys are strings)."""
     with _no_gc():
@@ -201,7 +218,7 @@ def _encodable(state: RunState) -> dict[str, Any]:
     out["eval_metrics"] = _table(state.eval_metrics)
     out["checkpoints"] = [[getattr(c, k) for k in _CHECKPOINT] for c in state.checkpoints]
     out["superseded"] = state.superseded
-    out["optim_steps"] = state.optim_steps
+    out["optim_steps"] = _ranges(state.optim_steps)
     out["artifacts"] = [[getattr(a, k) for k in _ARTIFACT] for a in state.artifacts]
     out["mismatches"] = [[getattr(m, k) for k in _MISMATCH] for m in state.mismatches]
     out["error"] = state.error
@@ -240,7 +257,7 @@ def _decode(text: str) -> RunState:
         values["eval_metrics"] = _untable(d["eval_metrics"])
         values["checkpoints"] = tuple(Checkpoint(*row) for row in d["checkpoints"])
         values["superseded"] = tuple((lo, hi) for lo, hi in d["superseded"])
-        values["optim_steps"] = tuple(d["optim_steps"])
+        values["optim_steps"] = _unranges(d["optim_steps"])
         values["artifacts"] = tuple(ArtifactRecord(*row) for row in d["artifacts"])
         values["mismatches"] = tuple(Mismatch(*row) for row in d["mismatches"])
         values["error"] = None if d["error"] is None else tuple(d["error"])

@@ -480,8 +480,13 @@ def _checkpoint_saved(s: RunState, r: Recorded, e: ev.CheckpointSaved) -> Change
 
 
 def _mark_checkpoint(s: RunState, seq: int, status: str) -> Changes:
-    marked = tuple(replace(c, status=status) if c.seq == seq else c for c in s.checkpoints)
-    return {"checkpoints": marked}
+    # Searched from the newest: retention marks recent checkpoints, and a long run has
+    # thousands on record (seqs are unique, so the first match is the only one).
+    found = s.checkpoints
+    for i in range(len(found) - 1, -1, -1):
+        if found[i].seq == seq:
+            return {"checkpoints": (*found[:i], replace(found[i], status=status), *found[i + 1 :])}
+    return {}
 
 
 @_on(ev.CheckpointInvalidated)

@@ -147,7 +147,7 @@ def test_the_codec_keeps_every_field() -> None:
             ),
         ),
         superseded=((10, 19),),
-        optim_steps=(0, 1, 2),
+        optim_steps=(0, 1, 2, 5, 3, 3),
         total_steps=6,
         artifacts=(ArtifactRecord(31, "rollouts", "u/r", "e" * 64, 5, 2, "local", True),),
         mismatches=(Mismatch(22, 1, "nll", 2.75, 2.5),),
