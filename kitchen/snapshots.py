@@ -13,8 +13,9 @@ A snapshot is ``RunState`` as JSON text at one seq of its run, stored beside the
 
 JSON, not pickle: the database may be shared, and reading a snapshot must never run code.
 Decoding is by hand, field by field. The per-step maps, which are most of a long run's state,
-are written as tables (the metric names once, then one row of values per step), which makes a
-snapshot about a third the size of the plain JSON of the state and decodes it twice as fast;
+are written as column tables (the metric names once, then one list of values per metric),
+which makes a snapshot about a third the size of the plain JSON of the state and decodes it
+two to three times as fast;
 the cyclic garbage collector is paused while a snapshot is encoded or decoded and a state
 folded from one (a million-event run's state is millions of objects, which it would otherwise
 walk several times over).
@@ -41,7 +42,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from functools import cache
 from importlib import import_module
-from itertools import chain
+from itertools import chain, repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -162,20 +163,33 @@ def _no_gc() -> Iterator[None]:
             gc.enable()
 
 
-def _table(by_step: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
-    """``{step: {name: value}}`` as ``{"names": [[name, ...], ...], "rows": [[step, i,
-    value, ...], ...]}``: each row's values go with the ``i``-th list of names."""
-    names: dict[tuple[str, ...], int] = {}
-    rows = []
+def _table(by_step: Mapping[int, Mapping[str, Any]]) -> list[list[Any]]:
+    """``{step: {name: value}}`` as column tables ``[[names, steps, columns], ...]``, one per
+    set of metric names (usually one): ``columns[j][i]`` is metric ``names[j]`` at
+    ``steps[i]``. Decoding them builds the dicts without a Python loop per step."""
+    groups: dict[tuple[str, ...], tuple[list[int], list[list[Any]]]] = {}
     for step, metrics in by_step.items():
-        index = names.setdefault(tuple(metrics), len(names))
-        rows.append([step, index, *metrics.values()])
-    return {"names": [list(n) for n in names], "rows": rows}
+        names = tuple(metrics)
+        group = groups.get(names)
+        if group is None:
+            group = groups[names] = ([], [[] for _ in names])
+        group[0].append(step)
+        for column, value in zip(group[1], metrics.values(), strict=True):
+            column.append(value)
+    return [[list(names), steps, columns] for names, (steps, columns) in groups.items()]
 
 
-def _untable(table: Mapping[str, Any]) -> dict[int, dict[str, Any]]:
-    names = [tuple(n) for n in table["names"]]
-    return {row[0]: dict(zip(names[row[1]], row[2:], strict=True)) for row in table["rows"]}
+def _untable(tables: Sequence[Sequence[Any]]) -> dict[int, dict[str, Any]]:
+    out: dict[int, dict[str, Any]] = {}
+    for names, steps, columns in tables:
+        if len(columns) != len(names) or any(len(c) != len(steps) for c in columns):
+            raise SnapshotUnreadable("a metrics table whose columns do not match")
+        if not names:  # steps that logged an empty map
+            out.update((step, {}) for step in steps)
+            continue
+        rows = zip(*columns, strict=True)
+        out.update(zip(steps, map(dict, map(zip, repeat(names), rows)), strict=True))
+    return out
 
 
 def _ranges(ints: Sequence[int]) -> list[list[int]]:

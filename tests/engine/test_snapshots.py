@@ -124,8 +124,8 @@ def test_the_codec_keeps_every_field() -> None:
         step=5,
         epoch=1,
         stage="train",
-        step_metrics={0: {"nll": 3.0, "n": 8}, 4: {"nll": 1.5, "n": 8}},
-        step_metric_seqs={0: 12, 4: 30},
+        step_metrics={0: {"nll": 3.0, "n": 8}, 2: {}, 3: {"acc": 1}, 4: {"nll": 1.5, "n": 8}},
+        step_metric_seqs={0: 12, 2: 20, 3: 25, 4: 30},
         superseded_metrics={1: (14, {"nll": 2.75})},
         eval_metrics={0: {"test/nll": 3.5}},
         checkpoints=(
