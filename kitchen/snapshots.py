@@ -15,10 +15,9 @@ JSON, not pickle: the database may be shared, and reading a snapshot must never 
 Decoding is by hand, field by field. The per-step maps, which are most of a long run's state,
 are written as column tables (the metric names once, then one list of values per metric),
 which makes a snapshot about a third the size of the plain JSON of the state and decodes it
-two to three times as fast;
-the cyclic garbage collector is paused while a snapshot is encoded or decoded and a state
-folded from one (a million-event run's state is millions of objects, which it would otherwise
-walk several times over).
+two to three times as fast. The cyclic garbage collector is paused while a snapshot is
+encoded or decoded and a state folded from one (a million-event run's state is millions of
+objects, which it would otherwise walk several times over).
 
 When runs write them (``Policy``): after the commit that brings the events since the newest
 snapshot to ``every`` (``KITCHEN_SNAPSHOT_EVERY``, default 10,000), and after the commit that
