@@ -6,6 +6,7 @@ crash-recovery tests hit every dangerous moment on purpose instead of by timing 
 
 - ``ENOSPC`` / ``EDQUOT``: raise ``OSError`` with that errno there, as a full disk or quota
   would (at a write point, inside the real write, so the real error handling sees it);
+- ``ECONNREFUSED``: raise ``ConnectionRefusedError`` there, as a service that is gone would;
 - ``SIGSTOP``: stop the process there, so that a test can break something outside it (stop
   the database server) and then let it continue with SIGCONT.
 
@@ -17,7 +18,7 @@ Point names used by the engine: ``flush:before``, ``flush:after``, ``stage:<name
 ``stage:<name>:after``, ``append:before_commit`` (rows inserted, transaction not yet
 committed), ``checkpoint:mid_write``, ``checkpoint:after_blob``,
 ``final:mid_write``, ``metrics:write`` (inside the append to ``metrics.jsonl``),
-``evaluate:mid``.
+``evaluate:mid``, ``tinker:result`` (the Tinker adapter taking an SDK future's result).
 """
 
 from __future__ import annotations
@@ -31,9 +32,9 @@ from typing import Any
 _SPEC, _, _ACTION = os.environ.get("KITCHEN_FAULT", "").partition("=")
 _NAME, _, _NTH = _SPEC.partition("@")
 _TARGET = int(_NTH) if _NTH else 1
-_ERRNOS = {"ENOSPC": errno.ENOSPC, "EDQUOT": errno.EDQUOT}
+_ERRNOS = {"ENOSPC": errno.ENOSPC, "EDQUOT": errno.EDQUOT, "ECONNREFUSED": errno.ECONNREFUSED}
 if _ACTION and _ACTION not in (*_ERRNOS, "SIGSTOP"):
-    raise ValueError(f"KITCHEN_FAULT action {_ACTION!r}: use ENOSPC, EDQUOT or SIGSTOP")
+    raise ValueError(f"KITCHEN_FAULT action {_ACTION!r}: use one of {[*_ERRNOS, 'SIGSTOP']}")
 _hits = 0
 PERTURB_STEP: int | None = (
     int(os.environ["KITCHEN_PERTURB_STEP"]) if os.environ.get("KITCHEN_PERTURB_STEP") else None
@@ -49,7 +50,7 @@ def point(name: str) -> None:
     if _hits < _TARGET:
         return
     if _ACTION in _ERRNOS:
-        if _hits == _TARGET:  # once: the disk has room again for what follows
+        if _hits == _TARGET:  # once: the disk has room again (the service is back) after
             code = _ERRNOS[_ACTION]
             raise OSError(code, os.strerror(code))
     elif _ACTION == "SIGSTOP":

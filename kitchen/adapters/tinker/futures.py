@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
+from kitchen import faults
 from kitchen.errors import ConfigError, ServiceUnavailable, TrainingDiverged
 
 T = TypeVar("T")
@@ -20,7 +21,7 @@ def translate(exc: BaseException, step: int | None = None) -> BaseException:
 
     if step is not None and isinstance(exc, tinker.BadRequestError) and "NaN" in str(exc):
         return TrainingDiverged(f"step {step}: the service refused a non-finite loss input")
-    if isinstance(exc, tinker.APIConnectionError):
+    if isinstance(exc, tinker.APIConnectionError | ConnectionError):
         return ServiceUnavailable(f"the Tinker service is unreachable: {type(exc).__name__}")
     if isinstance(exc, tinker.AuthenticationError | tinker.PermissionDeniedError):
         return ConfigError("the Tinker service refused TINKER_API_KEY (401): check the key")
@@ -45,6 +46,7 @@ class Mapped(Generic[S, T]):
     def result(self, timeout: float | None = None) -> T:
         if not self._has:
             try:
+                faults.point("tinker:result")  # tests: the service unreachable here
                 raw = self._inner.result(timeout)
             except Exception as exc:
                 new = translate(exc, self._step)
