@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import itertools
+import json
 import os
 import pstats
 import statistics
@@ -175,6 +176,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--model", default="kitchen/tiny")
+    parser.add_argument(
+        "--json", action="store_true", help="print the ratios to plain as one JSON line"
+    )
     args = parser.parse_args()
     warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
     from kitchen import config as kconfig
@@ -209,6 +213,9 @@ def main() -> None:
             )
         # one more plain run, so that every kitchen run has a plain run on either side
         times["plain"].append(worker.run(plain_step_time, args, batches, cfg.learning_rate))
+        if args.json:
+            print(json.dumps(ratios_to_plain(times)))
+            return
         home = root / "profile"
         costs = profile_breakdown(args, f"sqlite:///{home}/kitchen.db", home)
     report(args, times, costs)
@@ -230,6 +237,20 @@ def _fresh_pg_schema(admin_url: str) -> str:
     return url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
         hide_password=False
     )
+
+
+def ratios_to_plain(times: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    """Each kitchen run against the mean of the plain runs just before and just after it
+    (which cancels drifts in machine speed slower than one round of runs); medians."""
+    around = [(a + b) / 2 for a, b in itertools.pairwise(times["plain"])]
+    return {
+        name: {
+            "ratio to plain": statistics.median(v / p for v, p in zip(vals, around, strict=True)),
+            "ms/step": statistics.median(vals) * 1000,
+        }
+        for name, vals in times.items()
+        if name != "plain"
+    }
 
 
 def report(

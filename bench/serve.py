@@ -8,7 +8,7 @@ steps in-process on LocalTrainingClient, in a process of its own. Both warm up f
 burst of cheap authenticated requests (``session_heartbeat``) over one keep-alive connection
 gives requests per second, which is the server's fixed cost per request.
 
-    python bench/serve.py [--steps 40] [--batch 8] [--repeats 3] [--threads 1]
+    python bench/serve.py [--steps 40] [--batch 8] [--data short|chat] [--repeats 3] [--threads 1]
 """
 
 from __future__ import annotations
@@ -28,32 +28,26 @@ ROOT = Path(__file__).resolve().parents[1]
 
 CLIENT = r"""
 import json, sys, time
-steps, batch, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-TEXT = "What is {a}+{b}? {c}"
-texts = [TEXT.format(a=i, b=2 * i + 1, c=3 * i + 1) for i in range(batch)]
+steps, mode, examples = int(sys.argv[1]), sys.argv[2], json.load(open(sys.argv[3]))
+# examples: [[tokens, weights], ...], the same for both loops
 if mode == "served":
     import tinker
     from tinker import types
     tc = tinker.ServiceClient().create_lora_training_client(
         base_model="kitchen/tiny", rank=16, seed=0).result()
-    tok = tc.get_tokenizer()
-    data = [types.Datum(model_input=types.ModelInput.from_ints(tok.encode(t)[:-1]),
-                        loss_fn_inputs={"target_tokens": tok.encode(t)[1:],
-                                        "weights": [1.0] * (len(tok.encode(t)) - 1)})
-            for t in texts]
+    data = [types.Datum(model_input=types.ModelInput.from_ints(t[:-1]),
+                        loss_fn_inputs={"target_tokens": t[1:], "weights": w[1:]})
+            for t, w in examples]
     fb = lambda: tc.forward_backward(data, "cross_entropy")
     opt = lambda: tc.optim_step(types.AdamParams(learning_rate=1e-4))
 else:
     from kitchen.adapters.local_torch import LocalTrainingClient
     from kitchen.types import AdamParams, Datum, ModelInput, TensorData
     tc = LocalTrainingClient(model_name="kitchen/tiny", lora_rank=16, seed=0)
-    tok = tc.get_tokenizer()
-    def make(t):
-        ids = tok.encode(t)
-        return Datum(ModelInput.from_ints(ids[:-1]),
-                     {"target_tokens": TensorData.from_list(ids[1:], "int64"),
-                      "weights": TensorData.from_list([1.0] * (len(ids) - 1), "float32")})
-    data = [make(t) for t in texts]
+    data = [Datum(ModelInput.from_ints(t[:-1]),
+                  {"target_tokens": TensorData.from_list(t[1:], "int64"),
+                   "weights": TensorData.from_list(w[1:], "float32")})
+            for t, w in examples]
     fb = lambda: tc.forward_backward(data, "cross_entropy")
     opt = lambda: tc.optim_step(AdamParams(learning_rate=1e-4))
 
@@ -131,6 +125,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--batch", type=int, default=8)
+    p.add_argument(
+        "--data",
+        choices=("short", "chat"),
+        default="short",
+        help="short: one-line sums of ~15 tokens; chat: kitchen/arith-chat conversations "
+        "rendered as sl_basic renders them (with --batch 32, sl_basic's step)",
+    )
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--burst", type=int, default=2000)
     p.add_argument(
@@ -145,6 +146,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         key, _ = keys.create(home / "serve")
+        args.examples = home / "examples.json"
+        args.examples.write_text(json.dumps(examples(args.data, args.batch)))
         port = free_port()
         env = env_for(home)
         if args.threads:
@@ -197,7 +200,8 @@ def main() -> None:
             server.terminate()
             server.wait(10)
     print(
-        f"{args.steps} steps x batch {args.batch}, {args.repeats} interleaved runs each, "
+        f"{args.steps} steps x batch {args.batch} ({args.data}), {args.repeats} interleaved "
+        "runs each, "
         f"threads {args.threads or 'default'}"
     )
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
@@ -218,8 +222,28 @@ def main() -> None:
     print(f"requests/s (session_heartbeat, one keep-alive connection): {rps:.0f}")
 
 
+def examples(data: str, batch: int) -> list[tuple[list[int], list[float]]]:
+    """``batch`` training examples as (tokens, weights), weights on the tokens to predict."""
+    from kitchen.adapters.local_torch.loading import load_tokenizer, resolve_name
+
+    tok = load_tokenizer(resolve_name("kitchen/tiny"))
+    if data == "short":
+        texts = [f"What is {i}+{2 * i + 1}? {3 * i + 1}" for i in range(batch)]
+        return [(ids, [1.0] * len(ids)) for ids in (list(tok.encode(t)) for t in texts)]
+    from kitchen.embedded.datasets import load_embedded
+    from kitchen.renderers import get_renderer
+
+    renderer = get_renderer("role_colon", tok)
+    rows = load_embedded("kitchen/arith-chat", "train")[:batch]
+    out = []
+    for row in rows:
+        model_input, weights = renderer.build_supervised_example(row["messages"])
+        out.append((model_input.to_ints(), [float(w) for w in weights]))
+    return out
+
+
 def measure(args: argparse.Namespace, env: dict[str, str], mode: str) -> dict[str, float]:
-    out = run_json(CLIENT, [str(args.steps), str(args.batch), mode], env)
+    out = run_json(CLIENT, [str(args.steps), mode, str(args.examples)], env)
     assert isinstance(out, dict)
     times = out["times"]
     return {"median": statistics.median(times), "min": min(times), "cpu": out["cpu_per_step"]}

@@ -194,6 +194,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--appends", type=int, default=200, help="appends per repeat")
     parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON line")
     args = parser.parse_args()
     header = ("db", "append", "impl", "appends/s", "events/s", "p50 ms", "p99 ms", "ratio")
     rows: list[tuple[str, ...]] = []
@@ -205,6 +206,21 @@ def main() -> None:
             rows += bench(url, args.appends, args.repeats)
         finally:
             drop()
+    if args.json:
+        # {"sqlite 12 events": {"store appends/s": …, "ratio": …}, …} for bench/ab.py
+        print(
+            json.dumps(
+                {
+                    f"{r[0]} {r[1]}": {
+                        "store appends/s": float(r[3].replace(",", "")),
+                        "ratio": float(r[7]),
+                    }
+                    for r in rows
+                    if r[2] == "store"
+                }
+            )
+        )
+        return
     _print(header, rows)
 
 

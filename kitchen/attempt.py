@@ -3,6 +3,12 @@
 Only one worker drives a run at a time (the lease, renewed between stages); SIGINT/SIGTERM ask
 the attempt to stop after the stage in flight (a second signal stops at once); ``kitchen
 cancel`` leaves a request that the attempt honours at its next check.
+
+A database that cannot be reached when the lease is due for renewal is tolerated for half the
+lease's time-to-live (the unit of work retries its commits for about as long); past that the
+``StoreUnavailable`` ends the attempt as a fault. A lease left behind by an attempt that could
+not release it (the database was gone) stops counting at once on the same host, because its
+process no longer exists, and elsewhere when its time-to-live runs out.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
-from kitchen.errors import KitchenError
+from kitchen.errors import KitchenError, StoreUnavailable
 
 
 class AttemptGuard:
@@ -39,6 +45,7 @@ class AttemptGuard:
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.signal: str | None = None  # the name of the signal that asked us to stop
         self._last_check = 0.0
+        self._renewed = time.monotonic()  # when the lease was last acquired or renewed
 
     # ------------------------------------------------------------------ the lease
 
@@ -51,6 +58,7 @@ class AttemptGuard:
             attempt=attempt,
             ttl_s=self.lease_ttl_s,
         )
+        self._renewed = time.monotonic()
 
     def release(self) -> None:
         with contextlib.suppress(KitchenError):
@@ -62,8 +70,15 @@ class AttemptGuard:
         if now - self._last_check < self.check_every_s:
             return False
         self._last_check = now
-        self.store.renew_lease(self.run_id, self.holder, self.lease_ttl_s)
-        return bool(self.store.cancel_requested(self.run_id))
+        try:
+            self.store.renew_lease(self.run_id, self.holder, self.lease_ttl_s)
+            cancel = bool(self.store.cancel_requested(self.run_id))
+        except StoreUnavailable:
+            if now - self._renewed < self.lease_ttl_s / 2:
+                return False  # try again at the next check; the lease is still ours
+            raise
+        self._renewed = now
+        return cancel
 
     def clear_cancel(self) -> None:
         self.store.clear_cancel(self.run_id)

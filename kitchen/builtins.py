@@ -9,11 +9,15 @@ BUILTIN: dict[str, dict[str, str]] = {
         "sl_basic": "kitchen.recipes.sl_basic",
         "dpo_basic": "kitchen.recipes.dpo_basic",
         "rl_basic": "kitchen.recipes.rl_basic",
+        "distill_on_policy": "kitchen.recipes.distill_on_policy",
+        "distill_off_policy": "kitchen.recipes.distill_off_policy",
     },
     "workflows": {
         "supervised": "kitchen.workflows.supervised:WORKFLOW",
         "preference": "kitchen.workflows.preference:WORKFLOW",
         "rl": "kitchen.workflows.rl:WORKFLOW",
+        "on_policy_distillation": "kitchen.workflows.distillation:ON_POLICY",
+        "off_policy_distillation": "kitchen.workflows.distillation:OFF_POLICY",
     },
     "training": {
         "local_torch": "kitchen.adapters.local_torch.service:create_service",

@@ -3,14 +3,21 @@
 Hierarchy::
 
     KitchenError                      exit 1 unless a subclass says otherwise
-    ├── InfrastructureError           exit 1  a fault outside the run: disk full, a database or
-    │                                         service unreachable past its retries (the run
-    │                                         itself is sound; StoreUnavailable is one too)
+    ├── InfrastructureError           exit 75 a fault outside the run: disk full (ENOSPC,
+    │                                         EDQUOT), a remote service unreachable past its
+    │                                         retries. The run itself is sound: the attempt
+    │                                         ends resumable, never ``failed``
+    │   ├── DiskFull                  exit 75 ENOSPC / EDQUOT while writing a file
+    │   └── ServiceUnavailable        exit 75 a remote service unreachable past its retries
     ├── ConfigError                   exit 2  bad recipe, key, value, file
     ├── NotFound                      exit 2  unknown run id, recipe, checkpoint, dataset
     ├── StoreError                    exit 2  the event store refused or failed
     │   ├── InvalidRunId              exit 2  run id outside [A-Za-z0-9][A-Za-z0-9._-]{0,63}
-    │   ├── StoreUnavailable          exit 2  database unreachable / not a database
+    │   ├── StoreUnavailable          exit 2  database unreachable / not a database, when a
+    │   │                                     command opens it (nothing has started); also an
+    │   │                                     InfrastructureError: past the retry budget in
+    │   │                                     the middle of an attempt, the attempt ends
+    │   │                                     resumable with exit 75
     │   ├── SchemaMismatch            exit 2  database revision older (Postgres) or newer than code
     │   ├── IntegrityViolation        exit 1  hash chain or contiguity broken
     │   └── ConcurrencyConflict       exit 3  the expected seq was already taken
@@ -23,9 +30,20 @@ Hierarchy::
 
 The CLI prints ``str(error)`` as one line and exits with ``error.exit_code``; it never
 shows a traceback for these. Messages say what went wrong and how to fix it.
+
+Exit 75 is ``EX_TEMPFAIL`` from ``sysexits.h``: try again later. The runner catches an
+``InfrastructureError`` (``StoreUnavailable`` included) wherever it arises in an attempt, ends
+the attempt with ``AttemptInterrupted`` naming the fault (when the log can still be written)
+and exits 75; ``kitchen resume`` continues once the fault is gone. Errors of the run itself (a
+diverged loss, bad data, a config the backend refuses) stay terminal: ``RunFailed``, exit 1.
 """
 
 from __future__ import annotations
+
+import errno
+
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+"""The ``OSError`` numbers that mean the disk or the user's quota is full: ``DiskFull``."""
 
 
 class KitchenError(Exception):
@@ -35,9 +53,25 @@ class KitchenError(Exception):
 class InfrastructureError(KitchenError):
     """A fault outside the run, as opposed to an error of the run itself (bad data, a diverged
     loss, a config the backend refuses). Adapters raise it for what they cannot fix by
-    retrying: a full disk, a database or remote service that stays unreachable."""
+    retrying: a full disk, a database or remote service that stays unreachable.
 
-    exit_code = 1
+    ``fault`` names the kind for the event log (``AttemptInterrupted.fault``); the
+    subclasses below say which."""
+
+    exit_code = 75
+    fault: str = "infrastructure"
+
+
+class DiskFull(InfrastructureError):
+    """ENOSPC or EDQUOT while writing a checkpoint, metrics, weights or any other file."""
+
+    fault = "disk_full"
+
+
+class ServiceUnavailable(InfrastructureError):
+    """A remote service (the Tinker API) unreachable or failing past its client's retries."""
+
+    fault = "service_unavailable"
 
 
 class ConfigError(KitchenError):
@@ -58,6 +92,7 @@ class InvalidRunId(StoreError, ValueError):
 
 class StoreUnavailable(StoreError, InfrastructureError):
     exit_code = 2
+    fault = "store_unavailable"
 
 
 class SchemaMismatch(StoreError):
@@ -97,9 +132,11 @@ class OfflineMiss(KitchenError):
 
 
 __all__ = [
+    "DISK_FULL_ERRNOS",
     "CheckpointCorrupt",
     "ConcurrencyConflict",
     "ConfigError",
+    "DiskFull",
     "EventSchemaError",
     "IllegalTransition",
     "InfrastructureError",
@@ -110,6 +147,7 @@ __all__ = [
     "NotFound",
     "OfflineMiss",
     "SchemaMismatch",
+    "ServiceUnavailable",
     "StoreError",
     "StoreUnavailable",
     "TrainingDiverged",

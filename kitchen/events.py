@@ -116,9 +116,29 @@ class RunResumed(Event):
 
 
 class AttemptInterrupted(Event):
+    """The attempt stopped, and the run can be resumed: asked to by a signal (``signal``), or
+    stopped by a fault outside the run (``fault``: ``disk_full``, ``store_unavailable``,
+    ``service_unavailable``, ``infrastructure``; ``reason``: the error's one line; ``stage``:
+    the stage it happened in, if any). The runner sets one of ``signal`` and ``fault``.
+
+    v2 added ``fault``, ``reason`` and ``stage`` and made ``signal`` optional."""
+
+    schema_version: ClassVar[int] = 2
+
     attempt: int
-    signal: str
+    signal: str | None = None
     step: int | None = None
+    fault: str | None = None
+    reason: str | None = None
+    stage: str | None = None
+
+    def payload(self) -> dict[str, Any]:
+        """Unset fields are left out: a signal's payload reads as it did in v1."""
+        unset = {key for key in _UNSET_IF_NONE if getattr(self, key) is None}
+        return self.model_dump(mode="json", exclude=unset)
+
+
+_UNSET_IF_NONE = ("signal", "fault", "reason", "stage")
 
 
 class RunCompleted(Event):
@@ -281,6 +301,11 @@ def _checkpoint_saved_v1(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "location": "local"}
 
 
+def _attempt_interrupted_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """v2 added ``fault``, ``reason`` and ``stage``; every v1 interruption was a signal."""
+    return {**data, "fault": None, "reason": None, "stage": None}
+
+
 def _stage_completed_v1(data: dict[str, Any]) -> dict[str, Any]:
     """v1 said what happened through the supervised workflow's stage names; v2 says it in
     typed fields. This is the one place that still knows those names: it reads old logs."""
@@ -311,6 +336,7 @@ UPCASTERS: dict[tuple[str, int], Upcaster] = {
     ("RunCreated", 1): _run_created_v1,
     ("CheckpointSaved", 1): _checkpoint_saved_v1,
     ("StageCompleted", 1): _stage_completed_v1,
+    ("AttemptInterrupted", 1): _attempt_interrupted_v1,
 }
 
 

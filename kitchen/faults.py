@@ -1,28 +1,40 @@
-"""Test-only fault points: kill the process exactly at a named dangerous moment.
+"""Test-only fault points: kill the process, or fail a write, exactly at a named dangerous moment.
 
-Set ``KITCHEN_FAULT`` to ``NAME`` or ``NAME@N`` (the Nth time that point is reached, 1-based)
-and the process SIGKILLs itself there, so crash-recovery tests hit every dangerous moment on
-purpose instead of by timing luck. ``KITCHEN_PERTURB_STEP=N`` perturbs the step metric logged
-for step N when a resumed attempt re-executes it (to prove ``DeterminismMismatch`` fires), for
-any workflow and without a stage knowing. Both are read once at
-import; when unset the checks cost one comparison.
+Set ``KITCHEN_FAULT`` to ``NAME``, ``NAME@N`` (the Nth time that point is reached, 1-based) or
+either followed by ``=ACTION``. Without an action the process SIGKILLs itself there, so
+crash-recovery tests hit every dangerous moment on purpose instead of by timing luck. Actions:
+
+- ``ENOSPC`` / ``EDQUOT``: raise ``OSError`` with that errno there, as a full disk or quota
+  would (at a write point, inside the real write, so the real error handling sees it);
+- ``ECONNREFUSED``: raise ``ConnectionRefusedError`` there, as a service that is gone would;
+- ``SIGSTOP``: stop the process there, so that a test can break something outside it (stop
+  the database server) and then let it continue with SIGCONT.
+
+``KITCHEN_PERTURB_STEP=N`` perturbs the step metric logged for step N when a resumed attempt
+re-executes it (to prove ``DeterminismMismatch`` fires), for any workflow and without a stage
+knowing. Both are read once at import; when unset the checks cost one comparison.
 
 Point names used by the engine: ``flush:before``, ``flush:after``, ``stage:<name>:before``,
 ``stage:<name>:after``, ``append:before_commit`` (rows inserted, transaction not yet
 committed), ``checkpoint:mid_write``, ``checkpoint:after_blob``,
-``final:mid_write``, ``evaluate:mid``.
+``final:mid_write``, ``metrics:write`` (inside the append to ``metrics.jsonl``),
+``evaluate:mid``, ``tinker:result`` (the Tinker adapter taking an SDK future's result).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 from collections.abc import Mapping
 from typing import Any
 
-_SPEC = os.environ.get("KITCHEN_FAULT", "")
+_SPEC, _, _ACTION = os.environ.get("KITCHEN_FAULT", "").partition("=")
 _NAME, _, _NTH = _SPEC.partition("@")
 _TARGET = int(_NTH) if _NTH else 1
+_ERRNOS = {"ENOSPC": errno.ENOSPC, "EDQUOT": errno.EDQUOT, "ECONNREFUSED": errno.ECONNREFUSED}
+if _ACTION and _ACTION not in (*_ERRNOS, "SIGSTOP"):
+    raise ValueError(f"KITCHEN_FAULT action {_ACTION!r}: use one of {[*_ERRNOS, 'SIGSTOP']}")
 _hits = 0
 PERTURB_STEP: int | None = (
     int(os.environ["KITCHEN_PERTURB_STEP"]) if os.environ.get("KITCHEN_PERTURB_STEP") else None
@@ -30,12 +42,21 @@ PERTURB_STEP: int | None = (
 
 
 def point(name: str) -> None:
-    """SIGKILL this process if ``name`` is the armed fault point (on its Nth hit)."""
+    """Act if ``name`` is the armed fault point (on its Nth hit): SIGKILL by default."""
     global _hits
     if not _NAME or name != _NAME:
         return
     _hits += 1
-    if _hits >= _TARGET:
+    if _hits < _TARGET:
+        return
+    if _ACTION in _ERRNOS:
+        if _hits == _TARGET:  # once: the disk has room again (the service is back) after
+            code = _ERRNOS[_ACTION]
+            raise OSError(code, os.strerror(code))
+    elif _ACTION == "SIGSTOP":
+        if _hits == _TARGET:
+            os.kill(os.getpid(), signal.SIGSTOP)
+    else:
         os.kill(os.getpid(), signal.SIGKILL)
 
 

@@ -61,7 +61,11 @@ def new_run_id(recipe: str) -> str:
 
 
 PORTS = ("training", "datasets", "blobs")
-LINEAGE_KEYS = {"parent": "load_checkpoint_path", "teacher": "teacher_checkpoint"}
+# role -> the config keys that name its weights (the first one set counts).
+LINEAGE_KEYS = {
+    "parent": ("load_checkpoint_path",),
+    "teacher": ("teacher_checkpoint", "teacher_model"),
+}
 
 
 @dataclass
@@ -153,8 +157,8 @@ def prepare(recipe_name: str, overrides: list[str], config_file: str | None) -> 
 def _resolve_lineage(cfg: Any, home: Path) -> tuple[list[ev.LineageRef], dict[str, str]]:
     refs: list[ev.LineageRef] = []
     paths: dict[str, str] = {}
-    for role, key in LINEAGE_KEYS.items():
-        source = getattr(cfg, key, None)
+    for role, keys in LINEAGE_KEYS.items():
+        source = next((v for k in keys if (v := getattr(cfg, k, None))), None)
         if source:
             ref, path = klineage.resolve(role, str(source), home)
             refs.append(ref)

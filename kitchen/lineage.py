@@ -41,7 +41,23 @@ def resolve(role: str, source: str, home: Path) -> tuple[LineageRef, str]:
             bytes=size,
         )
         return ref, str(folder.resolve())
+    shipped = _embedded_folder(source)
+    if shipped is not None:
+        from kitchen.adapters.blobs import LocalBlobStore
+
+        sha256, size = LocalBlobStore.hash_path(shipped)
+        ref = LineageRef(role=role, source=source, kind="base_model", sha256=sha256, bytes=size)
+        return ref, source
     return LineageRef(role=role, source=source, kind="base_model"), source
+
+
+def _embedded_folder(name: str) -> Path | None:
+    """The shipped folder of an embedded model name (``kitchen/tiny``), else None: its files
+    are hashed like any folder's, but recorded by name, so a moved install still finds them."""
+    from kitchen.embedded import resolve_model
+
+    path = Path(resolve_model(name))
+    return path if path.is_dir() and str(path) != name else None
 
 
 def local_path(ref: LineageRef, home: Path) -> str:
@@ -55,11 +71,17 @@ def local_path(ref: LineageRef, home: Path) -> str:
 
 def changed(ref: LineageRef, home: Path) -> str | None:
     """Why ``ref``'s weights are no longer what was recorded, or None if they still are."""
-    if ref.sha256 is None or ref.uri is None:
+    if ref.sha256 is None:
         return None
     from kitchen.adapters.blobs import LocalBlobStore
 
-    path = home / ref.uri if ref.kind == "run" else Path(ref.uri)
+    if ref.uri is not None:
+        path = home / ref.uri if ref.kind == "run" else Path(ref.uri)
+    else:
+        shipped = _embedded_folder(ref.source)
+        if shipped is None:
+            return None
+        path = shipped
     if not path.exists():
         return f"{ref.role} weights {ref.source!r} are missing ({path})"
     found, size = LocalBlobStore.hash_path(path)

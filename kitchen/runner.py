@@ -12,6 +12,14 @@ once; they reach the database by group commit:
 - a stage that records artifacts commits at its end, before anything is built on them;
 - the end of an attempt (completed, failed, interrupted, cancelled) always commits.
 
+A fault outside the run (``InfrastructureError``: a full disk, the database or a remote service
+unreachable past its retries; an ``OSError`` ENOSPC/EDQUOT from anywhere counts too) is not a
+failure of the run: wherever it arises in an attempt, the attempt ends with
+``AttemptInterrupted`` naming the fault, committed when the log can still be written, and exit
+75 (``EX_TEMPFAIL``); ``kitchen resume`` continues once the fault is gone. When the database is
+what is gone, nothing can be recorded: the log still says ``running`` and the lease is left
+behind, so the run shows as ``crashed`` once the lease is dead and resumes the same way.
+
 A crash therefore loses at most the uncommitted events of the step in flight, which resume
 re-executes anyway. Stages never touch the store or the machine: they get a ``StageContext``
 and return a ``StageResult`` (``kitchen.stage_api``). The lease, signals and cancellation are
@@ -34,7 +42,17 @@ from kitchen import events as ev
 from kitchen import faults, snapshots
 from kitchen import resume_policy as policy
 from kitchen.attempt import AttemptGuard
-from kitchen.errors import ConcurrencyConflict, ConfigError, IllegalTransition, LeaseHeld
+from kitchen.errors import (
+    DISK_FULL_ERRNOS,
+    ConcurrencyConflict,
+    ConfigError,
+    DiskFull,
+    IllegalTransition,
+    InfrastructureError,
+    KitchenError,
+    LeaseHeld,
+    StoreUnavailable,
+)
 from kitchen.machine import RunMachine
 from kitchen.resume_policy import Identity
 from kitchen.stage_api import Ports, ResumePoint, StageContext, StageFn, StageResult, View
@@ -43,6 +61,7 @@ from kitchen.unit_of_work import UnitOfWork
 from kitchen.workflow import FINISH_TRIGGER, INITIAL, Loop, Node, Stage, Transition, Workflow
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFLICT, EXIT_INTERRUPTED = 0, 1, 3, 130
+EXIT_TEMPFAIL = 75  # sysexits.h EX_TEMPFAIL: a fault outside the run; resume once it is gone
 
 
 class Reporter:
@@ -55,7 +74,23 @@ class Reporter:
 
     def stage_done(self, stage: Stage, result: StageResult, state: RunState) -> None: ...
 
+    def fault(self, error: InfrastructureError, recorded: bool) -> None:
+        """A fault outside the run ends the attempt (``finished`` follows, with exit 75);
+        ``recorded``: whether its ``AttemptInterrupted`` reached the log."""
+
     def finished(self, state: RunState, code: int) -> None: ...
+
+
+def as_fault(exc: BaseException) -> InfrastructureError | None:
+    """``exc`` as a fault outside the run, or None when it is an error of the run itself."""
+    if isinstance(exc, InfrastructureError):
+        return exc
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+        where = f" {exc.filename}" if exc.filename else ""
+        fault = DiskFull(f"cannot write{where}: {exc.strerror}; free space and resume")
+        fault.__cause__ = exc
+        return fault
+    return None
 
 
 def _loop_heads(nodes: tuple[Node, ...]) -> set[str]:
@@ -147,13 +182,16 @@ class Runner:
                     self.uow.flush()
                 except ConcurrencyConflict:
                     raise self._exists_error() from None
-                self.run_dir.mkdir(parents=True, exist_ok=True)
-                if self.on_created is not None:
-                    self.on_created(self.run_dir)
-                self.reporter.created(self.state)
-                return self._drive(RunMachine(self.table, self.workflow.conditions, INITIAL))
+                return self._until_fault(self._first_attempt)
         finally:
             self.guard.release()
+
+    def _first_attempt(self) -> int:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.on_created is not None:
+            self.on_created(self.run_dir)
+        self.reporter.created(self.state)
+        return self._drive(RunMachine(self.table, self.workflow.conditions, INITIAL))
 
     def _exists_error(self) -> ConfigError:
         return ConfigError(
@@ -182,12 +220,15 @@ class Runner:
                     raise LeaseHeld(
                         f"run {self.run_id!r} is being resumed by another worker"
                     ) from None
-                self._resume = policy.resume_point(ckpt, self.ports.blobs)
-                initial = ckpt.machine_state if ckpt is not None else INITIAL
-                machine = RunMachine(self.table, self.workflow.conditions, initial)
-                return self._drive(machine, rebuild=ckpt is not None)
+                return self._until_fault(lambda: self._next_attempt(ckpt))
         finally:
             self.guard.release()
+
+    def _next_attempt(self, ckpt: Any) -> int:
+        self._resume = policy.resume_point(ckpt, self.ports.blobs)
+        initial = ckpt.machine_state if ckpt is not None else INITIAL
+        machine = RunMachine(self.table, self.workflow.conditions, initial)
+        return self._drive(machine, rebuild=ckpt is not None)
 
     def _refold(self, *, catch_up: bool = False) -> RunState:
         """The run's state: folded afresh, or (``catch_up``) the state folded before with the
@@ -306,6 +347,8 @@ class Runner:
         except Exception as exc:
             if span is not None:
                 self.telemetry.end_with_error(span, exc)
+            if as_fault(exc) is not None:
+                raise  # not the run's failure: the attempt ends resumable (_until_fault)
             return self._fail(stage, exc, machine)
         except BaseException as exc:  # stopped at once (a second signal): still show where
             if span is not None:
@@ -450,6 +493,37 @@ class Runner:
         failed = ev.RunFailed(error_type=error, message=message, stage=stage.name, step=s.step)
         return self._end(failed, EXIT_FAILED, machine.fail)
 
+    def _until_fault(self, attempt: Callable[[], int]) -> int:
+        """Run the attempt; a fault outside the run ends it resumable instead of failed."""
+        try:
+            return attempt()
+        except Exception as exc:
+            fault = as_fault(exc)
+            if fault is None:
+                raise
+            return self._suspend(fault)
+
+    def _suspend(self, fault: InfrastructureError) -> int:
+        """Record that a fault stopped the attempt, if the log can still be written; exit 75.
+
+        When the database is the fault, nothing more is tried: the retry budget is spent.
+        """
+        s = self.state
+        text = str(fault)
+        reason = text.splitlines()[0] if text else type(fault).__name__
+        stop = ev.AttemptInterrupted(
+            attempt=s.attempt, step=s.step, fault=fault.fault, reason=reason, stage=s.stage
+        )
+        self.uow.record(stop)  # in memory at least: the reporter shows it either way
+        recorded = False
+        if not isinstance(fault, StoreUnavailable):
+            with contextlib.suppress(KitchenError):
+                self.uow.flush()
+                recorded = True
+        self.reporter.fault(fault, recorded)
+        self.reporter.finished(self.state, EXIT_TEMPFAIL)
+        return EXIT_TEMPFAIL
+
     def _boundary(self, machine: RunMachine) -> int | None:
         """Between stages: honour signals, cancellation and the lease."""
         s = self.state
@@ -470,6 +544,7 @@ __all__ = [
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
+    "EXIT_TEMPFAIL",
     "Identity",
     "Reporter",
     "ResumePoint",

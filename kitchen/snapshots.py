@@ -141,6 +141,7 @@ _CODED = (
     "artifacts",
     "mismatches",
     "error",
+    "fault",
 )
 assert set(_PLAIN) | set(_CODED) == {f.name for f in fields(RunState)}, (
     "a RunState field has no codec"
@@ -235,6 +236,7 @@ def _encodable(state: RunState) -> dict[str, Any]:
     out["artifacts"] = [[getattr(a, k) for k in _ARTIFACT] for a in state.artifacts]
     out["mismatches"] = [[getattr(m, k) for k in _MISMATCH] for m in state.mismatches]
     out["error"] = state.error
+    out["fault"] = state.fault
     return out
 
 
@@ -274,6 +276,7 @@ def _decode(text: str) -> RunState:
         values["artifacts"] = tuple(ArtifactRecord(*row) for row in d["artifacts"])
         values["mismatches"] = tuple(Mismatch(*row) for row in d["mismatches"])
         values["error"] = None if d["error"] is None else tuple(d["error"])
+        values["fault"] = None if d["fault"] is None else tuple(d["fault"])
         return RunState(**values)
     except SnapshotUnreadable:
         raise

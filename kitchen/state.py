@@ -137,6 +137,7 @@ class RunState:
     adapter_uri: str | None = None
     error: tuple[str, str] | None = None  # (type, message) of RunFailed
     cancel_reason: str | None = None
+    fault: tuple[str, str] | None = None  # (kind, reason) that stopped the last attempt, if any
 
     # ---- derived views (no state of their own)
 
@@ -345,7 +346,7 @@ def _attempt_started(s: RunState, r: Recorded, e: ev.AttemptStarted) -> Changes:
         span_id=e.span_id,
     )
     attempts = _end_attempt(s, "crashed")
-    return {"attempts": (*attempts, attempt), "status": "running", "stage": None}
+    return {"attempts": (*attempts, attempt), "status": "running", "stage": None, "fault": None}
 
 
 @_on(ev.RunResumed)
@@ -384,7 +385,13 @@ def _run_resumed(s: RunState, r: Recorded, e: ev.RunResumed) -> Changes:
 
 @_on(ev.AttemptInterrupted)
 def _interrupted(s: RunState, r: Recorded, e: ev.AttemptInterrupted) -> Changes:
-    return {"status": "interrupted", "attempts": _end_attempt(s, "interrupted"), "stage": None}
+    fault = (e.fault, e.reason or "") if e.fault is not None else None
+    return {
+        "status": "interrupted",
+        "attempts": _end_attempt(s, "interrupted"),
+        "stage": None,
+        "fault": fault,
+    }
 
 
 @_on(ev.RunCompleted)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import errno
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -31,7 +30,7 @@ from kitchen.adapters._blob_common import (
     split_prefix,
     temp_name,
 )
-from kitchen.errors import ConfigError, InfrastructureError, NotFound
+from kitchen.errors import DISK_FULL_ERRNOS, ConfigError, DiskFull, NotFound
 from kitchen.ports import BlobRef
 
 
@@ -241,8 +240,8 @@ def _infrastructure(key: str) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise InfrastructureError(
+        if exc.errno in DISK_FULL_ERRNOS:
+            raise DiskFull(
                 f"cannot write blob {key}: {os.strerror(exc.errno)}; free space and resume"
             ) from exc
         raise

@@ -9,6 +9,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from kitchen.errors import InfrastructureError
 from kitchen.runner import Reporter
 from kitchen.stage_api import CheckpointSaved, StageResult
 from kitchen.state import RunState
@@ -26,6 +27,7 @@ class CliReporter(Reporter):
         self.t0 = time.monotonic()
         self.shown: tuple[str, ...] = ()
         self.summary: tuple[str, ...] = ()
+        self.fault_line: str | None = None
 
     def created(self, state: RunState) -> None:
         if self.print_id:
@@ -87,6 +89,11 @@ class CliReporter(Reporter):
         else:
             print(text, file=sys.stderr, flush=True)
 
+    def fault(self, error: InfrastructureError, recorded: bool) -> None:
+        text = str(error).splitlines()[0] if str(error) else type(error).__name__
+        kind = error.fault if recorded else f"{error.fault}, not on record"
+        self.fault_line = f"  fault ({kind}): {text}"
+
     def finished(self, state: RunState, code: int) -> None:
         if self.bar is not None:
             self.bar.close()
@@ -99,6 +106,8 @@ class CliReporter(Reporter):
         )
         if state.error:
             print(f"  error: {state.error[0]}: {state.error[1]}", file=out)
+        if self.fault_line is not None:
+            print(self.fault_line, file=out)
         evals = state.eval_metrics
         if evals:
             first, last = evals[min(evals)], evals[max(evals)]

@@ -293,6 +293,8 @@ def details(e: ev.Event, key_metrics: tuple[str, ...] = ()) -> str:
         text = f"attempt={e.attempt} from={'start' if ckpt is None else f'seq {ckpt}'}"
         return text + f" state={e.machine_state}" + (" forced" if e.forced else "")
     if isinstance(e, ev.AttemptInterrupted):
+        if e.fault is not None:
+            return f"attempt={e.attempt} fault={e.fault}: {e.reason}"
         return f"attempt={e.attempt} signal={e.signal}"
     if isinstance(e, ev.RunCompleted):
         return fmt_metrics(e.metrics)

@@ -216,6 +216,8 @@ def _problems(state: RunState) -> list[str]:
         lines += ["", f"error: {state.error[0]}: {state.error[1]}"]
     if state.cancel_reason:
         lines += ["", f"cancelled: {state.cancel_reason}"]
+    if state.fault:
+        lines += ["", f"stopped by a fault ({state.fault[0]}), resumable: {state.fault[1]}"]
     if state.mismatches:
         lines += ["", "determinism mismatches (re-executed step differs from the logged one):"]
         lines += [

@@ -50,6 +50,32 @@ SMALL_RL_CONFIG = [
 checkpoints kept, retention deletes the rollouts of steps 0-3 by the end."""
 
 
+ON_POLICY_STEPS = 4
+SMALL_ON_POLICY_CONFIG = [
+    f"max_steps={ON_POLICY_STEPS}",
+    "save_every=2",
+    "keep_checkpoints=2",
+    "eval_every=0",
+    "group_size=2",
+    "groups_per_batch=4",
+    "max_tokens=4",
+    "eval_examples=4",
+    "eval_max_tokens=4",
+]
+"""A 4-step distill_on_policy run that takes seconds (add the teacher)."""
+
+SMALL_OFF_POLICY_CONFIG = [
+    "max_steps=6",
+    "save_every=2",
+    "batch_size=8",
+    "max_length=64",
+    "max_tokens=8",
+    "eval_examples=4",
+    "eval_max_tokens=4",
+]
+"""A 6-step distill_off_policy run that takes seconds (add the teacher)."""
+
+
 def sampled_steps(doc: dict[str, Any], stage: str = "rollouts") -> dict[int, list[bool]]:
     """Per step, in log order, whether each committed run of the rollouts stage sampled."""
     out: dict[int, list[bool]] = {}

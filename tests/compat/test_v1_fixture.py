@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from kitchen.testing.cli import Result, make_kitchen
+from kitchen.testing.compare import largest_weight_difference
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "v1"
 RUNS = ("v1-completed", "v1-crashed", "v1-resumed")
@@ -116,6 +117,26 @@ CRASHED_RESUMED_CHECKPOINTS = [  # (name, step, status)
 
 METRIC_TOLERANCE = 1e-9
 
+FIXTURE_CPU_VENDOR = "AuthenticAMD"
+"""The fixture was written on an AMD EPYC. Training that a resume recomputes (steps 4 and 5 of
+v1-crashed) is bit-exact only on a CPU whose float kernels are the same: on another vendor's
+CPU torch picks other SIMD kernels and the sums round differently (about 4e-7 on an Intel
+Xeon). There the resumed result is held to float noise instead of to the fixture's bytes."""
+
+RECOMPUTED_TOLERANCE = 1e-5
+
+
+def _same_cpu_as_fixture() -> bool:
+    try:
+        info = Path("/proc/cpuinfo").read_text(encoding="utf-8")
+    except OSError:
+        return False
+    return any(
+        line.split(":", 1)[1].strip() == FIXTURE_CPU_VENDOR
+        for line in info.splitlines()
+        if line.startswith("vendor_id")
+    )
+
 
 # ---------------------------------------------------------------- helpers
 
@@ -170,9 +191,11 @@ def _state(run_id: str) -> dict[str, Any]:
     }
 
 
-def _assert_metrics(got: dict[Any, Any], want: dict[Any, Any]) -> None:
+def _assert_metrics(
+    got: dict[Any, Any], want: dict[Any, Any], tolerance: float = METRIC_TOLERANCE
+) -> None:
     assert sorted(got) == sorted(want)
-    assert got == pytest.approx(want, abs=METRIC_TOLERANCE, rel=0)
+    assert got == pytest.approx(want, abs=tolerance, rel=0)
 
 
 def _assert_state(got: dict[str, Any], want: dict[str, Any]) -> None:
@@ -234,12 +257,21 @@ def test_v1_crashed_run_resumes_to_the_completed_result(v1_home: Path) -> None:
         (37, "step-000002", 2, CKPT_2, "deleted"),
         (60, "step-000004", 4, CKPT_4, "live"),
     ]
-    _assert_metrics(got["train_mean_nll"], TRAIN_MEAN_NLL)
-    _assert_metrics(got["evals"][6], EVAL_END)
     assert got["adapter_uri"] == "v1-crashed/final"
-
-    assert _adapter_sha(v1_home, "v1-crashed") == COMPLETED_ADAPTER_SHA256
-    assert _adapter_sha(v1_home, "v1-crashed") == _adapter_sha(v1_home, "v1-completed")
+    if _same_cpu_as_fixture():
+        _assert_metrics(got["train_mean_nll"], TRAIN_MEAN_NLL)
+        _assert_metrics(got["evals"][6], EVAL_END)
+        assert _adapter_sha(v1_home, "v1-crashed") == COMPLETED_ADAPTER_SHA256
+        assert _adapter_sha(v1_home, "v1-crashed") == _adapter_sha(v1_home, "v1-completed")
+    else:
+        # steps 0-3 come from the log as v1 wrote it, exactly; 4 and 5 were trained here
+        before = {k: v for k, v in got["train_mean_nll"].items() if k < 4}
+        _assert_metrics(before, {k: v for k, v in TRAIN_MEAN_NLL.items() if k < 4})
+        _assert_metrics(got["train_mean_nll"], TRAIN_MEAN_NLL, RECOMPUTED_TOLERANCE)
+        _assert_metrics(got["evals"][6], EVAL_END, RECOMPUTED_TOLERANCE)
+        final = v1_home / "v1-crashed" / "final"
+        reference = v1_home / "v1-completed" / "final"
+        assert largest_weight_difference(final, reference) <= RECOMPUTED_TOLERANCE
 
     verify = _kitchen("replay", "v1-crashed", "--verify")
     assert verify.code == 0, verify.stdout[-800:] + verify.stderr

@@ -26,7 +26,8 @@ def _no_run_behind(home: Path) -> None:
     [
         (
             ["run", "no_such_recipe"],
-            "unknown recipe 'no_such_recipe'; known recipes: dpo_basic, rl_basic, sl_basic",
+            "unknown recipe 'no_such_recipe'; known recipes: distill_off_policy, "
+            "distill_on_policy, dpo_basic, rl_basic, sl_basic",
         ),
         (["run", "sl_basic", "lerning_rate=1e-3"], "unknown key 'lerning_rate'"),
         (["run", "sl_basic", "batch_size=abc"], "batch_size: Input should be a valid integer"),
@@ -40,6 +41,12 @@ def _no_run_behind(home: Path) -> None:
         (["run", "sl_basic", "renderer_name=nope"], "unknown renderer_name 'nope'"),
         (["run", "sl_basic", "model_name=/nonexistent/model"], "holds no model"),
         (["run", "sl_basic", "--run-id", "bad id!"], "run id 'bad id!' is not allowed"),
+        (["run", "distill_on_policy"], "no teacher: set teacher_checkpoint=run:<id>"),
+        (
+            ["run", "distill_off_policy", "teacher_checkpoint=run:a", "teacher_model=x/y"],
+            "set teacher_checkpoint or teacher_model, not both",
+        ),
+        (["run", "distill_on_policy", "teacher_checkpoint=run:nobody"], "no run 'nobody'"),
         (["show", "no-such-run"], "no-such-run"),
         (["resume", "no-such-run"], "no-such-run"),
     ],

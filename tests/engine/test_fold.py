@@ -48,6 +48,7 @@ def _view(state: RunState) -> dict[str, Any]:
         ],
         "superseded_metrics": {str(k): [v[0], v[1]] for k, v in state.superseded_metrics.items()},
         "error": list(state.error) if state.error else None,
+        "fault": list(state.fault) if state.fault else None,
     }
 
 
@@ -148,3 +149,24 @@ def test_missing_upcaster_fails(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ev.RunCancelled, "schema_version", 2)
     with pytest.raises(EventSchemaError, match="no upcaster for RunCancelled v1 -> v2"):
         ev.decode("RunCancelled", 1, {"reason": "x"})
+
+
+def test_attempt_interrupted_v1_is_a_signal_and_v2_may_name_a_fault() -> None:
+    old = ev.decode("AttemptInterrupted", 1, {"attempt": 2, "signal": "SIGTERM", "step": 1})
+    assert old == ev.AttemptInterrupted(attempt=2, signal="SIGTERM", step=1)
+    assert (old.fault, old.reason, old.stage) == (None, None, None)
+    assert old.payload() == {"attempt": 2, "signal": "SIGTERM", "step": 1}  # as v1 wrote it
+    payload = {"attempt": 1, "step": 4, "fault": "disk_full", "reason": "full", "stage": "s"}
+    new = ev.decode("AttemptInterrupted", 2, payload)
+    assert new.signal is None and new.fault == "disk_full"
+    assert new.payload() == payload
+
+
+def test_the_next_attempt_clears_the_fault() -> None:
+    history = json.loads((Path(__file__).parent / "golden" / "fault_resume.json").read_text())
+    records = _records(history)
+    state = fold(history["run_id"], records)
+    assert state.fault is not None
+    again = ev.AttemptStarted(attempt=2, worker="h:11:bb", host="h", pid=11, resumed_from=5)
+    state = apply(state, Recorded(10, None, again))
+    assert (state.status, state.fault) == ("running", None)

@@ -70,7 +70,7 @@ def test_every_fixture_log_folds_to_the_same_state_from_a_snapshot_at_any_seq(
     v1_store: EventStore,
 ) -> None:
     logs = _logs(v1_store)
-    assert len(logs) == len(GOLDEN) + 3 and all(len(recs) > 10 for _, recs in logs)
+    assert len(logs) == len(GOLDEN) + 3 and all(len(recs) >= 8 for _, recs in logs)
     for run_id, records in logs:
         whole = fold(run_id, records)
         for k in range(1, len(records) + 1):
@@ -155,6 +155,7 @@ def test_the_codec_keeps_every_field() -> None:
         adapter_uri="all-fields/final",
         error=("ValueError", "bad batch"),
         cancel_reason="asked",
+        fault=("disk_full", "no space left writing checkpoints"),
     )
     empty = RunState(run_id="x")
     assert [

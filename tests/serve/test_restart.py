@@ -63,12 +63,15 @@ def test_kill_points(
             stderr=subprocess.STDOUT,
         )
         fired: list[str] = []
-        watcher = threading.Thread(target=supervise, args=(server, client, fired))
+        watcher = threading.Thread(target=supervise, args=(server, client, fired), daemon=True)
         watcher.start()
         try:
             client.wait(timeout=420)
         finally:
-            watcher.join()
+            if client.poll() is None:  # timed out: stop the client, and so the watcher
+                client.kill()
+                client.wait()
+            watcher.join(10)
     assert client.returncode == 0, (tmp_path / "client.log").read_text()[-3000:]
     assert fired == ["exit -9"] * len(FAULTS), fired
     import json

@@ -51,10 +51,15 @@ def test_a_sample_lost_to_a_restart_is_sent_again(
                 server.start(wait=False)
             time.sleep(0.05)
 
-    watcher = threading.Thread(target=supervise)
+    watcher = threading.Thread(target=supervise, daemon=True)
     watcher.start()
-    out, err = client.communicate(timeout=300)
-    watcher.join()
+    try:
+        out, err = client.communicate(timeout=300)
+    finally:
+        if client.poll() is None:  # timed out: do not leave the client (or the watcher) behind
+            client.kill()
+            client.communicate()
+        watcher.join(10)
     assert client.returncode == 0, err.decode()[-3000:]
     assert restarted == [-9]
     first, second = json.loads(out.decode().strip().splitlines()[-1])

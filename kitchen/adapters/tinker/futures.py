@@ -6,26 +6,27 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from kitchen.errors import ConfigError, InfrastructureError, TrainingDiverged
+from kitchen import faults
+from kitchen.errors import ConfigError, ServiceUnavailable, TrainingDiverged
 
 T = TypeVar("T")
 S = TypeVar("S")
 
 
 def translate(exc: BaseException, step: int | None = None) -> BaseException:
-    """An SDK error as kitchen's: unreachable → InfrastructureError (the attempt ends
+    """An SDK error as kitchen's: unreachable → ServiceUnavailable (the attempt ends
     resumable); refused by the service for the caller's input → ConfigError (one line); a
     non-finite loss input refused at ``step`` → TrainingDiverged naming the step."""
     import tinker
 
     if step is not None and isinstance(exc, tinker.BadRequestError) and "NaN" in str(exc):
         return TrainingDiverged(f"step {step}: the service refused a non-finite loss input")
-    if isinstance(exc, tinker.APIConnectionError):
-        return InfrastructureError(f"the Tinker service is unreachable: {type(exc).__name__}")
+    if isinstance(exc, tinker.APIConnectionError | ConnectionError):
+        return ServiceUnavailable(f"the Tinker service is unreachable: {type(exc).__name__}")
     if isinstance(exc, tinker.AuthenticationError | tinker.PermissionDeniedError):
         return ConfigError("the Tinker service refused TINKER_API_KEY (401): check the key")
     if isinstance(exc, tinker.InternalServerError):
-        return InfrastructureError(f"the Tinker service failed: {_one_line(exc)}")
+        return ServiceUnavailable(f"the Tinker service failed: {_one_line(exc)}")
     return exc
 
 
@@ -45,6 +46,7 @@ class Mapped(Generic[S, T]):
     def result(self, timeout: float | None = None) -> T:
         if not self._has:
             try:
+                faults.point("tinker:result")  # tests: the service unreachable here
                 raw = self._inner.result(timeout)
             except Exception as exc:
                 new = translate(exc, self._step)

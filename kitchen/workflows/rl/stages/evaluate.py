@@ -36,18 +36,15 @@ def _greedy(
     return [list(f.result().sequences[0].tokens) for f in futures]
 
 
-def run(ctx: Ctx) -> StageResult:
+def measure(ctx: Ctx, sampler: SamplingClient) -> dict[str, float]:
+    """The held-out metrics of ``sampler``'s greedy answers (any sampler: the policy's, or a
+    teacher's measured by the same evaluator); empty when there are no held-out problems."""
     r = ctx.resources
     envs: list[Env] = [b.make_envs()[0] for b in list(r.test_groups)[: ctx.config.eval_examples]]
     if not envs:
-        return StageResult({"examples": 0}, step=r.cursor.step)
+        return {}
     starts = [env.initial_observation() for env in envs]
-    sampler = r.training.sampling_client()
-    try:
-        faults.point("evaluate:mid")
-        replies = _greedy(ctx, sampler, starts)
-    finally:
-        sampler.close()
+    replies = _greedy(ctx, sampler, starts)
     results = [env.step(tokens) for env, tokens in zip(envs, replies, strict=True)]
     metrics: dict[str, float] = {
         "test/reward/total": sum(x.reward for x in results) / len(results),
@@ -57,4 +54,17 @@ def run(ctx: Ctx) -> StageResult:
     for name in names:
         metrics[f"test/{name}"] = sum(x.metrics.get(name, 0.0) for x in results) / len(results)
     metrics["test/accuracy"] = metrics.get("test/correct", math.nan)
+    return metrics
+
+
+def run(ctx: Ctx) -> StageResult:
+    r = ctx.resources
+    if not r.test_groups:
+        return StageResult({"examples": 0}, step=r.cursor.step)
+    sampler = r.training.sampling_client()
+    try:
+        faults.point("evaluate:mid")
+        metrics = measure(ctx, sampler)
+    finally:
+        sampler.close()
     return StageResult(step=r.cursor.step, eval_metrics=metrics)

@@ -1,0 +1,1 @@
+"""The distillation workflows' own stages: one small module each, ``run(ctx) -> StageResult``."""
