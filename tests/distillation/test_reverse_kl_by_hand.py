@@ -9,9 +9,9 @@ import pytest
 from kitchen.types import CompletedFuture, ModelInput
 from kitchen.workflows.distillation.kl import (
     completion_logprobs,
-    distill_datum,
     reverse_kl_advantages,
 )
+from kitchen.workflows.rl.data import transition_datum
 from kitchen.workflows.rl.env import Trajectory, TrajectoryGroup, Transition
 from kitchen.workflows.rl.resources import StepBatch
 
@@ -51,7 +51,7 @@ def test_the_datum_carries_the_sampler_logprobs_and_per_token_advantages() -> No
         episode_done=True,
     )
     advantages = reverse_kl_advantages(t.logprobs, [-1.5, -0.25], 1.0)  # [-1.0, 1.75]
-    datum, mask = distill_datum(t, advantages)
+    datum, mask = transition_datum(t, advantages)
     assert datum.model_input.to_ints() == [5, 6, 7, 8]
     assert datum.loss_fn_inputs["target_tokens"].tolist() == [6, 7, 8, 9]
     assert datum.loss_fn_inputs["logprobs"].tolist() == [0.0, 0.0, -0.5, -2.0]

@@ -14,9 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from kitchen.types import Datum, ModelInput, TensorData
-from kitchen.workflows.rl.env import Transition
-
 
 def reverse_kl_advantages(
     student: Sequence[float], teacher: Sequence[float], coef: float
@@ -34,21 +31,3 @@ def completion_logprobs(prompt_logprobs: Sequence[float | None], ob_length: int)
     if any(v is None for v in out):
         raise ValueError("the teacher returned no log-prob for a completion token")
     return [float(v) for v in out if v is not None]
-
-
-def distill_datum(t: Transition, advantages: Sequence[float]) -> tuple[Datum, list[float]]:
-    """One sampled turn as an importance-sampling datum: RL's layout (prompt and completion
-    shifted by one, the sampler's log-probs), with a per-token advantage on the completion."""
-    ob = t.ob.to_ints()
-    tokens = ob + list(t.tokens)
-    pad = len(ob) - 1
-    mask = [0.0] * pad + [1.0] * len(t.tokens)
-    datum = Datum(
-        model_input=ModelInput.from_ints(tokens[:-1]),
-        loss_fn_inputs={
-            "target_tokens": TensorData.from_list(tokens[1:], "int64"),
-            "logprobs": TensorData.from_list([0.0] * pad + list(t.logprobs), "float32"),
-            "advantages": TensorData.from_list([0.0] * pad + list(advantages), "float32"),
-        },
-    )
-    return datum, mask

@@ -17,18 +17,27 @@ from kitchen.types import Datum, ModelInput, TensorData
 from kitchen.workflows.rl.env import TrajectoryGroup, Transition
 
 
-def transition_datum(t: Transition, advantage: float) -> tuple[Datum, list[float]]:
-    """One turn as a datum, and its completion mask (1.0 where a sampled token is predicted)."""
+def transition_datum(
+    t: Transition, advantage: float | Sequence[float]
+) -> tuple[Datum, list[float]]:
+    """One turn as a datum, and its completion mask (1.0 where a sampled token is predicted).
+
+    ``advantage`` is one number for every completion token (RL's group-relative advantage) or
+    one per completion token (distillation's per-token reverse KL)."""
     ob = t.ob.to_ints()
     tokens = ob + list(t.tokens)
     pad = len(ob) - 1
     mask = [0.0] * pad + [1.0] * len(t.tokens)
+    if isinstance(advantage, int | float):
+        per_token = [advantage * m for m in mask]
+    else:
+        per_token = [0.0] * pad + list(advantage)
     datum = Datum(
         model_input=ModelInput.from_ints(tokens[:-1]),
         loss_fn_inputs={
             "target_tokens": TensorData.from_list(tokens[1:], "int64"),
             "logprobs": TensorData.from_list([0.0] * pad + list(t.logprobs), "float32"),
-            "advantages": TensorData.from_list([advantage * m for m in mask], "float32"),
+            "advantages": TensorData.from_list(per_token, "float32"),
         },
     )
     return datum, mask

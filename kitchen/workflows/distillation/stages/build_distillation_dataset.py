@@ -8,15 +8,13 @@ back from the checkpoint and the epoch's order is rebuilt from (seed, epoch).
 
 from __future__ import annotations
 
-from typing import Any
-
 from kitchen.errors import ConfigError
 from kitchen.renderers import datum_from_model_input_weights
 from kitchen.stage_api import StageResult
 from kitchen.types import ModelInput
-from kitchen.workflows.common.loop import Cursor, Pipeline, Plan, datum_sizes, epoch_order
 from kitchen.workflows.distillation.resources import OffPolicyCtx
 from kitchen.workflows.rl.arith import ProblemGroupBuilder, reference_match
+from kitchen.workflows.supervised.epochs import start_epochs
 
 
 def run(ctx: OffPolicyCtx) -> StageResult:
@@ -34,22 +32,8 @@ def run(ctx: OffPolicyCtx) -> StageResult:
             f"{len(data)} teacher completions, fewer than batch_size={cfg.batch_size}: "
             "lower batch_size or use more prompts"
         )
-    total = per_epoch * cfg.num_epochs
-    if cfg.max_steps is not None:
-        total = min(total, cfg.max_steps)
     check = ctx.ports.datasets.answer_checker(cfg.dataset) or reference_match
     r.test_groups = [
         ProblemGroupBuilder(row, r.renderer, check, cfg.format_coef, 1) for row in r.test_rows
     ]
-    r.data = data
-    r.sizes = datum_sizes(data)
-    r.plan = Plan(len(data), cfg.batch_size, per_epoch, total)
-    r.pipeline = Pipeline()
-    r.cursor = Cursor()
-    out: dict[str, Any] = {"examples": len(data), "batches_per_epoch": per_epoch}
-    if ctx.resume is not None:
-        r.cursor = Cursor.from_dict(ctx.resume.checkpoint.cursor)
-        if r.cursor.epoch >= 0:
-            r.order = epoch_order(len(data), cfg.seed, r.cursor.epoch)
-        out["cursor"] = r.cursor.as_dict()
-    return StageResult(out, total_steps=total)
+    return start_epochs(ctx, data, per_epoch)

@@ -10,10 +10,10 @@ from kitchen.stage_api import StageResult
 from kitchen.types import ModelInput
 from kitchen.workflows.distillation.kl import (
     completion_logprobs,
-    distill_datum,
     reverse_kl_advantages,
 )
 from kitchen.workflows.distillation.resources import OnPolicyCtx
+from kitchen.workflows.rl.data import transition_datum
 from kitchen.workflows.rl.metrics import env_metrics
 
 
@@ -32,7 +32,7 @@ def run(ctx: OnPolicyCtx) -> StageResult:
     for t, future in zip(turns, futures, strict=True):
         teacher = completion_logprobs(future.result(), t.ob.length)
         advantages = reverse_kl_advantages(t.logprobs, teacher, cfg.kl_penalty_coef)
-        datum, mask = distill_datum(t, advantages)
+        datum, mask = transition_datum(t, advantages)
         b.data.append(datum)
         b.masks.append(mask)
         diffs.extend(s - q for s, q in zip(t.logprobs, teacher, strict=True))
