@@ -123,9 +123,10 @@ class LoopClock:
     """Wall, main-thread and all-Python-threads CPU time from the first set_epoch to the last
     step's metrics."""
 
-    def __init__(self) -> None:
+    def __init__(self, steps: int) -> None:
         self.wall0 = self.cpu0 = self.wall1 = self.cpu1 = 0.0
         self.all0 = self.all1 = 0.0
+        self.target = steps  # the clocks are read at the start and after the last step only
         self.timing = False
         self.steps = 0
 
@@ -141,8 +142,9 @@ class LoopClock:
         logged = logged_steps(outputs)
         if stage.name == "log_step_metrics" and logged:
             self.steps += logged
-            self.wall1, self.cpu1 = time.perf_counter(), time.thread_time()
-            self.all1 = python_threads_cpu()
+            if self.steps >= self.target:
+                self.wall1, self.cpu1 = time.perf_counter(), time.thread_time()
+                self.all1 = python_threads_cpu()
 
     def finished(self, state: Any, code: int) -> None: ...
 
@@ -162,7 +164,7 @@ def one_run(steps: int, db_url: str, home: Path, tag: str) -> tuple[float, float
     ]
     prepared = launch.prepare("sl_basic", settings, None)
     store = open_store(db_url)
-    clock = LoopClock()
+    clock = LoopClock(steps)
     code = launch.start(prepared, store, f"runner-cost-{tag}", clock)  # type: ignore[arg-type]
     store.close()
     assert code == 0 and clock.steps == steps, (code, clock.steps)

@@ -28,6 +28,7 @@ from kitchen.errors import ConfigError
 from kitchen.paths import RUN_ID_RULE, kitchen_home, valid_run_id
 from kitchen.runner import Identity, Reporter, Runner
 from kitchen.stage_api import Ports
+from kitchen.unit_of_work import window_from_env
 from kitchen.workflow import Workflow
 
 LIBRARIES = ("kitchen-posttrain", "torch", "transformers", "peft", "datasets", "tokenizers")
@@ -225,6 +226,7 @@ def _runner(
         reporter=reporter,
         on_created=_write_config(p),
         snapshot_every=snapshots.every_from_env(),
+        commit_window_s=window_from_env(),
     )
 
 

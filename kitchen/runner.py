@@ -8,7 +8,9 @@ once; they reach the database by group commit:
 - every stage that is not ``hot`` commits what came before it together with its own
   ``StageStarted`` before it runs, and its other events when it ends (set-up, checkpoints,
   evaluation: anything with side effects that cannot be redone);
-- the ``hot`` per-step stages share one commit per step, made at the top of the step loop;
+- the ``hot`` per-step stages share one commit per step, made at the top of the step loop,
+  or, when steps are faster than the commit window (``commit_window_s``; ``kitchen run``
+  takes it from ``KITCHEN_COMMIT_WINDOW_MS``, default 50 ms), one commit per window;
 - a stage that records artifacts commits at its end, before anything is built on them;
 - the end of an attempt (completed, failed, interrupted, cancelled) always commits.
 
@@ -20,9 +22,10 @@ failure of the run: wherever it arises in an attempt, the attempt ends with
 what is gone, nothing can be recorded: the log still says ``running`` and the lease is left
 behind, so the run shows as ``crashed`` once the lease is dead and resumes the same way.
 
-A crash therefore loses at most the uncommitted events of the step in flight, which resume
-re-executes anyway. Stages never touch the store or the machine: they get a ``StageContext``
-and return a ``StageResult`` (``kitchen.stage_api``). The lease, signals and cancellation are
+A crash therefore loses at most the uncommitted events of the step in flight, or of the steps
+of the last commit window when steps are faster than it, which resume re-executes anyway.
+Stages never touch the store or the machine: they get a ``StageContext`` and return a
+``StageResult`` (``kitchen.stage_api``). The lease, signals and cancellation are
 ``kitchen.attempt``'s; what a resume compares and where it continues, ``kitchen.resume_policy``.
 """
 
@@ -136,6 +139,7 @@ class Runner:
         handle_signals: bool = True,
         on_created: Callable[[Path], None] | None = None,
         snapshot_every: int = snapshots.DEFAULT_EVERY,
+        commit_window_s: float = 0.0,
     ) -> None:
         self.workflow = workflow
         self.table = workflow.compile()
@@ -151,7 +155,7 @@ class Runner:
         self.reporter = reporter or Reporter()
         self.tolerance = determinism_tolerance
         self.on_created = on_created
-        self.uow = UnitOfWork(store, run_id, snapshots.Policy(snapshot_every))
+        self.uow = UnitOfWork(store, run_id, snapshots.Policy(snapshot_every), commit_window_s)
         self.guard = AttemptGuard(
             store,
             run_id,
@@ -325,7 +329,7 @@ class Runner:
         row: Transition | None = None,
     ) -> int | None:
         if stage.hot and dest in self._heads:
-            self.uow.flush()  # step boundary: the previous step's events go in one commit
+            self.uow.flush_due()  # step boundary: the previous step's events go in one commit
         s = self.state
         seq = self.uow.record(
             ev.StageStarted(
@@ -400,8 +404,8 @@ class Runner:
         )
 
     def _stage_span(self, stage: Stage, s: RunState, seq: int) -> Any:
-        if self.telemetry is None:
-            return None
+        if self.telemetry is None or not getattr(self.telemetry, "recording", True):
+            return None  # nothing would receive the span
         return self.telemetry.stage_span(
             stage.name,
             {

@@ -2,7 +2,11 @@
 
 An event is folded into the in-memory ``RunState`` the moment it is recorded and reaches the
 database at the next ``flush`` (group commit): the runner decides when, the unit of work only
-keeps the buffer, the expected seq and the retries. A database that is briefly unreachable is
+keeps the buffer, the expected seq and the retries. At a step boundary the runner calls
+``flush_due``, which commits only once the commit window (``KITCHEN_COMMIT_WINDOW_MS``,
+default 50 ms) has passed since the last commit, so steps faster than that share a commit;
+everything else (a stage with side effects, an artifact, the end of an attempt) commits at
+once. A database that is briefly unreachable is
 retried with backoff (0.5 s doubling to 8 s, 8 tries: about 30 s of waiting); one that stays
 unreachable raises ``StoreUnavailable``, an infrastructure error: the runner ends the attempt
 resumable (exit 75) without trying to write anything more.
@@ -17,13 +21,15 @@ Writing a snapshot is an optimisation: if it fails, the run goes on without it.
 from __future__ import annotations
 
 import logging
+import math
+import os
 import time
 from typing import Any
 
 from kitchen import events as ev
 from kitchen import faults
 from kitchen import snapshots as snap
-from kitchen.errors import KitchenError, StoreUnavailable
+from kitchen.errors import ConfigError, KitchenError, StoreUnavailable
 from kitchen.state import Recorded, RunState, advance, fold, stamp
 
 log = logging.getLogger(__name__)
@@ -32,8 +38,35 @@ RETRIES = 8
 FIRST_DELAY_S, MAX_DELAY_S = 0.5, 8.0
 
 
+DEFAULT_WINDOW_MS = 50
+WINDOW_ENV = "KITCHEN_COMMIT_WINDOW_MS"
+
+
+def window_from_env() -> float:
+    """``KITCHEN_COMMIT_WINDOW_MS`` in seconds (0: every step commits), or the default."""
+    text = os.environ.get(WINDOW_ENV, "").strip()
+    if not text:
+        return DEFAULT_WINDOW_MS / 1000
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 60_000:
+        raise ConfigError(
+            f"{WINDOW_ENV}={text!r} is not a time in milliseconds; set it to a number from 0 "
+            f"to 60000 (0 commits every step; default {DEFAULT_WINDOW_MS})"
+        )
+    return value / 1000
+
+
 class UnitOfWork:
-    def __init__(self, store: Any, run_id: str, snapshots: snap.Policy | None = None) -> None:
+    def __init__(
+        self,
+        store: Any,
+        run_id: str,
+        snapshots: snap.Policy | None = None,
+        window_s: float = 0.0,
+    ) -> None:
         self.store = store
         self.run_id = run_id
         self.state = RunState(run_id=run_id)
@@ -42,6 +75,8 @@ class UnitOfWork:
         self.snapshot_seq = 0  # seq of the newest snapshot this unit of work knows of
         self._owned: set[str] = set()  # dict fields of self.state that grow in place (advance)
         self._buffer: list[ev.Event] = []
+        self.window_s = window_s  # see flush_due
+        self._committed_at = -math.inf  # time.monotonic() of the last commit
 
     def record(self, event: ev.Event) -> int:
         """Add an event to the unit of work and fold it; returns its seq."""
@@ -49,6 +84,14 @@ class UnitOfWork:
         self._buffer.append(event)
         self.state = advance(self.state, Recorded(seq, None, event), self._owned)
         return seq
+
+    def flush_due(self) -> None:
+        """A step boundary: commit what was recorded, unless the last commit was less than
+        ``window_s`` ago. Group commit across steps: a step slower than the window commits
+        at every boundary as before; faster steps share one commit per window, so a kill
+        loses at most the steps of the last window (which a resume re-executes anyway)."""
+        if self._buffer and time.monotonic() - self._committed_at >= self.window_s:
+            self.flush()
 
     def flush(self) -> None:
         """Commit what was recorded since the last flush, all or nothing."""
@@ -68,6 +111,7 @@ class UnitOfWork:
                     raise
                 time.sleep(delay)
                 delay = min(delay * 2, MAX_DELAY_S)
+        self._committed_at = time.monotonic()
         first = self.committed_seq + 1
         self.committed_seq += len(batch)
         self.state = stamp(self.state, first, stored[-1].recorded_at, self._buffer)

@@ -97,7 +97,7 @@ def hash_at(conn: sa.Connection, run_id: str, seq: int) -> str:
 
 def write(conn: sa.Connection, rows: list[dict[str, Any]], expected_seq: int) -> list[StoredEvent]:
     """Insert the rows and move the projection in the caller's transaction."""
-    payloads = [json.loads(r["payload"]) for r in rows]
+    payloads = parse_payloads([r["payload"] for r in rows])
     positions = _dialects.of(conn).write(conn, rows, payloads, expected_seq)
     return [
         to_stored(row, positions[row["seq"]], payload)

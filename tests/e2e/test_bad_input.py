@@ -117,3 +117,10 @@ def test_non_database_file(kitchen: Kitchen, home: Path, tmp_path: Path) -> None
     r = kitchen("run", "sl_basic", extra_env={"KITCHEN_DB_URL": f"sqlite:///{junk}"})
     assert "junk.db" in one_line_error(r) or "not a database" in one_line_error(r)
     assert junk.read_bytes() == b"this is not a database" * 100
+
+
+def test_a_bad_commit_window(kitchen: Kitchen, home: Path) -> None:
+    r = kitchen("run", "sl_basic", extra_env={"KITCHEN_COMMIT_WINDOW_MS": "soon"})
+    line = one_line_error(r)
+    assert "KITCHEN_COMMIT_WINDOW_MS='soon'" in line and "0 commits every step" in line
+    _no_run_behind(home)

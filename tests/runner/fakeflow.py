@@ -215,6 +215,7 @@ def make_runner(
     lease_ttl_s: float = 60.0,
     run_id: str = RUN_ID,
     snapshot_every: int = 10_000,
+    commit_window_s: float = 0.0,
 ) -> Runner:
     """A runner of the fake workflow that checks the lease and cancellation at every stage."""
     return Runner(
@@ -230,6 +231,7 @@ def make_runner(
         check_every_s=0.0,
         handle_signals=handle_signals,
         snapshot_every=snapshot_every,
+        commit_window_s=commit_window_s,
     )
 
 
