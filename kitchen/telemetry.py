@@ -9,6 +9,8 @@ background thread, so an unreachable collector never blocks a step; at exit we w
 
 The provider is private to each :class:`Telemetry` (never the global one), so tests can attach
 an in-memory exporter, and ``kitchen replay`` simply never creates one: replay emits no spans.
+With no exporter or processor at all, stage spans and step metrics are not built (nothing
+would receive them); the attempt span always is, since its ids are recorded in the log.
 Secrets never become attributes: only ids and counters (``kitchen.run_id``, ``.attempt``,
 ``.stage``, ``.step``, ``.epoch``, ``.event_seq``).
 """
