@@ -19,9 +19,17 @@ from kitchen.testing.runs import STEPS, adapter_sha, replay_json
 KILLED = -9
 
 
-def _crash(home: Path, run_id: str, point: str, *extra: str) -> None:
+def _crash(
+    home: Path, run_id: str, point: str, *extra: str, env: dict[str, str] | None = None
+) -> None:
     r = make_kitchen(home)(
-        "run", "sl_basic", *CONFIG, *extra, "--run-id", run_id, extra_env={"KITCHEN_FAULT": point}
+        "run",
+        "sl_basic",
+        *CONFIG,
+        *extra,
+        "--run-id",
+        run_id,
+        extra_env={"KITCHEN_FAULT": point, **(env or {})},
     )
     assert r.code == KILLED, r.stderr[-800:]
 
@@ -87,7 +95,10 @@ def test_two_resumes_released_together_one_proceeds(tmp_path: Path, reference: s
 @pytest.mark.slow
 def test_a_perturbed_reexecuted_step_is_a_determinism_mismatch(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    _crash(home, "perturbed", "stage:get_batch:after@9")  # steps 5..7 logged past checkpoint 5
+    # Steps 5..7 logged past checkpoint 5: every step commits (the small config's steps can be
+    # faster than the default commit window, and a step not on record is not compared).
+    every_step = {"KITCHEN_COMMIT_WINDOW_MS": "0"}
+    _crash(home, "perturbed", "stage:get_batch:after@9", env=every_step)
     kitchen = make_kitchen(home)
     r = kitchen("resume", "perturbed", extra_env={"KITCHEN_PERTURB_STEP": "6"})
     assert r.code == 0, r.stderr[-800:]
