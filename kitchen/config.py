@@ -17,11 +17,81 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from kitchen.errors import ConfigError
 
 SECRET_ENV = {"hf_token": "HF_TOKEN", "tinker_api_key": "TINKER_API_KEY"}
+
+# --------------------------------------------------------------------------- two kinds of keys
+#
+# A recipe config holds the run's *identity* (what the result depends on: model, data, LoRA,
+# optimizer, schedule, seed, workflow settings) and its *operating settings* (how an attempt
+# executes: device, threads, micro-batch size, ...). Only identity is hashed and compared at a
+# resume; operating settings are recorded per attempt (``AttemptStarted.operating``) and may
+# change from one attempt to the next. A key is identity unless declared with ``operating``.
+#
+# A key added after runs were already recorded declares ``absent``: the value that reproduces
+# what a run recorded before the key existed did, which is what such a run gets back at a
+# resume (never the key's current default).
+
+_NO_VALUE: Any = object()
+
+
+def operating(
+    default: Any = _NO_VALUE,
+    *,
+    moves_floats: bool = False,
+    absent: Any = _NO_VALUE,
+    **field: Any,
+) -> Any:
+    """A ``Field`` for an operating setting. ``moves_floats``: changing it may change the last
+    bits of a step's results (micro-batch size, threads, device), so a step re-executed after
+    such a change is compared with the relative tolerance of docs/guarantees.md."""
+    extra: dict[str, Any] = {"operating": True, "moves_floats": moves_floats}
+    if absent is not _NO_VALUE:
+        extra["absent"] = absent
+    if default is not _NO_VALUE:
+        field["default"] = default
+    return Field(json_schema_extra=extra, **field)
+
+
+def added(default: Any = _NO_VALUE, *, absent: Any, **field: Any) -> Any:
+    """A ``Field`` for an identity key added after runs were recorded without it; ``absent``
+    is the value that reproduces those runs."""
+    if default is not _NO_VALUE:
+        field["default"] = default
+    return Field(json_schema_extra={"absent": absent}, **field)
+
+
+def _extra(config_cls: type[BaseModel], name: str) -> dict[str, Any]:
+    extra = config_cls.model_fields[name].json_schema_extra
+    return extra if isinstance(extra, dict) else {}
+
+
+def operating_keys(config_cls: type[BaseModel]) -> frozenset[str]:
+    """The config's operating settings (secrets count as operating: they say who runs it)."""
+    return frozenset(
+        name
+        for name in config_cls.model_fields
+        if _extra(config_cls, name).get("operating") or name in SECRET_ENV
+    )
+
+
+def float_moving_keys(config_cls: type[BaseModel]) -> frozenset[str]:
+    return frozenset(
+        name for name in config_cls.model_fields if _extra(config_cls, name).get("moves_floats")
+    )
+
+
+def absent_values(config_cls: type[BaseModel]) -> dict[str, Any]:
+    """``{key: value for runs recorded before the key existed}``, for keys that declare one."""
+    out: dict[str, Any] = {}
+    for name in config_cls.model_fields:
+        extra = _extra(config_cls, name)
+        if "absent" in extra:
+            out[name] = extra["absent"]
+    return out
 
 
 def read_file(path: str | Path) -> dict[str, Any]:

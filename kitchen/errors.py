@@ -68,6 +68,15 @@ class DiskFull(InfrastructureError):
     fault = "disk_full"
 
 
+class OutOfMemory(KitchenError):
+    """The backend ran out of memory (a CPU allocator failure, ``MemoryError``, CUDA out of
+    memory). Resumable, but not with the same operating settings: retrying them would fail
+    the same way. The message says what to lower (``max_tokens_per_microbatch``, or turn on
+    ``gradient_checkpointing``)."""
+
+    exit_code = 71  # sysexits.h EX_OSERR
+
+
 class ServiceUnavailable(InfrastructureError):
     """A remote service (the Tinker API) unreachable or failing past its client's retries."""
 
