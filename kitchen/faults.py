@@ -29,16 +29,17 @@ import signal
 from collections.abc import Mapping
 from typing import Any
 
-_SPEC, _, _ACTION = os.environ.get("KITCHEN_FAULT", "").partition("=")
+from kitchen.settings import current
+
+_SETTINGS = current()
+_SPEC, _, _ACTION = _SETTINGS.fault.partition("=")
 _NAME, _, _NTH = _SPEC.partition("@")
 _TARGET = int(_NTH) if _NTH else 1
 _ERRNOS = {"ENOSPC": errno.ENOSPC, "EDQUOT": errno.EDQUOT, "ECONNREFUSED": errno.ECONNREFUSED}
 if _ACTION and _ACTION not in (*_ERRNOS, "SIGSTOP"):
     raise ValueError(f"KITCHEN_FAULT action {_ACTION!r}: use one of {[*_ERRNOS, 'SIGSTOP']}")
 _hits = 0
-PERTURB_STEP: int | None = (
-    int(os.environ["KITCHEN_PERTURB_STEP"]) if os.environ.get("KITCHEN_PERTURB_STEP") else None
-)
+PERTURB_STEP: int | None = _SETTINGS.perturb_step
 
 
 def point(name: str) -> None:

@@ -14,11 +14,9 @@ everywhere). Blob keys are relative to KITCHEN_HOME, so a home folder can move::
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
-DEFAULT_HOME = "kitchen-runs"
 DB_FILE = "kitchen.db"
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 RUN_ID_RULE = "use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
@@ -26,7 +24,9 @@ RUN_ID_RULE = "use 1-64 letters, digits, '.', '_' or '-', starting with a letter
 
 def kitchen_home() -> Path:
     """``KITCHEN_HOME`` (unset or empty: ``./kitchen-runs``), absolute."""
-    return Path(os.environ.get("KITCHEN_HOME") or DEFAULT_HOME).expanduser().resolve()
+    from kitchen.settings import current
+
+    return current().home_path
 
 
 def default_db_path() -> Path:

@@ -33,7 +33,6 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
-import os
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -46,7 +45,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kitchen import events as ev
-from kitchen.errors import ConfigError, NotFound
+from kitchen.errors import NotFound
+from kitchen.settings import DEFAULT_SNAPSHOT_EVERY
 from kitchen.state import (
     ArtifactRecord,
     Attempt,
@@ -61,7 +61,7 @@ if TYPE_CHECKING:
     from kitchen.store import EventStore, StoredEvent
 
 FORMAT = 1
-DEFAULT_EVERY = 10_000
+DEFAULT_EVERY = DEFAULT_SNAPSHOT_EVERY
 KEEP = 2  # snapshots kept per run: the newest, and the one before it
 EVERY_ENV = "KITCHEN_SNAPSHOT_EVERY"
 
@@ -363,19 +363,9 @@ def compare(store: EventStore, run_id: str, records: Sequence[Recorded]) -> list
 
 def every_from_env() -> int:
     """``KITCHEN_SNAPSHOT_EVERY`` (events between snapshots; 0 turns them off), or the default."""
-    text = os.environ.get(EVERY_ENV, "").strip()
-    if not text:
-        return DEFAULT_EVERY
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise ConfigError(
-            f"{EVERY_ENV}={text!r} is not a number of events; set it to an integer >= 0 "
-            f"(0 turns snapshots off; default {DEFAULT_EVERY})"
-        )
-    return value
+    from kitchen.settings import current
+
+    return current().snapshot_every
 
 
 @dataclass(frozen=True, slots=True)

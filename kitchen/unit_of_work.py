@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from typing import Any
 
 from kitchen import events as ev
 from kitchen import faults
 from kitchen import snapshots as snap
-from kitchen.errors import ConfigError, KitchenError, StoreUnavailable
+from kitchen.errors import KitchenError, StoreUnavailable
 from kitchen.state import Recorded, RunState, advance, fold, stamp
 
 log = logging.getLogger(__name__)
@@ -38,25 +37,14 @@ RETRIES = 8
 FIRST_DELAY_S, MAX_DELAY_S = 0.5, 8.0
 
 
-DEFAULT_WINDOW_MS = 50
 WINDOW_ENV = "KITCHEN_COMMIT_WINDOW_MS"
 
 
 def window_from_env() -> float:
     """``KITCHEN_COMMIT_WINDOW_MS`` in seconds (0: every step commits), or the default."""
-    text = os.environ.get(WINDOW_ENV, "").strip()
-    if not text:
-        return DEFAULT_WINDOW_MS / 1000
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value <= 60_000:
-        raise ConfigError(
-            f"{WINDOW_ENV}={text!r} is not a time in milliseconds; set it to a number from 0 "
-            f"to 60000 (0 commits every step; default {DEFAULT_WINDOW_MS})"
-        )
-    return value / 1000
+    from kitchen.settings import current
+
+    return current().commit_window_ms / 1000
 
 
 class UnitOfWork:

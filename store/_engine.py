@@ -6,7 +6,6 @@ whose server is down gets one line that says what and how to fix, with the passw
 
 from __future__ import annotations
 
-import os
 import sqlite3
 
 from sqlalchemy import exc
@@ -22,8 +21,10 @@ def resolve_db_url(url: str | None = None) -> str:
     """explicit URL > ``KITCHEN_DB_URL`` > ``sqlite:///$KITCHEN_HOME/kitchen.db``."""
     if url:
         return url
-    if os.environ.get("KITCHEN_DB_URL"):
-        return os.environ["KITCHEN_DB_URL"]
+    from kitchen.settings import current
+
+    if db_url := current().db_url:
+        return db_url
     return f"sqlite:///{default_db_path()}"
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 from collections.abc import Sequence
 
@@ -64,8 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def fail(message: str, code: int = 2) -> int:
-    """Print one error line to stderr and return the exit code."""
-    print(f"kitchen: error: {message}", file=sys.stderr)
+    """Print the error, one ``kitchen: error:`` line per problem, and return the exit code."""
+    for line in message.splitlines() or [message]:
+        print(f"kitchen: error: {line}", file=sys.stderr)
     return code
 
 
@@ -85,12 +85,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     except Exception as exc:  # a bug, not the user's doing: still one line unless asked
-        if os.environ.get("KITCHEN_DEBUG"):
+        if _debug():
             raise
         first = str(exc).splitlines()[0] if str(exc) else ""
         return fail(
             f"unexpected {type(exc).__name__}: {first} (set KITCHEN_DEBUG=1 for the traceback)", 1
         )
+
+
+def _debug() -> bool:
+    from kitchen.settings import current
+
+    try:
+        return current().debug
+    except KitchenError:
+        return False
 
 
 def entrypoint() -> None:  # pragma: no cover - console script

@@ -177,7 +177,9 @@ def _hidden(shown: list[StoredEvent]) -> list[str]:
 def _emit(text: str, *, pager: bool) -> None:
     """Print, through a pager when stdout is a terminal (``KITCHEN_PAGER``, ``PAGER``, less)."""
     if pager and sys.stdout.isatty():
-        command = os.environ.get("KITCHEN_PAGER", os.environ.get("PAGER", PAGER)).strip()
+        from kitchen.settings import current
+
+        command = (current().pager or os.environ.get("PAGER", PAGER)).strip()
         if command and command != "cat" and _page(text, command):
             return
     sys.stdout.write(text)
