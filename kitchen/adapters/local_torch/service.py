@@ -125,7 +125,13 @@ class LocalServiceClient:
 
 
 def create_service(config: Any, home: Path) -> LocalServiceClient:
-    """The manifest's factory: device and dtype from the recipe's config when it has them."""
+    """The manifest's factory: device and dtype from the recipe's config when it has them, and
+    torch's CPU threads when the config sets ``torch_threads``."""
+    threads = getattr(config, "torch_threads", None)
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
     return LocalServiceClient(
         device=str(getattr(config, "device", "cpu")), dtype=str(getattr(config, "dtype", "float32"))
     )
