@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field, ValidationError
 from kitchen.errors import ConfigError
 
 SECRET_ENV = {"hf_token": "HF_TOKEN", "tinker_api_key": "TINKER_API_KEY"}
+REDACTED = "**********"  # a secret as the log records it
 
 # --------------------------------------------------------------------------- two kinds of keys
 #
@@ -182,7 +183,7 @@ def redacted(cfg: BaseModel) -> dict[str, Any]:
     data = cfg.model_dump(mode="json")
     for name, field in type(cfg).model_fields.items():
         if field.annotation is not None and "SecretStr" in str(field.annotation):
-            data[name] = None if getattr(cfg, name) is None else "**********"
+            data[name] = None if getattr(cfg, name) is None else REDACTED
     return data
 
 
@@ -191,17 +192,71 @@ def config_hash(data: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+BLOBS = "blobs"  # the adapters entry naming the blob store: recorded apart (RunCreated.blob_store)
+
+
+def identity(config_cls: type[BaseModel], record: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a recorded config that the run's result depends on: every key but the
+    operating settings, and the adapters manifest without its blob store (where blobs live is
+    recorded and checked on its own)."""
+    skip = operating_keys(config_cls)
+    out = {k: v for k, v in record.items() if k not in skip}
+    if isinstance(out.get("adapters"), Mapping):
+        out["adapters"] = {k: v for k, v in out["adapters"].items() if k != BLOBS}
+    return out
+
+
+def operating_of(config_cls: type[BaseModel], record: Mapping[str, Any]) -> dict[str, Any]:
+    """The operating settings of a recorded config (secrets stay redacted)."""
+    keys = operating_keys(config_cls)
+    return {k: v for k, v in record.items() if k in keys}
+
+
+def identity_hash(config_cls: type[BaseModel], record: Mapping[str, Any]) -> str:
+    """``config_hash`` of a run: the hash of its identity only."""
+    return config_hash(identity(config_cls, record))
+
+
+def changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+    """``key old -> new`` for each key whose value differs, in key order (JSON values)."""
+    out = []
+    for key in sorted(set(before) | set(after)):
+        old, new = before.get(key), after.get(key)
+        if old != new:
+            out.append(f"{key} {json.dumps(old)} -> {json.dumps(new)}")
+    return out
+
+
 def restore(
     config_cls: type[BaseModel],
     recorded: Mapping[str, Any],
     overrides: Mapping[str, Any],
     renamed: Mapping[str, str] | None = None,
+    operating_settings: Mapping[str, Any] | None = None,
 ) -> BaseModel:
-    """Rebuild a run's config from RunCreated's record: secrets come back from the environment,
-    keys an older version recorded under another name (``renamed``: old → new, dotted for a
-    mapping entry) move to their new name, and keys added since take their defaults."""
-    data = {k: v for k, v in recorded.items() if not (isinstance(v, str) and v == "**********")}
+    """Rebuild a run's config from its record, for its next attempt.
+
+    - Secrets come back from the environment (the log holds them redacted).
+    - Keys an older version recorded under another name (``renamed``: old → new, dotted for a
+      mapping entry) move to their new name.
+    - A key added after the run was recorded takes its ``absent`` value — what the run did
+      before the key existed — never its current default; so changing a default never
+      changes a run already recorded.
+    - Operating settings are the last attempt's (``operating_settings``, as recorded in its
+      ``AttemptStarted``) where it recorded them; a run recorded before attempts recorded them
+      keeps those of its ``RunCreated`` config.
+    - ``overrides`` last: identity changes among them are what a resume refuses without
+      ``--force``; operating ones are simply this attempt's settings.
+    """
+    data = {k: v for k, v in recorded.items() if not (isinstance(v, str) and v == REDACTED)}
     for old, new in (renamed or {}).items():
         if old in data and old not in config_cls.model_fields:
             data[new] = data.pop(old)
+    for key, value in absent_values(config_cls).items():
+        if key not in data and not any(k.startswith(f"{key}.") for k in data):
+            data[key] = value
+    keys = operating_keys(config_cls)
+    for key, value in (operating_settings or {}).items():
+        if key in keys and not (isinstance(value, str) and value == REDACTED):
+            data[key] = value
     return build(config_cls, data, overrides)

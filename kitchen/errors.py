@@ -7,7 +7,11 @@ Hierarchy::
     │                                         EDQUOT), a remote service unreachable past its
     │                                         retries. The run itself is sound: the attempt
     │                                         ends resumable, never ``failed``
-    │   ├── DiskFull                  exit 75 ENOSPC / EDQUOT while writing a file
+    │   ├── DiskFull                  exit 75 ENOSPC / EDQUOT while writing a file or the
+    │   │                                     database (SQLite's "disk is full", Postgres 53100)
+    │   ├── ReadOnlyStorage           exit 75 EROFS: the filesystem (or database) takes no writes
+    │   ├── StorageIOError            exit 75 EIO: the device failed a read or a write
+    │   ├── BlobStoreUnavailable      exit 75 the run's recorded blob store is unreachable
     │   └── ServiceUnavailable        exit 75 a remote service unreachable past its retries
     ├── ConfigError                   exit 2  bad recipe, key, value, file
     ├── NotFound                      exit 2  unknown run id, recipe, checkpoint, dataset
@@ -36,6 +40,9 @@ Exit 75 is ``EX_TEMPFAIL`` from ``sysexits.h``: try again later. The runner catc
 the attempt with ``AttemptInterrupted`` naming the fault (when the log can still be written)
 and exits 75; ``kitchen resume`` continues once the fault is gone. Errors of the run itself (a
 diverged loss, bad data, a config the backend refuses) stay terminal: ``RunFailed``, exit 1.
+A full, read-only or failing disk arrives in the words of whichever library was writing
+(safetensors, torch, SQLite, Postgres …): ``kitchen.io_faults`` reads them into ``DiskFull``,
+``ReadOnlyStorage`` or ``StorageIOError``.
 """
 
 from __future__ import annotations
@@ -68,6 +75,19 @@ class DiskFull(InfrastructureError):
     fault = "disk_full"
 
 
+class ReadOnlyStorage(InfrastructureError):
+    """EROFS: the filesystem holding the run's files was remounted read-only (or the database
+    refuses writes: SQLite's "readonly database", a Postgres that only accepts reads)."""
+
+    fault = "read_only"
+
+
+class StorageIOError(InfrastructureError):
+    """EIO: the device failed a read or a write (SQLite's "disk I/O error", Postgres 58030)."""
+
+    fault = "io_error"
+
+
 class OutOfMemory(KitchenError):
     """The backend ran out of memory (a CPU allocator failure, ``MemoryError``, CUDA out of
     memory). Resumable, but not with the same operating settings: retrying them would fail
@@ -75,6 +95,13 @@ class OutOfMemory(KitchenError):
     ``gradient_checkpointing``)."""
 
     exit_code = 71  # sysexits.h EX_OSERR
+
+
+class BlobStoreUnavailable(InfrastructureError):
+    """The run's recorded blob store cannot be reached (its folder or mount is missing, its
+    server does not answer): never a reason to invalidate a checkpoint."""
+
+    fault = "blob_store_unavailable"
 
 
 class ServiceUnavailable(InfrastructureError):
@@ -155,8 +182,10 @@ __all__ = [
     "LeaseHeld",
     "NotFound",
     "OfflineMiss",
+    "ReadOnlyStorage",
     "SchemaMismatch",
     "ServiceUnavailable",
+    "StorageIOError",
     "StoreError",
     "StoreUnavailable",
     "TrainingDiverged",

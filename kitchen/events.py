@@ -77,7 +77,15 @@ class LineageRef(BaseModel):
 
 
 class RunCreated(Event):
-    schema_version: ClassVar[int] = 2
+    """A run exists. ``config`` is every key as the first attempt had it (secrets redacted);
+    ``config_hash`` is the hash of its *identity* (every key but the operating settings: see
+    docs/config.md); ``blob_store`` says where the run's blobs live (the adapter's name and
+    its location, never credentials or an endpoint), which every resume reads from.
+
+    v2 added ``lineage``; v3 added ``blob_store``, and ``config_hash`` leaves out operating
+    settings (a resume compares hashes it computes itself, so older hashes stay valid)."""
+
+    schema_version: ClassVar[int] = 3
 
     recipe: str
     workflow: str
@@ -88,9 +96,18 @@ class RunCreated(Event):
     data_fingerprint: str | None = None
     run_dir: str
     lineage: list[LineageRef] = Field(default_factory=list)
+    blob_store: dict[str, Any] = Field(default_factory=lambda: {"adapter": "local"})
 
 
 class AttemptStarted(Event):
+    """An attempt began. ``operating``: the operating settings it runs with (config keys,
+    secrets redacted; ``None`` for attempts recorded before v2); ``backend``: how the
+    training backend describes itself (``backend``, ``device``, ``dtype``, ``torch_threads``).
+
+    v2 added ``operating`` and ``backend``."""
+
+    schema_version: ClassVar[int] = 2
+
     attempt: int
     worker: str
     host: str
@@ -99,6 +116,8 @@ class AttemptStarted(Event):
     span_id: str | None = None
     resumed_from: int | None = None  # seq of the CheckpointSaved resumed from
     torch_threads: int | None = None
+    operating: dict[str, Any] | None = None
+    backend: dict[str, str] = Field(default_factory=dict)
 
 
 class RunResumed(Event):
@@ -258,12 +277,22 @@ class ArtifactDeleted(Event):
 
 
 class DeterminismMismatch(Event):
+    """A re-executed step's metric differs from what an earlier attempt logged by more than
+    ``tolerance`` (absolute) and ``relative_tolerance`` (relative to the logged value; 0
+    unless a float-moving operating setting changed between the two attempts, ``changed``).
+
+    v2 added ``relative_tolerance`` and ``changed``."""
+
+    schema_version: ClassVar[int] = 2
+
     step: int
     metric: str
     logged: float
     replayed: float
     tolerance: float
     logged_seq: int
+    relative_tolerance: float = 0.0
+    changed: list[str] = Field(default_factory=list)
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -306,6 +335,24 @@ def _attempt_interrupted_v1(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "fault": None, "reason": None, "stage": None}
 
 
+def _run_created_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """v3 added ``blob_store``; a v2 run kept its blobs in the store its adapters manifest
+    named (``local`` unless ``adapters.blobs`` said otherwise)."""
+    adapters = (data.get("config") or {}).get("adapters") or {}
+    name = adapters.get("blobs", "local") if isinstance(adapters, dict) else "local"
+    return {**data, "blob_store": {"adapter": name}}
+
+
+def _attempt_started_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """v2 added ``operating`` (unknown for a v1 attempt: None) and ``backend``."""
+    return {**data, "operating": None, "backend": {}}
+
+
+def _determinism_mismatch_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """v2 added ``relative_tolerance`` and ``changed``; v1 compared absolutely, always."""
+    return {**data, "relative_tolerance": 0.0, "changed": []}
+
+
 def _stage_completed_v1(data: dict[str, Any]) -> dict[str, Any]:
     """v1 said what happened through the supervised workflow's stage names; v2 says it in
     typed fields. This is the one place that still knows those names: it reads old logs."""
@@ -334,6 +381,9 @@ def _stage_completed_v1(data: dict[str, Any]) -> dict[str, Any]:
 
 UPCASTERS: dict[tuple[str, int], Upcaster] = {
     ("RunCreated", 1): _run_created_v1,
+    ("RunCreated", 2): _run_created_v2,
+    ("AttemptStarted", 1): _attempt_started_v1,
+    ("DeterminismMismatch", 1): _determinism_mismatch_v1,
     ("CheckpointSaved", 1): _checkpoint_saved_v1,
     ("StageCompleted", 1): _stage_completed_v1,
     ("AttemptInterrupted", 1): _attempt_interrupted_v1,

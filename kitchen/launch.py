@@ -9,6 +9,7 @@ reader of the manifest. ``start``/``resume`` then build the Runner with the reci
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -24,7 +25,9 @@ from kitchen import config as kconfig
 from kitchen import events as ev
 from kitchen import lineage as klineage
 from kitchen import registry, snapshots
+from kitchen import resume_policy as policy
 from kitchen.errors import ConfigError
+from kitchen.io_faults import storage_fault
 from kitchen.paths import RUN_ID_RULE, kitchen_home, valid_run_id
 from kitchen.runner import Identity, Reporter, Runner
 from kitchen.stage_api import Ports
@@ -35,12 +38,17 @@ LIBRARIES = ("kitchen-posttrain", "torch", "transformers", "peft", "datasets", "
 
 
 def check_home_writable(home: Path) -> None:
+    probe = home / f".write-test-{os.getpid()}"
     try:
         home.mkdir(parents=True, exist_ok=True)
-        probe = home / f".write-test-{os.getpid()}"
         probe.write_text("ok")
         probe.unlink()
     except OSError as exc:
+        with contextlib.suppress(OSError):
+            probe.unlink(missing_ok=True)
+        fault = storage_fault(exc, f"to KITCHEN_HOME={home}", then="try again")
+        if fault is not None:  # full, read-only or failing: a fault to outwait, not a mistake
+            raise fault from None
         raise ConfigError(
             f"KITCHEN_HOME={str(home)!r} is not writable ({exc.strerror or exc}); "
             "set KITCHEN_HOME to a folder you can write"
@@ -82,6 +90,8 @@ class Prepared:
     ports: Ports
     lineage: list[ev.LineageRef]
     lineage_paths: dict[str, str]
+    operating: dict[str, Any]
+    blob_store: dict[str, Any]
 
 
 def manifest_of(recipe: ModuleType, cfg: Any) -> dict[str, str]:
@@ -181,18 +191,22 @@ def _identify(
     ports = build_ports(manifest, cfg, home)
     record = kconfig.redacted(cfg)
     fingerprint = _dataset_identity(workflow, cfg, ports)
+    location = getattr(ports.blobs, "location", None)
+    blob_store = {"adapter": manifest["blobs"], **(location() if location is not None else {})}
     return Prepared(
         recipe,
         workflow,
         cfg,
         record,
-        kconfig.config_hash(record),
+        kconfig.identity_hash(recipe.Config, record),
         fingerprint,
         home,
         manifest,
         ports,
         lineage,
         paths,
+        kconfig.operating_of(recipe.Config, record),
+        blob_store,
     )
 
 
@@ -227,6 +241,8 @@ def _runner(
         on_created=_write_config(p),
         snapshot_every=snapshots.every_from_env(),
         commit_window_s=window_from_env(),
+        operating=p.operating,
+        float_moving=kconfig.float_moving_keys(p.recipe.Config),
     )
 
 
@@ -251,12 +267,42 @@ def start(
         data_fingerprint=p.data_fingerprint,
         run_dir=rid,
         lineage=p.lineage,
+        blob_store=p.blob_store,
     )
     try:
         return runner.start(created)
     finally:
         if runner.telemetry is not None:
             runner.telemetry.shutdown()
+
+
+def _recorded_blob_store(state: Any, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The overrides, with the blob store the run recorded unless they name one: a resume
+    reads the run's blobs from where they were written, whatever today's recipe defaults to."""
+    recorded = state.blob_store.get("adapter")
+    adapters = overrides.get("adapters")
+    named = f"adapters.{kconfig.BLOBS}" in overrides or (
+        isinstance(adapters, dict) and kconfig.BLOBS in adapters
+    )
+    if recorded is None or named:
+        return overrides
+    return {f"adapters.{kconfig.BLOBS}": recorded, **overrides}
+
+
+def _check_blob_store(run_id: str, state: Any, now: dict[str, Any]) -> None:
+    """A resume pointed at another blob store than the run's is refused in one line."""
+    recorded = dict(state.blob_store)
+    if recorded and recorded != now:
+        raise ConfigError(
+            f"run {run_id!r} keeps its blobs in {_store_text(recorded)} (its RunCreated); this "
+            f"resume points at {_store_text(now)}: resume without that setting, or move the "
+            "blobs first"
+        )
+
+
+def _store_text(store: dict[str, Any]) -> str:
+    rest = ", ".join(f"{k}={v}" for k, v in sorted(store.items()) if k != "adapter")
+    return f"the {store.get('adapter')!r} blob store" + (f" ({rest})" if rest else "")
 
 
 def resume(
@@ -273,8 +319,10 @@ def resume(
 
     recipe = load_recipe(state.recipe)
     renamed = getattr(recipe, "RENAMED", {})
-    as_created = kconfig.restore(recipe.Config, state.config, {}, renamed)
-    cfg = kconfig.restore(recipe.Config, state.config, kconfig.parse_overrides(overrides), renamed)
+    before = policy.last_operating(state)
+    asked = _recorded_blob_store(state, kconfig.parse_overrides(overrides))
+    as_before = kconfig.restore(recipe.Config, state.config, {}, renamed, before)
+    cfg = kconfig.restore(recipe.Config, state.config, asked, renamed, before)
     home = kitchen_home()
     lineage = list(state.lineage)
     changed = [why for ref in lineage if (why := klineage.changed(ref, home)) is not None]
@@ -282,15 +330,20 @@ def resume(
         raise ConfigError(f"run {run_id!r}: {changed[0]}; resume with --force to continue anyway")
     paths = {ref.role: klineage.local_path(ref, home) for ref in lineage}
     p = _identify(recipe, cfg, lineage, paths)
+    _check_blob_store(run_id, state, p.blob_store)
     runner = _runner(p, store, run_id, reporter, trace_console)
     threads = p.ports.training.describe().get("torch_threads")
+    was = kconfig.redacted(as_before)
     identity = Identity(
         p.config_hash,
         p.data_fingerprint,
         versions(),
         int(threads) if threads is not None else None,
-        created_config_hash=kconfig.config_hash(kconfig.redacted(as_created)),
+        created_config_hash=kconfig.identity_hash(recipe.Config, was),
         lineage_changes=tuple(changed),
+        operating_changes=tuple(
+            kconfig.changes(kconfig.operating_of(recipe.Config, was), p.operating)
+        ),
     )
     try:
         return runner.resume(identity, force=force)

@@ -24,9 +24,9 @@ RUN_ID_RULE = "use 1-64 letters, digits, '.', '_' or '-', starting with a letter
 
 def kitchen_home() -> Path:
     """``KITCHEN_HOME`` (unset or empty: ``./kitchen-runs``), absolute."""
-    from kitchen.settings import current
+    from kitchen.settings import home
 
-    return current().home_path
+    return home()
 
 
 def default_db_path() -> Path:

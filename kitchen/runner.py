@@ -15,7 +15,8 @@ once; they reach the database by group commit:
 - the end of an attempt (completed, failed, interrupted, cancelled) always commits.
 
 A fault outside the run (``InfrastructureError``: a full disk, the database or a remote service
-unreachable past its retries; an ``OSError`` ENOSPC/EDQUOT from anywhere counts too) is not a
+unreachable past its retries; a full, read-only or failing disk from anywhere counts too, in
+whatever words the writing library used: ``kitchen.io_faults``) is not a
 failure of the run: wherever it arises in an attempt, the attempt ends with
 ``AttemptInterrupted`` naming the fault, committed when the log can still be written, and exit
 75 (``EX_TEMPFAIL``); ``kitchen resume`` continues once the fault is gone. When the database is
@@ -46,16 +47,15 @@ from kitchen import faults, snapshots
 from kitchen import resume_policy as policy
 from kitchen.attempt import AttemptGuard
 from kitchen.errors import (
-    DISK_FULL_ERRNOS,
     ConcurrencyConflict,
     ConfigError,
-    DiskFull,
     IllegalTransition,
     InfrastructureError,
     KitchenError,
     LeaseHeld,
     StoreUnavailable,
 )
+from kitchen.io_faults import storage_fault
 from kitchen.machine import RunMachine
 from kitchen.resume_policy import Identity
 from kitchen.stage_api import Ports, ResumePoint, StageContext, StageFn, StageResult, View
@@ -85,15 +85,10 @@ class Reporter:
 
 
 def as_fault(exc: BaseException) -> InfrastructureError | None:
-    """``exc`` as a fault outside the run, or None when it is an error of the run itself."""
-    if isinstance(exc, InfrastructureError):
-        return exc
-    if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
-        where = f" {exc.filename}" if exc.filename else ""
-        fault = DiskFull(f"cannot write{where}: {exc.strerror}; free space and resume")
-        fault.__cause__ = exc
-        return fault
-    return None
+    """``exc`` as a fault outside the run, or None when it is an error of the run itself:
+    an ``InfrastructureError``, or a full, read-only or failing disk in whatever words the
+    library that was writing used (``kitchen.io_faults``)."""
+    return storage_fault(exc)
 
 
 def _loop_heads(nodes: tuple[Node, ...]) -> set[str]:
@@ -140,6 +135,8 @@ class Runner:
         on_created: Callable[[Path], None] | None = None,
         snapshot_every: int = snapshots.DEFAULT_EVERY,
         commit_window_s: float = 0.0,
+        operating: Mapping[str, Any] | None = None,
+        float_moving: frozenset[str] = frozenset(),
     ) -> None:
         self.workflow = workflow
         self.table = workflow.compile()
@@ -154,6 +151,8 @@ class Runner:
         self.telemetry = telemetry
         self.reporter = reporter or Reporter()
         self.tolerance = determinism_tolerance
+        self.operating = None if operating is None else dict(operating)
+        self.float_moving = float_moving
         self.on_created = on_created
         self.uow = UnitOfWork(store, run_id, snapshots.Policy(snapshot_every), commit_window_s)
         self.guard = AttemptGuard(
@@ -247,9 +246,11 @@ class Runner:
     def _attempt_started(
         self, attempt: int, span: Any, resumed_from: int | None
     ) -> ev.AttemptStarted:
-        """The attempt's worker and span; the backend describes itself (device, threads)."""
+        """The attempt's worker, span and operating settings; the backend describes itself
+        (device, threads)."""
         trace_id, span_id = self.telemetry.ids(span) if self.telemetry and span else (None, None)
-        threads = self.ports.training.describe().get("torch_threads")
+        backend = {str(k): str(v) for k, v in self.ports.training.describe().items()}
+        threads = backend.get("torch_threads")
         return ev.AttemptStarted(
             attempt=attempt,
             worker=self.guard.holder,
@@ -259,6 +260,8 @@ class Runner:
             span_id=span_id,
             resumed_from=resumed_from,
             torch_threads=int(threads) if threads is not None else None,
+            operating=self.operating,
+            backend=backend,
         )
 
     def _attempt_span(self, attempt: int, previous: tuple[str, str] | None) -> Any:
@@ -447,7 +450,9 @@ class Runner:
                 continue
             logged = float(old[1].get(metric, math.nan))
             replayed = float(metrics[metric])
-            if not abs(logged - replayed) <= self.tolerance:
+            changed = policy.float_moving_changes(self.state, old[0], self.float_moving)
+            rtol = policy.CHANGED_SETTING_RTOL if changed else 0.0
+            if not abs(logged - replayed) <= max(self.tolerance, rtol * abs(logged)):
                 self.uow.record(
                     ev.DeterminismMismatch(
                         step=step,
@@ -456,6 +461,8 @@ class Runner:
                         replayed=replayed,
                         tolerance=self.tolerance,
                         logged_seq=old[0],
+                        relative_tolerance=rtol,
+                        changed=changed,
                     )
                 )
 

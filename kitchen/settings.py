@@ -14,11 +14,12 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-
-from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from typing import TYPE_CHECKING, Any
 
 from kitchen.errors import ConfigError
+
+if TYPE_CHECKING:
+    from kitchen._settings_model import Settings
 
 PREFIX = "KITCHEN_"
 DEFAULT_HOME = "kitchen-runs"
@@ -26,50 +27,11 @@ DEFAULT_WINDOW_MS = 50.0
 DEFAULT_SNAPSHOT_EVERY = 10_000
 
 
-class Settings(BaseSettings):
-    """One field per variable (``KITCHEN_`` + the field's name in capitals)."""
-
-    model_config = SettingsConfigDict(
-        env_prefix=PREFIX, env_ignore_empty=True, frozen=True, extra="ignore"
-    )
-
-    home: str = Field(
-        "",
-        description="the folder of the SQLite log and the run folders (empty: ./kitchen-runs)",
-    )
-    db_url: str | None = Field(
-        None, description="the event store, any SQLAlchemy URL (default: sqlite in HOME)"
-    )
-    commit_window_ms: float = Field(
-        DEFAULT_WINDOW_MS,
-        ge=0,
-        le=60_000,
-        description="steps faster than this share one commit (0: every step commits)",
-    )
-    snapshot_every: int = Field(
-        DEFAULT_SNAPSHOT_EVERY, ge=0, description="events between fold snapshots (0: none)"
-    )
-    pager: str | None = Field(
-        None, description="the pager of `kitchen replay` on a terminal (default: $PAGER, less)"
-    )
-    debug: bool = Field(False, description="print the traceback of an unexpected error")
-    fault: str = Field(
-        "",
-        description="tests only: POINT[@N][=ACTION] arms a fault point (SIGKILL by default)",
-    )
-    perturb_step: int | None = Field(
-        None, ge=0, description="tests only: perturb this step's metric when it is re-executed"
-    )
-
-    @property
-    def home_path(self) -> Path:
-        return Path(self.home or DEFAULT_HOME).expanduser().resolve()
-
-
 HINTS = {
     "home": "a folder path",
     "db_url": "a SQLAlchemy URL, e.g. sqlite:///PATH or postgresql+psycopg://USER@HOST/DB",
-    "commit_window_ms": "a number of milliseconds from 0 to 60000 (default 50)",
+    "commit_window_ms": "a number of milliseconds from 0 to 60000 (0 commits every step; "
+    "default 50)",
     "snapshot_every": f"an integer >= 0 (0 turns snapshots off; default {DEFAULT_SNAPSHOT_EVERY})",
     "pager": "a command, e.g. less or cat",
     "debug": "1 or 0 (true/false)",
@@ -82,17 +44,24 @@ def env_name(field: str) -> str:
     return PREFIX + field.upper()
 
 
+NAMES = tuple(HINTS)  # the fields of Settings, in its order (a test checks)
+
+
 def _values() -> tuple[str | None, ...]:
-    return tuple(os.environ.get(env_name(name)) for name in Settings.model_fields)
+    return tuple(os.environ.get(env_name(name)) for name in NAMES)
 
 
 @lru_cache(maxsize=8)
 def _parse(values: tuple[str | None, ...]) -> Settings:
+    from pydantic import ValidationError
+
+    from kitchen._settings_model import Settings
+
     # An empty variable means its default, as an unset one does (env_ignore_empty).
     try:
         return Settings()  # type: ignore[call-arg]  # the fields come from the environment
     except ValidationError as exc:
-        given = dict(zip(Settings.model_fields, values, strict=True))
+        given = dict(zip(NAMES, values, strict=True))
         lines = []
         for err in exc.errors():
             field = str(err["loc"][0]) if err["loc"] else "?"
@@ -108,4 +77,29 @@ def current() -> Settings:
     return _parse(_values())
 
 
-__all__ = ["DEFAULT_HOME", "Settings", "current", "env_name"]
+def text(name: str) -> str | None:
+    """A variable's raw text (None when unset or empty), for the few light readers."""
+    value = os.environ.get(env_name(name), "").strip()
+    return value or None
+
+
+def home() -> Path:
+    """``KITCHEN_HOME``, absolute: a path, nothing to validate, so it is read without building
+    the model (the light commands start without pydantic)."""
+    return Path(text("home") or DEFAULT_HOME).expanduser().resolve()
+
+
+def db_url() -> str | None:
+    """``KITCHEN_DB_URL`` (None: SQLite in KITCHEN_HOME), read light like ``home``."""
+    return text("db_url")
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Settings":  # the model, for whoever needs the class itself
+        from kitchen._settings_model import Settings
+
+        return Settings
+    raise AttributeError(name)
+
+
+__all__ = ["DEFAULT_HOME", "NAMES", "current", "db_url", "env_name", "home"]

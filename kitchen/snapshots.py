@@ -116,6 +116,7 @@ _PLAIN = (
     "versions",
     "data_fingerprint",
     "run_dir",
+    "blob_store",
     "status",
     "machine_state",
     "step",

@@ -57,6 +57,8 @@ class Attempt:
     trace_id: str | None
     span_id: str | None
     ended: str | None = None  # completed | failed | cancelled | interrupted | None (still open)
+    operating: dict[str, Any] | None = None  # its operating settings (None: not on record)
+    backend: dict[str, str] = field(default_factory=dict)  # device, dtype, torch_threads …
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +117,7 @@ class RunState:
     data_fingerprint: str | None = None
     run_dir: str | None = None
     lineage: tuple[ev.LineageRef, ...] = ()
+    blob_store: dict[str, Any] = field(default_factory=dict)
     created_at: datetime | None = None
     updated_at: datetime | None = None
     status: str = "created"
@@ -327,9 +330,18 @@ def _run_created(s: RunState, r: Recorded, e: ev.RunCreated) -> Changes:
         "data_fingerprint": e.data_fingerprint,
         "run_dir": e.run_dir,
         "lineage": tuple(e.lineage),
+        "blob_store": dict(e.blob_store),
         "created_at": r.recorded_at,
         "status": "created",
     }
+
+
+def _backend_of(e: ev.AttemptStarted) -> dict[str, str]:
+    """The backend's description; a v1 attempt recorded only its torch threads."""
+    backend = dict(e.backend)
+    if e.torch_threads is not None:
+        backend.setdefault("torch_threads", str(e.torch_threads))
+    return backend
 
 
 @_on(ev.AttemptStarted)
@@ -344,6 +356,8 @@ def _attempt_started(s: RunState, r: Recorded, e: ev.AttemptStarted) -> Changes:
         resumed_from=e.resumed_from,
         trace_id=e.trace_id,
         span_id=e.span_id,
+        operating=None if e.operating is None else dict(e.operating),
+        backend=_backend_of(e),
     )
     attempts = _end_attempt(s, "crashed")
     return {"attempts": (*attempts, attempt), "status": "running", "stage": None, "fault": None}

@@ -21,10 +21,10 @@ def resolve_db_url(url: str | None = None) -> str:
     """explicit URL > ``KITCHEN_DB_URL`` > ``sqlite:///$KITCHEN_HOME/kitchen.db``."""
     if url:
         return url
-    from kitchen.settings import current
+    from kitchen.settings import db_url
 
-    if db_url := current().db_url:
-        return db_url
+    if configured := db_url():
+        return configured
     return f"sqlite:///{default_db_path()}"
 
 

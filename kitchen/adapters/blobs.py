@@ -30,7 +30,13 @@ from kitchen.adapters._blob_common import (
     split_prefix,
     temp_name,
 )
-from kitchen.errors import DISK_FULL_ERRNOS, ConfigError, DiskFull, NotFound
+from kitchen.errors import (
+    DISK_FULL_ERRNOS,
+    BlobStoreUnavailable,
+    ConfigError,
+    DiskFull,
+    NotFound,
+)
 from kitchen.ports import BlobRef
 
 
@@ -126,6 +132,24 @@ class LocalBlobStore:
         lfs.fsync_dir(dest.parent)
         if aside is not None:
             lfs.remove(aside)
+
+    # ------------------------------------------------------------------ where, and reachable
+
+    def location(self) -> dict[str, str]:
+        """Where blobs live, as RunCreated records it: nothing beyond the adapter's name, since
+        local URIs are relative to KITCHEN_HOME, which may move from machine to machine."""
+        return {}
+
+    def check_reachable(self, prefix: str) -> None:
+        """Raise ``BlobStoreUnavailable`` when the folder holding ``prefix``'s blobs is not
+        there at all (a network filesystem not mounted, KITCHEN_HOME pointing elsewhere):
+        blobs that cannot be reached are not blobs that are damaged."""
+        folder = self.root / split_prefix(prefix) if prefix else self.root
+        if not folder.is_dir():
+            raise BlobStoreUnavailable(
+                f"blob folder {folder} is not there: if its filesystem is not mounted, mount "
+                "it; if KITCHEN_HOME should name another folder, set it; then resume"
+            )
 
     # ------------------------------------------------------------------ reads
 

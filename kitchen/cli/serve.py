@@ -74,7 +74,7 @@ def _serve(args: argparse.Namespace) -> int:
             "pip install 'kitchen-posttrain[serve]'"
         ) from None
     from kitchen.serve.settings import DEFAULT_BASE_MODELS, ServeSettings
-    from kitchen.settings import current
+    from kitchen.settings import db_url
 
     if args.checkpoint_every < 1:
         raise ConfigError("--checkpoint-every must be at least 1")
@@ -82,7 +82,7 @@ def _serve(args: argparse.Namespace) -> int:
         raise ConfigError(f"--port must be 1-65535, got {args.port}")
     settings = ServeSettings(
         home=kitchen_home(),
-        db_url=current().db_url,
+        db_url=db_url(),
         checkpoint_every=args.checkpoint_every,
         base_models=tuple(args.base_model or DEFAULT_BASE_MODELS),
         max_body_bytes=args.max_body_mb * 1024 * 1024,

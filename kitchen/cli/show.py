@@ -59,7 +59,7 @@ def as_json(state: RunState, status: str, home: Path) -> dict[str, Any]:
 def describe(state: RunState, status: str, home: Path) -> list[str]:
     """The readable view of a state; ``status`` is the one to show (``crashed`` is derived)."""
     lines = _header(state, status)
-    lines += _config(state.config)
+    lines += _config(state)
     lines += _lineage(state)
     lines += _attempts(state, status)
     lines += _checkpoints(state)
@@ -97,15 +97,20 @@ def _header(state: RunState, status: str) -> list[str]:
     ]
 
 
-def _config(config: dict[str, Any]) -> list[str]:
+def _config(state: RunState) -> list[str]:
+    config = state.config
     if not config:
         return ["", "config (as recorded): empty"]
+    operating = {k for a in state.attempts if a.operating for k in a.operating}
     width = max(len(k) for k in config)
+    title = "config (as recorded)"
+    if operating:
+        title += ": * marks an operating setting, which an attempt may change"
     return [
         "",
-        "config (as recorded):",
+        title + ":",
         *(
-            f"  {k.ljust(width)}  {json.dumps(v, sort_keys=True)}"
+            f"  {k.ljust(width)}{'*' if k in operating else ' '} {json.dumps(v, sort_keys=True)}"
             for k, v in sorted(config.items())
         ),
     ]
@@ -120,6 +125,7 @@ def _ending(attempt: Attempt, last: bool, status: str) -> str:
 
 def _attempts(state: RunState, status: str) -> list[str]:
     from kitchen.cli._common import fmt_time, table
+    from kitchen.resume_policy import attempt_changes
 
     if not state.attempts:
         return ["", "attempts: none yet"]
@@ -142,7 +148,10 @@ def _attempts(state: RunState, status: str) -> list[str]:
             ]
         )
     headers = ["#", "WORKER", "HOST", "PID", "STARTED (UTC)", "ENDED", "RESUMED FROM"]
-    return ["", "attempts:", *_indent(table(headers, rows))]
+    lines = ["", "attempts:", *_indent(table(headers, rows))]
+    for number, changes in attempt_changes(state):
+        lines.append(f"  attempt {number} changed: {'; '.join(changes)}")
+    return lines
 
 
 def _checkpoints(state: RunState) -> list[str]:

@@ -17,6 +17,7 @@ DOC = (Path(__file__).resolve().parents[2] / "docs" / "settings.md").read_text()
 def test_the_table_lists_every_variable_and_nothing_else() -> None:
     documented = set(re.findall(r"^\| `(KITCHEN_[A-Z_]+)` \|", DOC, re.M))
     assert documented == {settings.env_name(f) for f in settings.Settings.model_fields}
+    assert tuple(settings.Settings.model_fields) == settings.NAMES
 
 
 def test_no_module_reads_a_kitchen_variable_on_its_own() -> None:
@@ -38,7 +39,7 @@ def test_defaults_and_empty_values(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KITCHEN_HOME", "")
     s = settings.current()
     assert (s.commit_window_ms, s.snapshot_every, s.debug, s.db_url) == (50.0, 10_000, False, None)
-    assert s.home_path == (Path.cwd() / "kitchen-runs").resolve()
+    assert s.home_path == settings.home() == (Path.cwd() / "kitchen-runs").resolve()
     monkeypatch.setenv("KITCHEN_SNAPSHOT_EVERY", "250")
     monkeypatch.setenv("KITCHEN_DEBUG", "1")
     assert (settings.current().snapshot_every, settings.current().debug) == (250, True)

@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from kitchen import config as kconfig
+
 
 class TrainingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -48,15 +50,27 @@ class TrainingConfig(BaseModel):
     seed: int = 0
 
     save_every: int = Field(20, ge=0, description="checkpoint every N steps (0: only at the end)")
-    keep_checkpoints: int = Field(3, ge=1)
+    keep_checkpoints: int = kconfig.operating(
+        3, ge=1, description="live checkpoints kept; older ones are deleted once a newer is saved"
+    )
     eval_every: int = Field(
         0, ge=0, description="evaluate every N steps (0: only at start and end)"
     )
     eval_examples: int = Field(64, ge=1)
     eval_max_tokens: int = Field(16, ge=1)
 
-    pipeline: bool = Field(True, description="submit step N+1 before awaiting step N")
-    device: Literal["auto", "cpu", "cuda"] = "cpu"
+    # Operating settings: how an attempt executes, not what the run computes (docs/config.md).
+    pipeline: bool = kconfig.operating(True, description="submit step N+1 before awaiting step N")
+    device: Literal["auto", "cpu", "cuda"] = kconfig.operating(
+        "cpu", moves_floats=True, description="where the local backend trains (auto: cuda if any)"
+    )
+    torch_threads: int | None = kconfig.operating(
+        None,
+        moves_floats=True,
+        absent=None,
+        ge=1,
+        description="torch's CPU threads (null: torch's default: OMP_NUM_THREADS or the cores)",
+    )
     dtype: Literal["float32", "bfloat16"] = "float32"
     adapters: dict[str, str] = Field(
         default_factory=dict,

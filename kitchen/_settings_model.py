@@ -1,0 +1,51 @@
+"""The pydantic-settings model behind ``kitchen.settings`` (imported only when a value needs
+validating, so that light commands such as ``kitchen runs`` start without pydantic)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from kitchen.settings import DEFAULT_HOME, DEFAULT_SNAPSHOT_EVERY, DEFAULT_WINDOW_MS, PREFIX
+
+
+class Settings(BaseSettings):
+    """One field per variable (``KITCHEN_`` + the field's name in capitals)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=PREFIX, env_ignore_empty=True, frozen=True, extra="ignore"
+    )
+
+    home: str = Field(
+        "",
+        description="the folder of the SQLite log and the run folders (empty: ./kitchen-runs)",
+    )
+    db_url: str | None = Field(
+        None, description="the event store, any SQLAlchemy URL (default: sqlite in HOME)"
+    )
+    commit_window_ms: float = Field(
+        DEFAULT_WINDOW_MS,
+        ge=0,
+        le=60_000,
+        description="steps faster than this share one commit (0: every step commits)",
+    )
+    snapshot_every: int = Field(
+        DEFAULT_SNAPSHOT_EVERY, ge=0, description="events between fold snapshots (0: none)"
+    )
+    pager: str | None = Field(
+        None, description="the pager of `kitchen replay` on a terminal (default: $PAGER, less)"
+    )
+    debug: bool = Field(False, description="print the traceback of an unexpected error")
+    fault: str = Field(
+        "",
+        description="tests only: POINT[@N][=ACTION] arms a fault point (SIGKILL by default)",
+    )
+    perturb_step: int | None = Field(
+        None, ge=0, description="tests only: perturb this step's metric when it is re-executed"
+    )
+
+    @property
+    def home_path(self) -> Path:
+        return Path(self.home or DEFAULT_HOME).expanduser().resolve()
