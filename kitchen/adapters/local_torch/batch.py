@@ -1,9 +1,15 @@
-"""Data in, tensors out: packing a list of Datum into one right-padded batch, and back.
+"""Data in, tensors out: micro-batches of a call's data, each one right-padded batch, and back.
 
-Every forward_backward call runs ONE forward over all its data, whatever their lengths, so
-the batch is padded on the right (position ids stay 0..n-1) and an attention mask hides the
-padding. The conversions are the hot path of a training loop: each field of every datum is
-chained into one flat tensor and split, rather than converted row by row.
+A call whose padded size (data × longest datum) fits ``max_tokens_per_microbatch`` runs as ONE
+batch in the caller's order, exactly as it always did. A larger call is split by :func:`plan`:
+the data sorted by length (longest first, ties by position), then cut greedily so that no
+micro-batch holds more padded tokens than the budget (a datum longer than the budget goes
+alone). The plan depends only on the lengths and the budget, so the same call always runs the
+same micro-batches, and sorting by length keeps the padding small.
+
+Within a batch, data are padded on the right (position ids stay 0..n-1) and an attention mask
+hides the padding. The conversions are the hot path of a training loop: each field of every
+datum is chained into one flat tensor and split, rather than converted row by row.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import TYPE_CHECKING
 
+from kitchen.adapters.local_torch import head
 from kitchen.errors import ConfigError
 from kitchen.types import Datum, TensorData
 
@@ -20,6 +27,12 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 FLOAT_KEYS = frozenset({"weights", "logprobs", "advantages"})
+
+DEFAULT_MAX_TOKENS_PER_MICROBATCH = 16384
+"""Padded tokens per micro-batch unless told otherwise. Every default run stays one batch, as
+it always was: their largest calls are bounded by sl_basic's 32 × 128 = 4,096, dpo_basic's
+64 × 128 = 8,192 and distill_on_policy's 128 × (prompt + 16) padded tokens (measured: 1,632,
+6,656 and 6,784). docs/backend.md says how to choose it for a real model."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,19 +49,64 @@ class Batch:
         return self.attention_mask.bool()
 
 
-def pack(data: Sequence[Datum], keys: Sequence[str], vocab_size: int, device: str) -> Batch:
-    """Pad ``data`` into one batch carrying the loss inputs named in ``keys``.
-
-    Checks run on the CPU tensors, before the move to ``device``, so they never stall a GPU.
-    """
+def lengths_of(data: Sequence[Datum]) -> list[int]:
     if not data:
         raise ConfigError("forward_backward needs at least one Datum: pass a non-empty list")
-    tokens = [d.model_input.to_ints() for d in data]
-    lengths = tuple(len(t) for t in tokens)
+    lengths = [d.model_input.length for d in data]
     for i, n in enumerate(lengths):
         if n == 0:
             raise ConfigError(f"datum {i} has an empty model_input: drop it or give it tokens")
-    inputs = {key: _pad(_field(data, key, lengths), lengths, key in FLOAT_KEYS) for key in keys}
+    return lengths
+
+
+def plan(lengths: Sequence[int], budget: int | None) -> list[list[int]]:
+    """The micro-batches of a call, as lists of positions in the caller's data.
+
+    One batch in the caller's order when everything fits ``budget`` padded tokens (or there is
+    no budget); otherwise groups cut from the data sorted longest first, each group's positions
+    in ascending order.
+    """
+    n = len(lengths)
+    if budget is None or n * max(lengths) <= budget:
+        return [list(range(n))]
+    groups: list[list[int]] = []
+    current: list[int] = []
+    width = 0
+    for i in sorted(range(n), key=lambda i: (-lengths[i], i)):
+        if current and (len(current) + 1) * width > budget:
+            groups.append(sorted(current))
+            current = []
+        if not current:
+            width = lengths[i]
+        current.append(i)
+    groups.append(sorted(current))
+    return groups
+
+
+def pack(
+    data: Sequence[Datum],
+    keys: Sequence[str],
+    vocab_size: int,
+    device: str,
+    positions: Sequence[int] | None = None,
+) -> Batch:
+    """Pad ``data`` into one batch carrying the loss inputs named in ``keys``.
+
+    ``positions``: each datum's place in the caller's list, for error messages (a micro-batch
+    holds part of the call). Checks run on the CPU tensors, before the move to ``device``, so
+    they never stall a GPU.
+    """
+    if not data:
+        raise ConfigError("forward_backward needs at least one Datum: pass a non-empty list")
+    where = list(positions) if positions is not None else list(range(len(data)))
+    tokens = [d.model_input.to_ints() for d in data]
+    lengths = tuple(len(t) for t in tokens)
+    for i, n in zip(where, lengths, strict=True):
+        if n == 0:
+            raise ConfigError(f"datum {i} has an empty model_input: drop it or give it tokens")
+    inputs = {
+        key: _pad(_field(data, key, lengths, where), lengths, key in FLOAT_KEYS) for key in keys
+    }
     flat_ids = list(chain.from_iterable(tokens))
     ids = _pad(flat_ids, lengths, False)
     mask = _pad([1] * len(flat_ids), lengths, False)
@@ -68,9 +126,11 @@ def _check_vocab(ids: torch.Tensor, name: str, vocab_size: int) -> None:
         )
 
 
-def _field(data: Sequence[Datum], key: str, lengths: tuple[int, ...]) -> list[float] | list[int]:
+def _field(
+    data: Sequence[Datum], key: str, lengths: tuple[int, ...], where: Sequence[int]
+) -> list[float] | list[int]:
     flat: list[float] | list[int] = []
-    for i, (datum, n) in enumerate(zip(data, lengths, strict=True)):
+    for i, datum, n in zip(where, data, lengths, strict=True):
         value = datum.loss_fn_inputs.get(key)
         if value is None:
             raise ConfigError(f"datum {i} lacks loss_fn_inputs[{key!r}], which this loss needs")
@@ -92,14 +152,27 @@ def _pad(flat: list[float] | list[int], lengths: tuple[int, ...], floating: bool
     return pad_sequence(list(rows), batch_first=True)
 
 
-def target_logprobs(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
-    """log p(target_i | tokens_<=i) for every position, [B, T], 0 in the padding."""
+def target_logprobs(model: torch.nn.Module, batch: Batch, vocab_size: int) -> torch.Tensor:
+    """log p(target_i | tokens_<=i) for every position, [B, T], 0 in the padding.
+
+    A batch whose logits would be large goes through the output head in chunks of positions
+    (``head``); a small one keeps the model's own logits, bit for bit as it always did.
+    """
+    import torch
     import torch.nn.functional as F
 
-    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
     targets = batch.inputs["target_tokens"]
-    nll = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction="none")
-    return (-nll).view_as(targets).masked_fill(~batch.valid, 0.0)
+    chunked = head.head_of(model)
+    if chunked is None or not head.wants_chunks(targets.numel(), vocab_size):
+        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+        nll = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction="none")
+        return (-nll).view_as(targets).masked_fill(~batch.valid, 0.0)
+    hidden = head.hidden_states(chunked, batch.input_ids, batch.attention_mask)
+    valid = batch.valid
+    picked = head.target_logprobs(chunked, hidden[valid], targets[valid])
+    return torch.zeros(targets.shape, dtype=torch.float32, device=picked.device).masked_scatter(
+        valid, picked
+    )
 
 
 def per_datum(logprobs: torch.Tensor, lengths: Sequence[int]) -> list[torch.Tensor]:

@@ -9,12 +9,13 @@ model, the optimizer and the RNGs are only ever touched by that one thread.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from kitchen.adapters.local_torch import batch as batching
-from kitchen.adapters.local_torch import export, loading, optim, state, worker
+from kitchen.adapters.local_torch import export, loading, memory, optim, state, worker
 from kitchen.adapters.local_torch.decode import prompt_logprobs
 from kitchen.adapters.local_torch.losses import builtin
 from kitchen.adapters.local_torch.sampling import LocalSamplingClient
@@ -29,6 +30,7 @@ from kitchen.types import (
     ModelInput,
     OptimStepResponse,
     SavedState,
+    TensorData,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -56,15 +58,28 @@ class LocalTrainingClient:
         device: str = "auto",
         dtype: str = "float32",
         seed: int = 0,
+        max_tokens_per_microbatch: int | None = batching.DEFAULT_MAX_TOKENS_PER_MICROBATCH,
+        gradient_checkpointing: bool = False,
     ) -> None:
         self._lora = loading.lora_settings(lora_rank, lora_alpha, lora_dropout, target_modules)
         self._device = loading.pick_device(device)
         torch_dtype = loading.pick_dtype(dtype)
+        if max_tokens_per_microbatch is not None and max_tokens_per_microbatch < 1:
+            raise ConfigError(
+                f"max_tokens_per_microbatch must be at least 1 (or None: one batch a call), "
+                f"got {max_tokens_per_microbatch}"
+            )
+        self._budget = max_tokens_per_microbatch
+        self._checkpointing = gradient_checkpointing
         self._model_name = model_name
         self._seed = seed
         self._step = 0
         self._executor = worker.Lane()
-        worker.run(self._load, loading.resolve_name(model_name), torch_dtype)
+        worker.run(
+            memory.guarded(self._load, memory.LOAD_HINT),
+            loading.resolve_name(model_name),
+            torch_dtype,
+        )
 
     def _load(self, path: str, torch_dtype: Any) -> None:
         """On the torch thread, like every other torch operation (see ``worker``)."""
@@ -72,6 +87,8 @@ class LocalTrainingClient:
         self._model = loading.load_lora_model(
             path, self._lora, self._device, torch_dtype, self._seed
         )
+        if self._checkpointing:
+            loading.enable_checkpointing(self._model)
         self._tokenizer = loading.load_tokenizer(path)
         self._params = {n: p for n, p in self._model.named_parameters() if p.requires_grad}
         self._optimizer = optim.new_optimizer(self._params.values())
@@ -153,21 +170,30 @@ class LocalTrainingClient:
 
     def _submit(self, fn: Callable[..., R], *args: Any) -> Future[R]:
         try:
-            return self._executor.submit(fn, *args)
+            return self._executor.submit(memory.guarded(fn, self._memory_hint), *args)
         except RuntimeError as exc:
             raise ConfigError("this training client is closed: create a new one") from exc
+
+    def _memory_hint(self) -> str:
+        now = "one batch a call" if self._budget is None else str(self._budget)
+        checkpointing = "" if self._checkpointing else " or set gradient_checkpointing=true"
+        return f"lower max_tokens_per_microbatch (now {now}){checkpointing}"
 
     def _forward_backward(
         self, data: list[Datum], loss_fn: str, config: dict[str, float]
     ) -> ForwardBackwardOutput:
+        """One backward per micro-batch; gradients accumulate, the loss is their sum. A call
+        that fails part-way leaves the gradients as they were before it."""
         loss = builtin(loss_fn, config)
-        packed = batching.pack(data, loss.inputs, self._vocab, self._device)
-        logprobs = batching.target_logprobs(self._train_mode(), packed)
-        total = loss.fn(logprobs, packed.inputs, config)
-        value = self._backward(total)
-        return ForwardBackwardOutput(
-            batching.to_outputs(logprobs, packed.lengths), {"loss:sum": value}
-        )
+        outputs: list[dict[str, TensorData]] = [{} for _ in data]
+        total = 0.0
+        with self._keeping_gradients():
+            for group in self._plan(data):
+                packed = self._pack(data, group, loss.inputs)
+                logprobs = batching.target_logprobs(self._train_mode(), packed, self._vocab)
+                total += self._backward(loss.fn(logprobs, packed.inputs, config))
+                self._place(outputs, group, logprobs, packed)
+        return ForwardBackwardOutput(tuple(outputs), {"loss:sum": total})
 
     def _forward(
         self, data: list[Datum], loss_fn: str, config: dict[str, float] | None = None
@@ -178,25 +204,100 @@ class LocalTrainingClient:
 
         config = config or {}
         loss = builtin(loss_fn, config)
-        packed = batching.pack(data, loss.inputs, self._vocab, self._device)
+        outputs: list[dict[str, TensorData]] = [{} for _ in data]
+        total = 0.0
         with torch.no_grad():
-            logprobs = batching.target_logprobs(self._train_mode(), packed)
-            value = float(loss.fn(logprobs, packed.inputs, config))
-        return ForwardBackwardOutput(
-            batching.to_outputs(logprobs, packed.lengths), {"loss:sum": value}
-        )
+            for group in self._plan(data):
+                packed = self._pack(data, group, loss.inputs)
+                logprobs = batching.target_logprobs(self._train_mode(), packed, self._vocab)
+                total += float(loss.fn(logprobs, packed.inputs, config))
+                self._place(outputs, group, logprobs, packed)
+        return ForwardBackwardOutput(tuple(outputs), {"loss:sum": total})
 
     def _forward_backward_custom(
         self, data: list[Datum], loss_fn: CustomLossFn
     ) -> ForwardBackwardOutput:
-        packed = batching.pack(data, ("target_tokens",), self._vocab, self._device)
-        logprobs = batching.target_logprobs(self._train_mode(), packed)
+        """One batch: ``loss_fn`` on log-probs that carry the graph. Several micro-batches: two
+        passes, so no graph outlives its micro-batch (``_custom_two_pass``)."""
+        groups = self._plan(data)
+        if len(groups) > 1:
+            return self._custom_two_pass(data, loss_fn, groups)
+        packed = self._pack(data, groups[0], ("target_tokens",))
+        logprobs = batching.target_logprobs(self._train_mode(), packed, self._vocab)
         total, metrics = loss_fn(data, batching.per_datum(logprobs, packed.lengths))
-        if total.dim() != 0:
-            raise ConfigError("a custom loss must return a scalar tensor: sum or mean it")
-        value = self._backward(total)
+        _check_scalar(total)
+        with self._keeping_gradients():
+            value = self._backward(total)
         out = {"loss:sum": value, **{k: float(v) for k, v in metrics.items()}}
         return ForwardBackwardOutput(batching.to_outputs(logprobs, packed.lengths), out)
+
+    def _custom_two_pass(
+        self, data: list[Datum], loss_fn: CustomLossFn, groups: list[list[int]]
+    ) -> ForwardBackwardOutput:
+        """First pass without a graph gives every datum's log-probs; the loss and its gradient
+        with respect to them are taken on detached copies; the second pass recomputes each
+        micro-batch with a graph and back-propagates that gradient through it. The RNG is
+        rewound between the passes, so dropout draws the same masks in both."""
+        import torch
+
+        outputs: list[dict[str, TensorData]] = [{} for _ in data]
+        leaves: list[torch.Tensor] = [torch.empty(0) for _ in data]
+        rng = loading.capture_rng(self._device)
+        with torch.no_grad():
+            for group in groups:
+                packed = self._pack(data, group, ("target_tokens",))
+                logprobs = batching.target_logprobs(self._train_mode(), packed, self._vocab)
+                rows = batching.per_datum(logprobs, packed.lengths)
+                for i, values in zip(group, rows, strict=True):
+                    leaves[i] = values.detach().clone().requires_grad_(True)
+                self._place(outputs, group, logprobs, packed)
+        total, metrics = loss_fn(data, leaves)
+        _check_scalar(total)
+        value = self._checked(total)
+        grads = torch.autograd.grad(total, leaves, allow_unused=True)
+        loading.restore_rng(rng, self._device)
+        with self._keeping_gradients():
+            for group in groups:
+                packed = self._pack(data, group, ("target_tokens",))
+                logprobs = batching.target_logprobs(self._train_mode(), packed, self._vocab)
+                upstream = torch.zeros_like(logprobs)
+                for row, position in enumerate(group):
+                    if grads[position] is not None:
+                        upstream[row, : packed.lengths[row]] = grads[position]
+                logprobs.backward(upstream)
+        out = {"loss:sum": value, **{k: float(v) for k, v in metrics.items()}}
+        return ForwardBackwardOutput(tuple(outputs), out)
+
+    def _plan(self, data: list[Datum]) -> list[list[int]]:
+        return batching.plan(batching.lengths_of(data), self._budget)
+
+    def _pack(self, data: list[Datum], group: list[int], keys: Sequence[str]) -> batching.Batch:
+        if len(group) == len(data):  # one batch, in the caller's order
+            return batching.pack(data, keys, self._vocab, self._device)
+        chosen = [data[i] for i in group]
+        return batching.pack(chosen, keys, self._vocab, self._device, positions=group)
+
+    @staticmethod
+    def _place(
+        outputs: list[dict[str, TensorData]],
+        group: list[int],
+        logprobs: torch.Tensor,
+        packed: batching.Batch,
+    ) -> None:
+        for i, out in zip(group, batching.to_outputs(logprobs, packed.lengths), strict=True):
+            outputs[i] = out
+
+    @contextmanager
+    def _keeping_gradients(self) -> Iterator[None]:
+        """Restore the gradients accumulated before a backward that fails part-way (a loss
+        that diverges in a later micro-batch, out of memory): a failed call adds nothing."""
+        before = {n: p.grad.clone() for n, p in self._params.items() if p.grad is not None}
+        try:
+            yield
+        except BaseException:
+            for name, p in self._params.items():
+                p.grad = before.get(name)
+            raise
 
     def _train_mode(self) -> torch.nn.Module:
         """Switch to training mode only when needed: ``train()`` walks every module (~1 ms)."""
@@ -205,13 +306,17 @@ class LocalTrainingClient:
         return self._model
 
     def _backward(self, loss: torch.Tensor) -> float:
+        value = self._checked(loss)
+        loss.backward()
+        return value
+
+    def _checked(self, loss: torch.Tensor) -> float:
         value = float(loss.detach())
         if value != value or value in (float("inf"), float("-inf")):
             raise TrainingDiverged(
                 f"loss is {value} at step {self._step}: lower the learning rate or look for "
                 "NaN/inf in the weights or advantages"
             )
-        loss.backward()
         return value
 
     def _optim_step(self, adam: AdamParams) -> OptimStepResponse:
@@ -272,4 +377,9 @@ class LocalTrainingClient:
         """Scored without dropout; the next forward_backward switches back to training mode."""
         if self._model.training:
             self._model.eval()
-        return prompt_logprobs(self._model, tokens)
+        return prompt_logprobs(self._model, tokens, self._vocab)
+
+
+def _check_scalar(total: torch.Tensor) -> None:
+    if total.dim() != 0:
+        raise ConfigError("a custom loss must return a scalar tensor: sum or mean it")

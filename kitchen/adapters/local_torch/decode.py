@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from kitchen.adapters.local_torch import head
 from kitchen.errors import ConfigError
 from kitchen.types import SampledSequence, SamplingParams, StopReason
 
@@ -176,15 +177,28 @@ def _filter(scores: torch.Tensor, params: SamplingParams) -> torch.Tensor:
     return scores
 
 
-def prompt_logprobs(model: torch.nn.Module, tokens: Sequence[int]) -> list[float | None]:
-    """``None`` for the first token, then log p(token_i | tokens_<i)."""
+def prompt_logprobs(
+    model: torch.nn.Module, tokens: Sequence[int], vocab_size: int | None = None
+) -> list[float | None]:
+    """``None`` for the first token, then log p(token_i | tokens_<i).
+
+    A long prompt on a large vocabulary goes through the output head in chunks (``head``),
+    never holding the whole prompt's logits; a short one keeps the model's own logits.
+    """
     import torch
 
     if not tokens:
         raise ConfigError("compute_logprobs needs a prompt with at least one token")
     device = next(model.parameters()).device
     ids = torch.tensor([list(tokens)], dtype=torch.int64, device=device)
+    chunked = head.head_of(model)
+    hf_model: Any = model  # a transformers model: torch's Module type does not know its methods
+    vocab = vocab_size or int(hf_model.get_input_embeddings().num_embeddings)
     with torch.inference_mode():
-        logits = model(input_ids=ids).logits[0, :-1].float()
-        picked = torch.log_softmax(logits, dim=-1).gather(-1, ids[0, 1:, None]).squeeze(1)
+        if chunked is not None and head.wants_chunks(len(tokens), vocab):
+            hidden = head.hidden_states(chunked, ids, None)[0, :-1]
+            picked = head.target_logprobs(chunked, hidden, ids[0, 1:])
+        else:
+            logits = model(input_ids=ids).logits[0, :-1].float()
+            picked = torch.log_softmax(logits, dim=-1).gather(-1, ids[0, 1:, None]).squeeze(1)
     return [None, *picked.tolist()]

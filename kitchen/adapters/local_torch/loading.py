@@ -105,6 +105,42 @@ def seed_everything(seed: int, device: str) -> None:
         torch.use_deterministic_algorithms(True)
 
 
+def capture_rng(device: str) -> tuple[Any, Any]:
+    """The torch generator states a forward pass draws from (dropout), to rewind to them."""
+    import torch
+
+    cuda = torch.cuda.get_rng_state() if device == "cuda" else None
+    return torch.get_rng_state(), cuda
+
+
+def restore_rng(saved: tuple[Any, Any], device: str) -> None:
+    import torch
+
+    cpu, cuda = saved
+    torch.set_rng_state(cpu)
+    if cuda is not None:
+        torch.cuda.set_rng_state(cuda)
+
+
+def enable_checkpointing(model: PeftModel) -> None:
+    """Recompute each decoder layer's activations in the backward instead of keeping them.
+
+    The non-reentrant form: it needs no input that requires a gradient (the base is frozen)
+    and it replays the RNG, so dropout draws the same masks in the recomputation.
+    """
+    base: Any = model.get_base_model()
+    if not getattr(base, "supports_gradient_checkpointing", False):
+        raise ConfigError(
+            f"{type(base).__name__} does not support gradient checkpointing: "
+            "set gradient_checkpointing=false"
+        )
+    kwargs = {"use_reentrant": False}
+    if hasattr(base, "activation_checkpointing_enable"):  # transformers 5 renamed it
+        base.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
 def from_pretrained(loader: Any, name: str, **kwargs: Any) -> Any:
     from transformers.utils import logging as hf_logging
 
@@ -167,4 +203,18 @@ def load_lora_model(
             model = get_peft_model(base, config)
     except ValueError as exc:
         raise ConfigError(f"cannot apply LoRA to {name}: {_first_line(exc)}") from exc
+    keep_adapter_in_float32(model)
     return model.to(device)
+
+
+def keep_adapter_in_float32(model: PeftModel) -> None:
+    """Mixed precision: a bfloat16 base, a float32 LoRA (so AdamW's moments are float32 too).
+
+    bfloat16's 8-bit mantissa would round most of a small learning rate's update away; peft
+    computes the adapter's branch in its weights' dtype and casts the sum back to the base's.
+    """
+    import torch
+
+    for param in model.parameters():
+        if param.requires_grad and param.dtype != torch.float32:
+            param.data = param.data.float()
