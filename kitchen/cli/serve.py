@@ -35,6 +35,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="a base model clients may train (repeatable; default kitchen/tiny)",
     )
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument(
+        "--max-tokens-per-microbatch",
+        type=_budget,
+        default=16384,
+        metavar="N",
+        help="padded tokens per forward/backward micro-batch of models created from now on "
+        "(none: one batch a call; default 16384); each model keeps the value it was created "
+        "with across restarts",
+    )
     p.add_argument("--max-body-mb", type=int, default=64, help="largest request body (default 64)")
     p.set_defaults(func=_serve)
     keys = p.add_subparsers(dest="serve_command", metavar="keys")
@@ -50,6 +59,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("key_id", metavar="KEY_ID")
     r.set_defaults(func=_keys_revoke)
     k.set_defaults(func=lambda args: k.print_help(sys.stderr) or 2)
+
+
+def _budget(text: str) -> int | None:
+    if text.strip().lower() in ("none", "null"):
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of tokens nor none")
+    return value
 
 
 def _serve_dir() -> object:
@@ -87,6 +108,7 @@ def _serve(args: argparse.Namespace) -> int:
         base_models=tuple(args.base_model or DEFAULT_BASE_MODELS),
         max_body_bytes=args.max_body_mb * 1024 * 1024,
         device=args.device,
+        max_tokens_per_microbatch=args.max_tokens_per_microbatch,
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("kitchen serve: %(message)s"))

@@ -48,13 +48,23 @@ def target_modules(train_attn: bool, train_mlp: bool) -> tuple[str, ...] | None:
 
 
 def training_client(
-    base_model: str, rank: int, seed: int, targets: tuple[str, ...] | None, device: str
+    base_model: str,
+    rank: int,
+    seed: int,
+    targets: tuple[str, ...] | None,
+    device: str,
+    max_tokens_per_microbatch: int | None = None,
 ) -> LocalTrainingClient:
     """Blocking (loads the model on the torch thread): call it from a worker thread."""
     from kitchen.adapters.local_torch import LocalTrainingClient
 
     return LocalTrainingClient(
-        model_name=base_model, lora_rank=rank, target_modules=targets, seed=seed, device=device
+        model_name=base_model,
+        lora_rank=rank,
+        target_modules=targets,
+        seed=seed,
+        device=device,
+        max_tokens_per_microbatch=max_tokens_per_microbatch,
     )
 
 

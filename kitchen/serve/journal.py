@@ -73,6 +73,9 @@ class ModelSpec:
     train_unembed: bool = True
     source: dict[str, Any] | None = None
     """Created from a checkpoint: {path, uri, sha256, bytes, optimizer}."""
+    max_tokens_per_microbatch: int | None = None
+    """The server's micro-batch budget when the model was created; None (one batch a call) is
+    what a model recorded before the setting existed was trained with."""
 
     @property
     def run_id(self) -> str:

@@ -104,6 +104,7 @@ class ServedModel:
                 self.spec.seed,
                 self.targets(),
                 self.device,
+                self.spec.max_tokens_per_microbatch,
             )
             for folder, optimizer in load:
                 await backend.wait(self.client.load_state(folder, optimizer))

@@ -31,6 +31,9 @@ class ServeSettings:
     """How long retrieve_future holds a request open before answering try_again (< the SDK's
     45 s read timeout)."""
     device: str = "auto"
+    max_tokens_per_microbatch: int | None = 16384
+    """The local backend's micro-batch budget for models created from now on; each model
+    records its own, so a restart rebuilds it with the value it was trained with."""
     extra: dict[str, str] = field(default_factory=dict)
 
     @property

@@ -133,3 +133,32 @@ def test_a_step_too_big_for_its_memory_limit_is_out_of_memory_and_fits_in_micro_
     assert outcomes["none"].startswith("OOM out of memory in forward backward"), outcomes
     assert "lower max_tokens_per_microbatch (now one batch a call)" in outcomes["none"]
     assert outcomes["512"].startswith("OK"), outcomes
+
+
+def test_the_memory_settings_are_operating_keys_that_reach_the_backend(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    from kitchen import config as kconfig
+    from kitchen.adapters.local_torch.batch import DEFAULT_MAX_TOKENS_PER_MICROBATCH
+    from kitchen.adapters.local_torch.service import create_service
+    from kitchen.errors import ConfigError
+    from kitchen.recipes.sl_basic import Config
+
+    assert Config().max_tokens_per_microbatch == DEFAULT_MAX_TOKENS_PER_MICROBATCH
+    assert Config().gradient_checkpointing is False
+    keys = {"max_tokens_per_microbatch", "gradient_checkpointing"}
+    assert keys <= kconfig.operating_keys(Config)
+    assert "max_tokens_per_microbatch" in kconfig.float_moving_keys(Config)
+    absent = kconfig.absent_values(Config)
+    assert absent["max_tokens_per_microbatch"] is None  # runs recorded before: one batch
+    assert absent["gradient_checkpointing"] is False
+    with pytest.raises(ConfigError, match="max_tokens_per_microbatch"):
+        kconfig.build(Config, {}, {"max_tokens_per_microbatch": 0})
+    given = ["max_tokens_per_microbatch=null", "gradient_checkpointing=true"]
+    cfg = kconfig.build(Config, {}, kconfig.parse_overrides(given))
+    service = create_service(cfg, tmp_path)
+    try:
+        client = service.create_lora_training_client(str(tiny_model_dir), 4)
+        assert client._budget is None and client._checkpointing is True
+    finally:
+        service.close()

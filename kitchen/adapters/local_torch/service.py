@@ -1,8 +1,9 @@
 """LocalServiceClient: the ServiceClient port (the factory) on this machine's torch.
 
 It makes LoRA training clients and sampling clients over the local backend, so a workflow can
-hold a policy, a frozen reference and a teacher at once. Device and dtype are the service's
-settings, as a remote service would choose its own hardware.
+hold a policy, a frozen reference and a teacher at once. Device, dtype and the memory settings
+(micro-batch budget, gradient checkpointing) are the service's, as a remote service would
+choose its own hardware.
 """
 
 from __future__ import annotations
@@ -11,15 +12,25 @@ from pathlib import Path
 from typing import Any
 
 from kitchen.adapters.local_torch import loading, worker
+from kitchen.adapters.local_torch.batch import DEFAULT_MAX_TOKENS_PER_MICROBATCH
 from kitchen.adapters.local_torch.client import LocalTrainingClient
 from kitchen.adapters.local_torch.sampling import LocalSamplingClient
 from kitchen.errors import ConfigError
 
 
 class LocalServiceClient:
-    def __init__(self, *, device: str = "cpu", dtype: str = "float32") -> None:
+    def __init__(
+        self,
+        *,
+        device: str = "cpu",
+        dtype: str = "float32",
+        max_tokens_per_microbatch: int | None = DEFAULT_MAX_TOKENS_PER_MICROBATCH,
+        gradient_checkpointing: bool = False,
+    ) -> None:
         self._device = device
         self._dtype = dtype
+        self._budget = max_tokens_per_microbatch
+        self._checkpointing = gradient_checkpointing
         self._open: list[Any] = []
 
     def create_lora_training_client(
@@ -44,6 +55,8 @@ class LocalServiceClient:
             device=self._device,
             dtype=self._dtype,
             seed=0 if seed is None else seed,
+            max_tokens_per_microbatch=self._budget,
+            gradient_checkpointing=self._checkpointing,
         )
         self._open.append(client)
         return client
@@ -125,13 +138,18 @@ class LocalServiceClient:
 
 
 def create_service(config: Any, home: Path) -> LocalServiceClient:
-    """The manifest's factory: device and dtype from the recipe's config when it has them, and
-    torch's CPU threads when the config sets ``torch_threads``."""
+    """The manifest's factory: device, dtype and the memory settings from the recipe's config
+    when it has them, and torch's CPU threads when the config sets ``torch_threads``."""
     threads = getattr(config, "torch_threads", None)
     if threads:
         import torch
 
         torch.set_num_threads(int(threads))
     return LocalServiceClient(
-        device=str(getattr(config, "device", "cpu")), dtype=str(getattr(config, "dtype", "float32"))
+        device=str(getattr(config, "device", "cpu")),
+        dtype=str(getattr(config, "dtype", "float32")),
+        max_tokens_per_microbatch=getattr(
+            config, "max_tokens_per_microbatch", DEFAULT_MAX_TOKENS_PER_MICROBATCH
+        ),
+        gradient_checkpointing=bool(getattr(config, "gradient_checkpointing", False)),
     )

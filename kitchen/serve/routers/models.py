@@ -38,6 +38,7 @@ async def create_model(
         train_attn=lora.train_attn,
         train_mlp=lora.train_mlp,
         train_unembed=lora.train_unembed,
+        max_tokens_per_microbatch=service.settings.max_tokens_per_microbatch,
     )
     rid = await service.create_model(spec)
     return {"request_id": rid, "model_id": model_id}

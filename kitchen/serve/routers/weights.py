@@ -115,6 +115,7 @@ async def load_weights(
             train_mlp=s.train_mlp,
             train_unembed=s.train_unembed,
             source={"path": str(tp), "uri": uri, "optimizer": body.optimizer},
+            max_tokens_per_microbatch=service.settings.max_tokens_per_microbatch,
         )
         rid = await service.create_model(spec)
         return {"request_id": rid, "model_id": spec.model_id}

@@ -71,6 +71,19 @@ class TrainingConfig(BaseModel):
         ge=1,
         description="torch's CPU threads (null: torch's default: OMP_NUM_THREADS or the cores)",
     )
+    max_tokens_per_microbatch: int | None = kconfig.operating(
+        16384,  # the local backend's DEFAULT_MAX_TOKENS_PER_MICROBATCH
+        moves_floats=True,
+        absent=None,
+        ge=1,
+        description="padded tokens per micro-batch of a forward/backward (null: one batch a "
+        "call); lower it when a step runs out of memory (docs/backend.md)",
+    )
+    gradient_checkpointing: bool = kconfig.operating(
+        False,
+        absent=False,
+        description="recompute activations in the backward: less memory, about 1/3 more compute",
+    )
     dtype: Literal["float32", "bfloat16"] = "float32"
     adapters: dict[str, str] = Field(
         default_factory=dict,
