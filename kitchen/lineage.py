@@ -18,6 +18,7 @@ from pathlib import Path
 
 from kitchen.errors import ConfigError, NotFound
 from kitchen.events import LineageRef
+from kitchen.paths import state_folder
 from kitchen.ports import BlobRef
 from kitchen.state import RunState
 
@@ -65,7 +66,7 @@ def local_path(ref: LineageRef, home: Path) -> str:
     if ref.kind == "run":
         assert ref.uri is not None
         path = home / ref.uri
-        return str(path / "state" if ref.what != "final" else path)
+        return str(state_folder(path) if ref.what != "final" else path)
     return ref.uri or ref.source
 
 
@@ -94,7 +95,7 @@ def changed(ref: LineageRef, home: Path) -> str | None:
 
 
 def _from_run(role: str, source: str, home: Path) -> tuple[LineageRef, str]:
-    from kitchen.adapters.blobs import LocalBlobStore
+    from kitchen.registry import run_blob_store
 
     run_id, _, pick = source[len("run:") :].partition("@")
     state = _fold(run_id, source)
@@ -121,7 +122,7 @@ def _from_run(role: str, source: str, home: Path) -> tuple[LineageRef, str]:
                 f"name one of its checkpoints instead (run:{run_id}@<step>)"
             )
         uri, sha256, size, what, step = final.uri, final.sha256, final.bytes, "final", final.step
-    blobs = LocalBlobStore(home)
+    blobs = run_blob_store(state.config, state.blob_store, home)
     if not blobs.verify(BlobRef(uri, sha256, size)):
         raise ConfigError(
             f"{role} {source!r}: {uri} under KITCHEN_HOME={home} is missing or fails its "

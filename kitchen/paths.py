@@ -1,7 +1,10 @@
 """Where things are: KITCHEN_HOME, the run folder and its layout, the run-id rule.
 
 Every module asks here, so they cannot disagree (an empty ``KITCHEN_HOME`` means the default,
-everywhere). Blob keys are relative to KITCHEN_HOME, so a home folder can move::
+everywhere): checkpoint names, the state sub-folder of a checkpoint, the final weights and
+artifact keys are defined here and nowhere else. Keys are resolved to files through the run's
+``BlobStore`` (``local_path``), never by joining them to KITCHEN_HOME by hand. Local blob keys
+are relative to KITCHEN_HOME, so a home folder can move::
 
     $KITCHEN_HOME/
       kitchen.db                     the SQLite event log (unless KITCHEN_DB_URL says otherwise)
@@ -40,6 +43,26 @@ def valid_run_id(run_id: object) -> bool:
 
 def run_dir(home: Path, run_id: str) -> Path:
     return home / run_id
+
+
+STATE_DIR = "state"
+"""The sub-folder of a checkpoint blob holding the training client's saved state."""
+
+
+def checkpoint_name(step: int, tag: str = "") -> str:
+    """``step-000020`` (optimizer steps contained); ``tag`` tells apart checkpoints of the same
+    step written by different attempts of a served model (``step-000020-a2``)."""
+    return f"step-{step:06d}" + (f"-{tag}" if tag else "")
+
+
+def step_file(step: int, suffix: str) -> str:
+    """A per-step artifact's file name: ``step-000020.json``."""
+    return checkpoint_name(step) + suffix
+
+
+def state_folder(checkpoint_folder: Path | str) -> Path:
+    """Where a local checkpoint's saved state lies inside its blob folder."""
+    return Path(checkpoint_folder) / STATE_DIR
 
 
 def checkpoint_key(run_id: str, name: str) -> str:

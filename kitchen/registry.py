@@ -17,7 +17,10 @@ edits no file of the engine.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from importlib import metadata
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from kitchen.builtins import BUILTIN as _BUILTIN
@@ -60,6 +63,15 @@ def lookup(kind: str, name: str) -> Any:
     return _resolve(target) if isinstance(target, str) else target
 
 
+def run_blob_store(config: Mapping[str, Any], blob_store: Mapping[str, Any], home: Path) -> Any:
+    """The blob store a run recorded (``RunCreated.blob_store``), built by its adapter's
+    factory from the run's recorded config: what every reader of a run's blobs uses (replay's
+    verification, lineage, the server), so none builds a store of its own on the side."""
+    name = str(blob_store.get("adapter") or "local")
+    factory = lookup("blobs", name)
+    return factory(SimpleNamespace(**config), home)
+
+
 def _resolve(target: str) -> Any:
     module, _, attr = target.partition(":")
     obj: Any = importlib.import_module(module)
@@ -81,4 +93,4 @@ def _check_kind(kind: str) -> None:
         raise ValueError(f"unknown registry kind {kind!r}; kinds: {', '.join(KINDS)}")
 
 
-__all__ = ["KINDS", "lookup", "names", "register"]
+__all__ = ["KINDS", "lookup", "names", "register", "run_blob_store"]

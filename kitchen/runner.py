@@ -209,8 +209,9 @@ class Runner:
         try:
             state = self._refold(catch_up=True)  # the lease is ours: nobody appends behind us
             attempt = state.attempt + 1
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+            # the checkpoints first: a run folder made here would hide a blob store gone away
             ckpt, bad = policy.newest_valid_checkpoint(state, self.ports.blobs, self.ports.training)
+            self.run_dir.mkdir(parents=True, exist_ok=True)
             with self._attempt_span(attempt, policy.previous_span(state)) as span:
                 self.uow.record(self._attempt_started(attempt, span, ckpt.seq if ckpt else None))
                 for event in policy.invalidated(bad):

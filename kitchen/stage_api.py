@@ -26,6 +26,7 @@ from kitchen.events import (
     Event,
     LineageRef,
 )
+from kitchen.paths import STATE_DIR
 from kitchen.ports import BlobStore, DatasetStore, ServiceClient
 from kitchen.state import ArtifactRecord, Checkpoint, RunState
 from kitchen.workflow import Stage
@@ -60,7 +61,7 @@ class ResumePoint:
     checkpoint: Checkpoint
     path: Path | None
 
-    def state_ref(self, subfolder: str = "state") -> str:
+    def state_ref(self, subfolder: str = STATE_DIR) -> str:
         if self.path is None:
             return self.checkpoint.uri
         return str(self.path / subfolder)

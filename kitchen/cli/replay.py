@@ -404,9 +404,9 @@ def verify_blobs(
     Raises CheckpointCorrupt (exit 1) at the first bad one. Remote references are the remote
     service's to verify.
     """
-    from kitchen.adapters.blobs import LocalBlobStore
+    from kitchen.registry import run_blob_store
 
-    blobs = LocalBlobStore(home)
+    blobs = run_blob_store(state.config, state.blob_store, home)
     live = [c for c in state.live_checkpoints() if c.location == "local"]
     for c in live:
         _check_blob(blobs, f"checkpoint {c.name} (seq {c.seq})", c.uri, c.sha256, c.bytes)

@@ -7,6 +7,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from kitchen.errors import NotFound
+from kitchen.paths import state_folder
 
 if TYPE_CHECKING:
     from kitchen.state import Checkpoint, RunState
@@ -58,7 +59,9 @@ def _sample(args: argparse.Namespace) -> int:
     cfg: Any = kconfig.restore(recipe.Config, state.config, {}, getattr(recipe, "RENAMED", {}))
     ports = build_ports(manifest_of(recipe, cfg), cfg, kitchen_home())
     source = (
-        str(ports.blobs.local_path(ckpt.uri) / "state") if ckpt.location == "local" else ckpt.uri
+        str(state_folder(ports.blobs.local_path(ckpt.uri)))
+        if ckpt.location == "local"
+        else ckpt.uri
     )
     client = ports.training.create_training_client_from_state(
         source,

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from kitchen.errors import ConcurrencyConflict, KitchenError
+from kitchen.paths import state_folder
 from kitchen.serve import ids
 from kitchen.serve import journal as jr
 from kitchen.serve.errors import ApiError, bad_request, not_found
@@ -77,8 +78,8 @@ class Service:
         load: list[tuple[Path, bool]] = []
         restored = {}
         if plan.checkpoint is not None:
-            folder = self.settings.home / plan.checkpoint.uri
-            load.append((folder / "state", True))
+            folder = self.journal.blobs.local_path(plan.checkpoint.uri)
+            load.append((state_folder(folder), True))
             restored = load_checkpoint_results(folder)
         elif spec.source is not None:
             load.append((self.settings.home / spec.source["uri"], bool(spec.source["optimizer"])))

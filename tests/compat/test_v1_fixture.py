@@ -118,10 +118,13 @@ CRASHED_RESUMED_CHECKPOINTS = [  # (name, step, status)
 METRIC_TOLERANCE = 1e-9
 
 FIXTURE_CPU_VENDOR = "AuthenticAMD"
-"""The fixture was written on an AMD EPYC. Training that a resume recomputes (steps 4 and 5 of
-v1-crashed) is bit-exact only on a CPU whose float kernels are the same: on another vendor's
-CPU torch picks other SIMD kernels and the sums round differently (about 4e-7 on an Intel
-Xeon). There the resumed result is held to float noise instead of to the fixture's bytes."""
+FIXTURE_CPU_FLAG = "avx512f"
+"""The fixture was written on an AMD EPYC, and resumed bit-exactly on AMD EPYCs with AVX-512.
+Training that a resume recomputes (steps 4 and 5 of v1-crashed) is bit-exact only on a CPU
+whose float kernels are the same: where torch picks other SIMD kernels the sums round
+differently (about 4e-7 on an Intel Xeon; 1.3e-7 on an AMD EPYC without AVX-512, where torch
+uses its AVX2 kernels). There the resumed result is held to float noise instead of to the
+fixture's bytes."""
 
 RECOMPUTED_TOLERANCE = 1e-5
 
@@ -131,11 +134,15 @@ def _same_cpu_as_fixture() -> bool:
         info = Path("/proc/cpuinfo").read_text(encoding="utf-8")
     except OSError:
         return False
-    return any(
+    vendor = any(
         line.split(":", 1)[1].strip() == FIXTURE_CPU_VENDOR
         for line in info.splitlines()
         if line.startswith("vendor_id")
     )
+    flags = next(
+        (ln.split(":", 1)[1].split() for ln in info.splitlines() if ln.startswith("flags")), []
+    )
+    return vendor and FIXTURE_CPU_FLAG in flags
 
 
 # ---------------------------------------------------------------- helpers
@@ -291,3 +298,45 @@ def test_v1_resumed_run_is_complete_with_the_completed_result(v1_home: Path) -> 
     assert r.code == 2, (r.code, r.stderr[-800:])
     assert _adapter_sha(v1_home, "v1-resumed") == COMPLETED_ADAPTER_SHA256
     assert _state("v1-resumed")["step"] == 6
+
+
+NEWER_DEFAULTS = '''
+"""A later kitchen whose sl_basic has other defaults, including a key v1 never recorded."""
+from kitchen import config as kconfig
+import kitchen.recipes.sl_basic as recipe
+
+
+class Config(recipe.Config):
+    learning_rate: float = 0.05
+    lora_rank: int = 4
+    pipeline: bool = kconfig.operating(False)
+    load_checkpoint_path: str | None = kconfig.added("run:no-such-run", absent=None)
+
+
+recipe.Config = Config
+'''
+
+
+@pytest.mark.slow
+def test_v1_crashed_run_resumes_the_same_after_defaults_change(
+    v1_home: Path, tmp_path: Path
+) -> None:
+    """Changing a default never changes a recorded run: keys v1 recorded keep their recorded
+    values, and a key added since takes the value that reproduces what v1 did."""
+    newer = tmp_path / "newer"
+    newer.mkdir()
+    (newer / "sitecustomize.py").write_text(NEWER_DEFAULTS, encoding="utf-8")
+    path = os.pathsep.join(p for p in (str(newer), os.environ.get("PYTHONPATH", "")) if p)
+    home = Path(os.environ["KITCHEN_HOME"]).resolve()
+    r = make_kitchen(home)("resume", "v1-crashed", extra_env={"PYTHONPATH": path})
+    assert r.code == 0, r.stderr[-1500:]
+
+    got = _state("v1-crashed")
+    assert (got["status"], got["step"]) == ("completed", 6)
+    assert got["resumed_from"] == [None, (60, "step-000004", 4)]
+    if _same_cpu_as_fixture():
+        assert _adapter_sha(v1_home, "v1-crashed") == COMPLETED_ADAPTER_SHA256
+    else:
+        final = v1_home / "v1-crashed" / "final"
+        reference = v1_home / "v1-completed" / "final"
+        assert largest_weight_difference(final, reference) <= RECOMPUTED_TOLERANCE

@@ -25,6 +25,7 @@ from kitchen.adapters.tinker import convert, weights
 from kitchen.adapters.tinker.futures import Mapped, identity
 from kitchen.adapters.tinker.sampling import TinkerSamplingClient
 from kitchen.errors import ConfigError, TrainingDiverged
+from kitchen.paths import checkpoint_name
 from kitchen.types import (
     AdamParams,
     CompletedFuture,
@@ -122,7 +123,7 @@ class TinkerTrainingClient:
         same reference); the reference is also written into the local folder ``path``."""
         step = self._step
         if step not in self._saved:
-            self._saved[step] = (self._sdk.save_state(f"step-{step:06d}"), [], set())
+            self._saved[step] = (self._sdk.save_state(checkpoint_name(step)), [], set())
         inner, folders, written = self._saved[step]
         folders.append(Path(path))
 
@@ -167,7 +168,7 @@ class TinkerTrainingClient:
         """The weights as a local PEFT adapter in ``path``: exported through the service's
         external weights; a sampler copy on the service lets a sampling client use it."""
         folder = Path(path)
-        tag = f"step-{self._step:06d}-{secrets.token_hex(3)}"
+        tag = checkpoint_name(self._step, secrets.token_hex(3))
         external = self._sdk.save_weights_external(tag)
         sampler = self._sdk.save_weights_for_sampler(tag)
 

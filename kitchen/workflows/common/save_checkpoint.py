@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 from kitchen import faults
-from kitchen.paths import checkpoint_key
+from kitchen.paths import checkpoint_key, checkpoint_name, state_folder
 from kitchen.stage_api import (
     CheckpointDeleted,
     CheckpointSaved,
@@ -37,13 +37,13 @@ def run(ctx: Ctx) -> StageResult:
     if r.pipeline.inflight:  # await_future drains before a checkpoint; this guards the invariant
         raise RuntimeError(f"checkpoint with steps still in flight: {sorted(r.pipeline.inflight)}")
     c = r.cursor
-    name = f"step-{c.step:06d}"
+    name = checkpoint_name(c.step)
     key = checkpoint_key(ctx.run_id, name)
     remote: list[str] = []
 
     def fill(tmp: Path) -> None:
-        (tmp / "state").mkdir()
-        saved = r.training.save_state(tmp / "state").result()
+        state_folder(tmp).mkdir()
+        saved = r.training.save_state(state_folder(tmp)).result()
         if "://" in saved.path:
             remote.append(saved.path)
         faults.point("checkpoint:mid_write")

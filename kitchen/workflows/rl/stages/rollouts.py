@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 
 from kitchen import faults
-from kitchen.paths import artifact_key
+from kitchen.paths import artifact_key, step_file
 from kitchen.ports import BlobRef
 from kitchen.stage_api import Artifact, ArtifactRecord, StageResult
 from kitchen.types import SamplingParams
@@ -42,7 +42,7 @@ def _sample(ctx: Ctx, step: int) -> Artifact:
     finally:
         sampler.close()
     ref = ctx.blobs.write_bytes(
-        artifact_key(ctx.run_id, KIND, f"step-{step:06d}.json"), codec.encode(step, groups)
+        artifact_key(ctx.run_id, KIND, step_file(step, ".json")), codec.encode(step, groups)
     )
     faults.point("rollouts:after_blob")
     return Artifact(kind=KIND, uri=ref.uri, sha256=ref.sha256, bytes=ref.bytes, step=step)
