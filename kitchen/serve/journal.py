@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from kitchen import events as ev
-from kitchen.adapters.blobs import LocalBlobStore
+from kitchen import registry
 from kitchen.errors import CheckpointCorrupt, KitchenError
 from kitchen.ports import BlobRef
 from kitchen.serve import ids
@@ -128,13 +128,18 @@ class RebuildPlan:
     invalid: list[CheckpointRef] = field(default_factory=list)
 
 
+BLOB_STORE = {"adapter": "local"}
+
+
 class Journal:
     """The served models' log, their request blobs, and the session and sampler records."""
 
     def __init__(self, store: EventStore, home: Path) -> None:
         self.store = store
         self.home = home
-        self.blobs = LocalBlobStore(home)
+        # Served models keep their blobs in the server's local store, recorded as such in
+        # each model's RunCreated (blob_store), and read back through it.
+        self.blobs = registry.run_blob_store({}, BLOB_STORE, home)
         self._tips: dict[str, int] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._attempts: dict[str, int] = {}
@@ -190,6 +195,7 @@ class Journal:
             seed=spec.seed,
             versions=versions,
             run_dir=spec.run_dir,
+            blob_store=dict(BLOB_STORE),
         )
         self._tips[spec.run_id] = 0
         self._append(spec.run_id, [created, self._attempt_started(spec.run_id, 1, None)])

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from kitchen import faults
 from kitchen.errors import KitchenError
+from kitchen.paths import checkpoint_key, checkpoint_name, state_folder
 from kitchen.serve import backend, ids
 from kitchen.serve.errors import ApiError, bad_request
 from kitchen.serve.futures import FutureTable, Result
@@ -269,12 +270,12 @@ class ServedModel:
         """State + results not yet retrieved, written atomically, then CheckpointSaved."""
         client = self.client
         assert client is not None
-        name = f"step-{self.done_steps:06d}-a{self.attempt}"
-        key = f"{self.spec.run_dir}/checkpoints/{name}"
+        name = checkpoint_name(self.done_steps, f"a{self.attempt}")
+        key = checkpoint_key(self.spec.run_dir, name)
         pending = {rid: r.as_json() for rid, r in self.futures.unretrieved(self.model_id).items()}
 
         def fill(tmp: Path) -> None:
-            client.save_state(tmp / "state").result()
+            client.save_state(state_folder(tmp)).result()
             (tmp / "results.json").write_text(json.dumps(pending, sort_keys=True))
 
         try:

@@ -17,8 +17,9 @@ class TrainingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     model_name: str = Field("kitchen/tiny", description="embedded name, local folder or hub id")
-    load_checkpoint_path: str | None = Field(
+    load_checkpoint_path: str | None = kconfig.added(
         None,
+        absent=None,
         description="start from these weights: run:<id>[@<checkpoint or step>], a state or "
         "adapter folder, or a base model",
     )
