@@ -29,9 +29,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     r.add_argument("run_id")
     r.add_argument(
-        "overrides", nargs="*", metavar="key=value", help="config changes (need --force)"
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="operating settings for this attempt (pipeline, torch_threads, …: recorded); other "
+        "config changes need --force",
     )
-    r.add_argument("--force", action="store_true", help="accept a changed config or dataset")
+    r.add_argument(
+        "--force", action="store_true", help="accept a changed identity key, dataset or lineage"
+    )
     r.add_argument("--trace", choices=["console"], help="print OpenTelemetry spans to stderr")
     r.set_defaults(func=_resume)
 
