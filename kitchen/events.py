@@ -136,9 +136,10 @@ class RunResumed(Event):
 
 class AttemptInterrupted(Event):
     """The attempt stopped, and the run can be resumed: asked to by a signal (``signal``), or
-    stopped by a fault outside the run (``fault``: ``disk_full``, ``store_unavailable``,
-    ``service_unavailable``, ``infrastructure``; ``reason``: the error's one line; ``stage``:
-    the stage it happened in, if any). The runner sets one of ``signal`` and ``fault``.
+    stopped by a fault outside the run (``fault``: ``disk_full``, ``read_only``, ``io_error``,
+    ``store_unavailable``, ``service_unavailable``, ``infrastructure``; ``reason``: the error's
+    one line; ``stage``: the stage it happened in, if any). The runner sets one of ``signal``
+    and ``fault``.
 
     v2 added ``fault``, ``reason`` and ``stage`` and made ``signal`` optional."""
 

@@ -11,7 +11,8 @@ import sqlite3
 from sqlalchemy import exc
 from sqlalchemy.engine import URL, Engine, make_url
 
-from kitchen.errors import StoreError, StoreUnavailable
+from kitchen.errors import InfrastructureError, StoreError, StoreUnavailable
+from kitchen.io_faults import storage_fault
 from kitchen.paths import default_db_path
 
 from . import _dialects
@@ -81,13 +82,21 @@ def is_disconnect(error: BaseException) -> bool:
     return isinstance(error, exc.DBAPIError) and bool(error.connection_invalidated)
 
 
-def translate(error: BaseException, url: str, doing: str) -> StoreError:
-    """Turn a driver/SQLAlchemy error into a one-line kitchen error naming the database."""
+def translate(error: BaseException, url: str, doing: str) -> StoreError | InfrastructureError:
+    """Turn a driver/SQLAlchemy error into a one-line kitchen error naming the database.
+
+    A database whose disk is full, read-only or failing (SQLite's "database or disk is full",
+    Postgres' SQLSTATE 53100 …) is the storage's fault, not the store's: ``DiskFull``,
+    ``ReadOnlyStorage`` or ``StorageIOError`` (``kitchen.io_faults``), which no retry fixes
+    and which ends an attempt resumable."""
     where = mask(url)
     detail = _first_line(getattr(error, "orig", None) or error)
     password = _password(url)
     if password:
         detail = detail.replace(password, "***")
+    fault = storage_fault(error, f"to database {where} ({doing})", then="try again")
+    if fault is not None:
+        return fault
     unavailable = (exc.OperationalError, exc.InterfaceError, sqlite3.OperationalError)
     if isinstance(error, unavailable) or _is_not_a_database(error):
         hint = (

@@ -31,12 +31,12 @@ from kitchen.adapters._blob_common import (
     temp_name,
 )
 from kitchen.errors import (
-    DISK_FULL_ERRNOS,
     BlobStoreUnavailable,
     ConfigError,
-    DiskFull,
+    KitchenError,
     NotFound,
 )
+from kitchen.io_faults import storage_fault
 from kitchen.ports import BlobRef
 
 
@@ -71,7 +71,7 @@ class LocalBlobStore:
     # ------------------------------------------------------------------ writes
 
     def write_dir(self, key: str, fill: Callable[[Path], None]) -> BlobRef:
-        with _infrastructure(key):
+        with _infrastructure(self.root / key):
             return self._write_dir(key, fill)
 
     def _write_dir(self, key: str, fill: Callable[[Path], None]) -> BlobRef:
@@ -79,18 +79,19 @@ class LocalBlobStore:
         tmp = dest.parent / temp_name(dest.name, "tmp")
         tmp.mkdir()
         try:
-            fill(tmp)
-            check_filled(tmp)
-            sha, size = lfs.digest(tmp, sync=True)
-            lfs.write_synced(tmp / MARKER, marker_bytes(sha, size))
-            lfs.fsync_dir(tmp)
-            self._swap_in(tmp, dest)
+            with _infrastructure(dest, probe=tmp):  # asked before the temp folder goes
+                fill(tmp)
+                check_filled(tmp)
+                sha, size = lfs.digest(tmp, sync=True)
+                lfs.write_synced(tmp / MARKER, marker_bytes(sha, size))
+                lfs.fsync_dir(tmp)
+                self._swap_in(tmp, dest)
         finally:
             lfs.remove(tmp)
         return BlobRef(key, sha, size)
 
     def write_bytes(self, key: str, data: bytes) -> BlobRef:
-        with _infrastructure(key):
+        with _infrastructure(self.root / key):
             return self._write_bytes(key, data)
 
     def _write_bytes(self, key: str, data: bytes) -> BlobRef:
@@ -259,16 +260,20 @@ __all__ = ["LocalBlobStore", "create_store"]
 
 
 @contextlib.contextmanager
-def _infrastructure(key: str) -> Iterator[None]:
-    """A full disk or quota is the machine's fault, not the run's: say so with its own type."""
+def _infrastructure(dest: Path, probe: Path | None = None) -> Iterator[None]:
+    """A full, read-only or failing disk is the machine's fault, not the run's: say so with
+    its own type, naming the blob's path. What the writing library raised is read first
+    (``kitchen.io_faults``); when it does not say why (``torch.save`` does not), the
+    filesystem at ``probe`` is asked, while the half-written temp folder still fills it."""
     try:
         yield
-    except OSError as exc:
-        if exc.errno in DISK_FULL_ERRNOS:
-            raise DiskFull(
-                f"cannot write blob {key}: {os.strerror(exc.errno)}; free space and resume"
-            ) from exc
+    except KitchenError:
         raise
+    except Exception as exc:
+        fault = storage_fault(exc, f"blob {dest}", path=probe)
+        if fault is None:
+            raise
+        raise fault from exc
 
 
 def create_store(config: Any, home: Path) -> LocalBlobStore:

@@ -44,8 +44,7 @@ def status(kitchen: Kitchen, run_id: str) -> str:
     [
         (
             "checkpoint:mid_write@2=ENOSPC",
-            "cannot write blob disk/checkpoints/step-000010: No space left on device; "
-            "free space and resume",
+            "/disk/checkpoints/step-000010: No space left on device; free space and resume",
             "save_checkpoint",
         ),
         (
@@ -55,7 +54,7 @@ def status(kitchen: Kitchen, run_id: str) -> str:
         ),
         (
             "final:mid_write=ENOSPC",
-            "cannot write blob disk/final: No space left on device; free space and resume",
+            "/disk/final: No space left on device; free space and resume",
             "save_final_weights",
         ),
     ],

@@ -110,7 +110,7 @@ def test_a_full_disk_while_writing_a_checkpoint_blob(
     last = store.read(RUN_ID)[-1]
     assert last.payload["fault"] == "disk_full"
     assert last.payload["reason"] == (
-        f"cannot write blob {RUN_ID}/checkpoints/step-000004: Disk quota exceeded; "
+        f"cannot write blob {blobs.root / RUN_ID}/checkpoints/step-000004: Disk quota exceeded; "
         "free space and resume"
     )
     assert [e.payload["step"] for e in store.read(RUN_ID) if e.type == "CheckpointSaved"] == [2]
