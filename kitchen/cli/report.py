@@ -10,12 +10,15 @@ superseded steps) is inline too. Everything comes from the fold's workflow-neutr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from kitchen.io_faults import storage_fault
 
 if TYPE_CHECKING:
     from kitchen.state import RunState
@@ -66,7 +69,17 @@ def _report(args: argparse.Namespace) -> int:
     page = render(state, status, ok, verdict, args.metric)
     out = Path(args.out or f"{state.run_id}-report.html")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page, encoding="utf-8")
+    tmp = out.with_name(out.name + ".tmp")
+    try:
+        tmp.write_text(page, encoding="utf-8")
+        tmp.replace(out)  # a full or read-only disk leaves no half-written page behind
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        fault = storage_fault(exc, str(out), then="try again")
+        if fault is not None:
+            raise fault from exc
+        raise
     print(out)
     if not ok:
         print(f"kitchen: error: verification failed: {verdict} (see {out})", file=sys.stderr)
