@@ -18,8 +18,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kitchen._version import __version__
-from kitchen.errors import KitchenError
-from kitchen.serve.errors import ApiError
+from kitchen.errors import InfrastructureError, KitchenError
+from kitchen.io_faults import storage_fault
+from kitchen.serve.errors import RETRY_AFTER_S, ApiError, unavailable
 from kitchen.serve.routers import futures, models, sampling, service, training, weights
 from kitchen.serve.service import Service
 from kitchen.serve.settings import ServeSettings
@@ -137,3 +138,23 @@ def _errors(app: FastAPI) -> None:
     @app.exception_handler(KitchenError)
     async def kitchen_error(request: Request, exc: KitchenError) -> JSONResponse:
         return JSONResponse(ApiError(400, str(exc)).body(), status_code=400)
+
+    @app.exception_handler(InfrastructureError)
+    async def fault(request: Request, exc: InfrastructureError) -> JSONResponse:
+        return _unavailable(exc)
+
+    @app.exception_handler(OSError)
+    async def os_error(request: Request, exc: OSError) -> JSONResponse:
+        found = storage_fault(exc, then="retry")
+        if found is None:
+            log.error("request failed", exc_info=exc)
+            return JSONResponse(ApiError(500, "internal error", "server").body(), status_code=500)
+        return _unavailable(found)
+
+
+def _unavailable(exc: InfrastructureError) -> JSONResponse:
+    log.warning("answered 503: %s", exc)
+    error = unavailable(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    return JSONResponse(
+        error.body(), status_code=error.status, headers={"Retry-After": str(RETRY_AFTER_S)}
+    )

@@ -3,7 +3,10 @@
 The tinker SDK reads a failed request as ``{"error": message, "category": "user"|"server"|
 "unknown"}`` (``RequestFailedResponse``); HTTP errors carry the same body, so a client sees
 one clear line whatever went wrong. Status codes follow what the SDK retries: 4xx (but 408,
-409, 429) are final, 5xx and connection errors are retried.
+409, 429) are final, 5xx and connection errors are retried. A request the server cannot put on
+record because of a fault of the machine (a full or read-only disk, the database unreachable)
+gets 503 with ``Retry-After``: it was not acknowledged, and its retry is recorded once the fault
+is gone.
 """
 
 from __future__ import annotations
@@ -37,6 +40,20 @@ def not_found(what: str) -> ApiError:
 
 def unauthorized(message: str = "missing or invalid API key: set TINKER_API_KEY") -> ApiError:
     return ApiError(401, message)
+
+
+RETRY_AFTER_S = 2
+"""What a 503 for a fault of the machine asks the client to wait (the SDK honours
+``Retry-After`` up to 60 s, and retries 408, 409, 429 and every 5xx)."""
+
+
+def unavailable(fault: str) -> ApiError:
+    """503 for a fault of the machine (a full or read-only disk, the database unreachable):
+    nothing was recorded, nothing is acknowledged, and the SDK sends the same request again.
+    ``fault`` is the fault's one line; its advice to the operator (after the last ``; ``) is
+    not the client's business."""
+    what = fault.rsplit("; ", 1)[0]
+    return ApiError(503, f"{what} (the server did not record this request; retry)", "server")
 
 
 def not_implemented(what: str) -> ApiError:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kitchen import faults
-from kitchen.errors import KitchenError
+from kitchen.errors import InfrastructureError, KitchenError
 from kitchen.paths import checkpoint_key, checkpoint_name, state_folder
 from kitchen.serve import backend, ids
 from kitchen.serve.errors import ApiError, bad_request
@@ -184,6 +184,8 @@ class ServedModel:
                 result = await self._execute(op)
             except ApiError as exc:
                 result = failed(exc.message, exc.category)
+            except InfrastructureError as exc:  # a full or read-only disk: the server's fault
+                result = failed(str(exc), "server")
             except KitchenError as exc:
                 result = failed(str(exc))
             except Exception as exc:  # a bug: fail this request, keep serving the rest
