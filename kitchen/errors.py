@@ -12,6 +12,8 @@ Hierarchy::
     │   ├── ReadOnlyStorage           exit 75 EROFS: the filesystem (or database) takes no writes
     │   ├── StorageIOError            exit 75 EIO: the device failed a read or a write
     │   ├── BlobStoreUnavailable      exit 75 the run's recorded blob store is unreachable
+    │   ├── OutOfMemory               exit 71 the backend ran out of memory: resumable once an
+    │   │                                     operating setting (micro-batch size …) changed
     │   └── ServiceUnavailable        exit 75 a remote service unreachable past its retries
     ├── ConfigError                   exit 2  bad recipe, key, value, file
     ├── NotFound                      exit 2  unknown run id, recipe, checkpoint, dataset
@@ -88,13 +90,15 @@ class StorageIOError(InfrastructureError):
     fault = "io_error"
 
 
-class OutOfMemory(KitchenError):
+class OutOfMemory(InfrastructureError):
     """The backend ran out of memory (a CPU allocator failure, ``MemoryError``, CUDA out of
-    memory). Resumable, but not with the same operating settings: retrying them would fail
-    the same way. The message says what to lower (``max_tokens_per_microbatch``, or turn on
-    ``gradient_checkpointing``)."""
+    memory). The attempt ends as a fault of its own (``fault: out_of_memory``, exit 71): the
+    run is sound and resumable, but not with the same operating settings, which would fail the
+    same way, so a resume that changes none of them is refused. The message says what to lower
+    (``max_tokens_per_microbatch``, or turn on ``gradient_checkpointing``)."""
 
     exit_code = 71  # sysexits.h EX_OSERR
+    fault = "out_of_memory"
 
 
 class BlobStoreUnavailable(InfrastructureError):

@@ -26,7 +26,7 @@ from kitchen import events as ev
 from kitchen import lineage as klineage
 from kitchen import registry, snapshots
 from kitchen import resume_policy as policy
-from kitchen.errors import ConfigError
+from kitchen.errors import ConfigError, OutOfMemory
 from kitchen.io_faults import storage_fault
 from kitchen.paths import RUN_ID_RULE, kitchen_home, valid_run_id
 from kitchen.runner import Identity, Reporter, Runner
@@ -300,6 +300,18 @@ def _check_blob_store(run_id: str, state: Any, now: dict[str, Any]) -> None:
         )
 
 
+def _check_out_of_memory(run_id: str, state: Any, operating_changes: list[str]) -> None:
+    """A run that ran out of memory resumes only with other operating settings: the same ones
+    would fail the same way."""
+    if state.fault is None or state.fault[0] != OutOfMemory.fault or operating_changes:
+        return
+    raise ConfigError(
+        f"run {run_id!r} ran out of memory with these settings; resume it with less per "
+        f"micro-batch or with checkpointing, e.g. `kitchen resume {run_id} "
+        "max_tokens_per_microbatch=4096` or `gradient_checkpointing=true`"
+    )
+
+
 def _store_text(store: dict[str, Any]) -> str:
     rest = ", ".join(f"{k}={v}" for k, v in sorted(store.items()) if k != "adapter")
     return f"the {store.get('adapter')!r} blob store" + (f" ({rest})" if rest else "")
@@ -331,9 +343,11 @@ def resume(
     paths = {ref.role: klineage.local_path(ref, home) for ref in lineage}
     p = _identify(recipe, cfg, lineage, paths)
     _check_blob_store(run_id, state, p.blob_store)
+    was = kconfig.redacted(as_before)
+    operating_changes = kconfig.changes(kconfig.operating_of(recipe.Config, was), p.operating)
+    _check_out_of_memory(run_id, state, operating_changes)
     runner = _runner(p, store, run_id, reporter, trace_console)
     threads = p.ports.training.describe().get("torch_threads")
-    was = kconfig.redacted(as_before)
     identity = Identity(
         p.config_hash,
         p.data_fingerprint,
@@ -341,9 +355,7 @@ def resume(
         int(threads) if threads is not None else None,
         created_config_hash=kconfig.identity_hash(recipe.Config, was),
         lineage_changes=tuple(changed),
-        operating_changes=tuple(
-            kconfig.changes(kconfig.operating_of(recipe.Config, was), p.operating)
-        ),
+        operating_changes=tuple(operating_changes),
     )
     try:
         return runner.resume(identity, force=force)

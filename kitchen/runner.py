@@ -53,6 +53,7 @@ from kitchen.errors import (
     InfrastructureError,
     KitchenError,
     LeaseHeld,
+    OutOfMemory,
     StoreUnavailable,
 )
 from kitchen.io_faults import storage_fault
@@ -65,6 +66,7 @@ from kitchen.workflow import FINISH_TRIGGER, INITIAL, Loop, Node, Stage, Transit
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFLICT, EXIT_INTERRUPTED = 0, 1, 3, 130
 EXIT_TEMPFAIL = 75  # sysexits.h EX_TEMPFAIL: a fault outside the run; resume once it is gone
+EXIT_OUT_OF_MEMORY = 71  # sysexits.h EX_OSERR: out of memory; resume with other settings
 
 
 class Reporter:
@@ -516,7 +518,8 @@ class Runner:
             return self._suspend(fault)
 
     def _suspend(self, fault: InfrastructureError) -> int:
-        """Record that a fault stopped the attempt, if the log can still be written; exit 75.
+        """Record that a fault stopped the attempt, if the log can still be written; exit 75
+        (71 for running out of memory: the fault's own exit code).
 
         When the database is the fault, nothing more is tried: the retry budget is spent.
         """
@@ -532,9 +535,10 @@ class Runner:
             with contextlib.suppress(KitchenError):
                 self.uow.flush()
                 recorded = True
+        code = EXIT_OUT_OF_MEMORY if isinstance(fault, OutOfMemory) else EXIT_TEMPFAIL
         self.reporter.fault(fault, recorded)
-        self.reporter.finished(self.state, EXIT_TEMPFAIL)
-        return EXIT_TEMPFAIL
+        self.reporter.finished(self.state, code)
+        return code
 
     def _boundary(self, machine: RunMachine) -> int | None:
         """Between stages: honour signals, cancellation and the lease."""
@@ -556,6 +560,7 @@ __all__ = [
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
+    "EXIT_OUT_OF_MEMORY",
     "EXIT_TEMPFAIL",
     "Identity",
     "Reporter",

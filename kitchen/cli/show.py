@@ -65,7 +65,7 @@ def describe(state: RunState, status: str, home: Path) -> list[str]:
     lines += _checkpoints(state)
     lines += _artifacts(state)
     lines += _metrics(state)
-    lines += _problems(state)
+    lines += _problems(state, status)
     where = paths(state, home)
     lines += ["", "paths:", f"  run folder     {where['run_dir']}"]
     if where["final_adapter"]:
@@ -217,7 +217,15 @@ def _metrics(state: RunState) -> list[str]:
     return ["", "metrics:", *(f"  {label.ljust(width)}  {fmt_metrics(m)}" for label, m in rows)]
 
 
-def _problems(state: RunState) -> list[str]:
+KILLED_HINT = (
+    "the last attempt ended without a word (no event, its worker gone): it was killed — "
+    "SIGKILL, which is how the kernel's OOM killer and a cgroup memory limit stop a process — "
+    "or its machine went down. If memory is the likely cause, resume with less per micro-batch "
+    "(max_tokens_per_microbatch=…) or gradient_checkpointing=true"
+)
+
+
+def _problems(state: RunState, status: str = "") -> list[str]:
     from kitchen.cli._common import fmt_value
 
     lines: list[str] = []
@@ -227,6 +235,13 @@ def _problems(state: RunState) -> list[str]:
         lines += ["", f"cancelled: {state.cancel_reason}"]
     if state.fault:
         lines += ["", f"stopped by a fault ({state.fault[0]}), resumable: {state.fault[1]}"]
+        if state.fault[0] == "out_of_memory":
+            lines.append(
+                "  a resume needs other operating settings: lower max_tokens_per_microbatch or "
+                "set gradient_checkpointing=true"
+            )
+    if status == "crashed":
+        lines += ["", f"crashed: {KILLED_HINT}"]
     if state.mismatches:
         lines += ["", "determinism mismatches (re-executed step differs from the logged one):"]
         lines += [
