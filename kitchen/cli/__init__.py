@@ -5,7 +5,8 @@ package and imports its heavy dependencies inside the command, so ``kitchen --he
 ``kitchen runs`` and ``kitchen replay`` never load torch.
 
 Conventions: the run id goes to stdout first; progress and logs go to stderr. Exit codes:
-0 done, 1 the run failed, 2 usage/config/not found, 3 conflict, 75 a fault outside the run
+0 done, 1 the run failed, 2 usage/config/not found, 3 conflict, 71 out of memory (resumable
+with other operating settings), 75 a fault outside the run
 (disk full, database or service unreachable: resumable), 130 interrupted. Errors the
 user can cause are one line (``kitchen: error: …``), never a traceback.
 """
