@@ -153,6 +153,10 @@ def _check_model(cfg: Any) -> None:
             f"model_name {name!r}: {str(path)!r} holds no model (no config.json); "
             "pass a folder written by save_pretrained, or a hub model id"
         )
+    if looks_local:  # a family the local backend cannot train is refused before the run exists
+        from kitchen.adapters.local_torch.architectures import check_model_folder
+
+        check_model_folder(path)
 
 
 def prepare(recipe_name: str, overrides: list[str], config_file: str | None) -> Prepared:

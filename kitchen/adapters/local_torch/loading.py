@@ -187,6 +187,10 @@ def load_lora_model(
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
+    if Path(name).is_dir():
+        from kitchen.adapters.local_torch.architectures import check_model_folder
+
+        check_model_folder(name)
     base = from_pretrained(AutoModelForCausalLM, name, dtype=dtype)
     config = LoraConfig(
         r=lora.rank,
@@ -200,6 +204,9 @@ def load_lora_model(
         with warnings.catch_warnings():
             # peft reads a property transformers 5 deprecated; nothing for a user to act on.
             warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
+            # On a fused-expert MoE (Qwen3-MoE) peft adds rank/alpha patterns for a conversion
+            # layout that all-linear does not use, and says so; the experts still get LoRA.
+            warnings.filterwarnings("ignore", message="The following (rank|alpha)_pattern keys")
             model = get_peft_model(base, config)
     except ValueError as exc:
         raise ConfigError(f"cannot apply LoRA to {name}: {_first_line(exc)}") from exc
