@@ -35,7 +35,8 @@ class Tmpfs:
         path.mkdir(parents=True, exist_ok=True)
         r = _mount("-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path))
         if r.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip() or r.returncode}")
+            why = r.stderr.strip().splitlines()[0] if r.stderr.strip() else f"exit {r.returncode}"
+            pytest.skip(f"cannot mount a tmpfs here: {why}")
         self._fillers = 0
 
     def free(self) -> int:
