@@ -142,7 +142,7 @@ def test_the_memory_settings_are_operating_keys_that_reach_the_backend(
     from kitchen.adapters.local_torch.batch import DEFAULT_MAX_TOKENS_PER_MICROBATCH
     from kitchen.adapters.local_torch.service import create_service
     from kitchen.errors import ConfigError
-    from kitchen.recipes.sl_basic import Config
+    from kitchen.workflows.common.config import TrainingConfig as Config
 
     assert Config().max_tokens_per_microbatch == DEFAULT_MAX_TOKENS_PER_MICROBATCH
     assert Config().gradient_checkpointing is False

@@ -187,7 +187,7 @@ def load_lora_model(
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    if Path(name).is_dir():
+    if (Path(name) / "config.json").is_file():  # without one, from_pretrained says what is wrong
         from kitchen.adapters.local_torch.architectures import check_model_folder
 
         check_model_folder(name)
