@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from kitchen.testing.cli import Kitchen
+from kitchen.testing.cli import Kitchen, make_kitchen
 
 STEPS = 20
 SAVE_EVERY = 5
@@ -20,6 +20,22 @@ SMALL_SL_CONFIG = [
     "eval_max_tokens=4",
 ]
 """A 20-step sl_basic run that takes seconds: the shape the crash tests use."""
+
+
+def crash_sl(
+    home: Path, run_id: str, point: str, *extra: str, env: dict[str, str] | None = None
+) -> None:
+    """Start a SMALL_SL_CONFIG run that a fault point SIGKILLs (exit -9) at ``point``."""
+    r = make_kitchen(home)(
+        "run",
+        "sl_basic",
+        *SMALL_SL_CONFIG,
+        *extra,
+        "--run-id",
+        run_id,
+        extra_env={"KITCHEN_FAULT": point, **(env or {})},
+    )
+    assert r.code == -9, r.stderr[-800:]
 
 
 def adapter_sha(home: Path, run_id: str) -> str:

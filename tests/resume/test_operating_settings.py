@@ -26,24 +26,11 @@ from kitchen.recipes import load_recipe
 from kitchen.registry import names
 from kitchen.state import Attempt, RunState
 from kitchen.testing.cli import make_kitchen, one_line_error
-from kitchen.testing.runs import SMALL_SL_CONFIG as CONFIG
-from kitchen.testing.runs import adapter_sha, replay_json
+from kitchen.testing.runs import adapter_sha, crash_sl, replay_json
 
-KILLED, TEMPFAIL = -9, 75
+TEMPFAIL = 75
 CRASH_AT = "stage:get_batch:after@13"  # checkpoints at steps 5 and 10 are on record
 V1_DB = Path(__file__).resolve().parents[1] / "fixtures" / "v1" / "kitchen.db"
-
-
-def _crash(home: Path, run_id: str, env: dict[str, str] | None = None) -> None:
-    r = make_kitchen(home)(
-        "run",
-        "sl_basic",
-        *CONFIG,
-        "--run-id",
-        run_id,
-        extra_env={"KITCHEN_FAULT": CRASH_AT, **(env or {})},
-    )
-    assert r.code == KILLED, r.stderr[-800:]
 
 
 def _events(doc: dict[str, Any], kind: str) -> list[dict[str, Any]]:
@@ -55,7 +42,7 @@ def _events(doc: dict[str, Any], kind: str) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("recipe", names("recipes"))
 def test_operating_settings_of_every_recipe(recipe: str) -> None:
-    cls = load_recipe(recipe).Config
+    cls = load_recipe(recipe).config
     operating = kconfig.operating_keys(cls)
     assert {"pipeline", "device", "torch_threads", "keep_checkpoints", "hf_token"} <= operating
     # what the result depends on stays identity
@@ -72,37 +59,37 @@ def test_every_key_added_since_v1_says_what_reproduces_a_v1_run() -> None:
         (payload,) = db.execute("SELECT payload FROM events WHERE type = 'RunCreated'").fetchone()
     recorded = json.loads(payload)["config"]
     recipe = load_recipe("sl_basic")
-    renamed = {old: new.partition(".")[0] for old, new in recipe.RENAMED.items()}
+    renamed = {old: new.partition(".")[0] for old, new in recipe.renamed.items()}
     then = {renamed.get(k, k) for k in recorded}
-    added = set(recipe.Config.model_fields) - then
+    added = set(recipe.config.model_fields) - then
     assert added  # the check has something to check
-    undeclared = sorted(added - set(kconfig.absent_values(recipe.Config)))
+    undeclared = sorted(added - set(kconfig.absent_values(recipe.config)))
     assert undeclared == [], f"keys added since v1 without an absent value: {undeclared}"
 
 
 def test_restore_gives_a_key_added_later_its_absent_value_not_its_default() -> None:
     recipe = load_recipe("sl_basic")
-    recorded = kconfig.redacted(recipe.Config())
+    recorded = kconfig.redacted(recipe.config())
     del recorded["torch_threads"]  # as a run recorded before the key existed
-    fields = recipe.Config.model_fields
+    fields = recipe.config.model_fields
     saved = fields["torch_threads"].default
     try:
         fields["torch_threads"].default = 1  # a later version changes the default
-        recipe.Config.model_rebuild(force=True)
-        assert recipe.Config().torch_threads == 1
-        assert kconfig.restore(recipe.Config, recorded, {}).torch_threads is None
+        recipe.config.model_rebuild(force=True)
+        assert recipe.config().torch_threads == 1
+        assert kconfig.restore(recipe.config, recorded, {}).torch_threads is None
     finally:
         fields["torch_threads"].default = saved
-        recipe.Config.model_rebuild(force=True)
+        recipe.config.model_rebuild(force=True)
 
 
 def test_restore_takes_the_last_attempts_operating_settings() -> None:
     recipe = load_recipe("sl_basic")
-    recorded = kconfig.redacted(recipe.Config())
+    recorded = kconfig.redacted(recipe.config())
     last = {"pipeline": False, "torch_threads": 1, "learning_rate": 9.0}  # not operating: ignored
-    cfg: Any = kconfig.restore(recipe.Config, recorded, {}, None, last)
+    cfg: Any = kconfig.restore(recipe.config, recorded, {}, None, last)
     assert (cfg.pipeline, cfg.torch_threads, cfg.learning_rate) == (False, 1, 3e-3)
-    cfg = kconfig.restore(recipe.Config, recorded, {"pipeline": True}, None, last)
+    cfg = kconfig.restore(recipe.config, recorded, {"pipeline": True}, None, last)
     assert cfg.pipeline is True
 
 
@@ -183,7 +170,7 @@ def test_operating_settings_change_at_a_resume_identity_does_not(
 ) -> None:
     home = tmp_path / "home"
     kitchen = make_kitchen(home)
-    _crash(home, "ops")
+    crash_sl(home, "ops", CRASH_AT)
     before = replay_json(kitchen, "ops")
 
     refused = kitchen("resume", "ops", "learning_rate=0.1")
@@ -247,7 +234,7 @@ def test_an_unreachable_blob_store_invalidates_nothing(tmp_path: Path, reference
     url = f"sqlite:///{db / 'kitchen.db'}"
     _mount_bind(disk, home)
     try:
-        _crash(home, "away", {"KITCHEN_DB_URL": url})
+        crash_sl(home, "away", CRASH_AT, env={"KITCHEN_DB_URL": url})
     finally:
         subprocess.run(["umount", str(home)], check=True)
     kitchen = make_kitchen(home, url)

@@ -14,30 +14,15 @@ import pytest
 
 from kitchen.testing.cli import make_kitchen, one_line_error
 from kitchen.testing.runs import SMALL_SL_CONFIG as CONFIG
-from kitchen.testing.runs import STEPS, adapter_sha, replay_json
+from kitchen.testing.runs import STEPS, adapter_sha, crash_sl, replay_json
 
 KILLED = -9
-
-
-def _crash(
-    home: Path, run_id: str, point: str, *extra: str, env: dict[str, str] | None = None
-) -> None:
-    r = make_kitchen(home)(
-        "run",
-        "sl_basic",
-        *CONFIG,
-        *extra,
-        "--run-id",
-        run_id,
-        extra_env={"KITCHEN_FAULT": point, **(env or {})},
-    )
-    assert r.code == KILLED, r.stderr[-800:]
 
 
 @pytest.mark.slow
 def test_corrupt_newest_checkpoint_falls_back(tmp_path: Path, reference: str) -> None:
     home = tmp_path / "home"
-    _crash(home, "corrupt", "stage:get_batch:after@13")  # checkpoints at 5 and 10 exist
+    crash_sl(home, "corrupt", "stage:get_batch:after@13")  # checkpoints at 5 and 10 exist
     weights = home / "corrupt" / "checkpoints" / "step-000010" / "state" / "weights.safetensors"
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0xFF
@@ -57,7 +42,7 @@ def test_corrupt_newest_checkpoint_falls_back(tmp_path: Path, reference: str) ->
 @pytest.mark.slow
 def test_two_resumes_released_together_one_proceeds(tmp_path: Path, reference: str) -> None:
     home = tmp_path / "home"
-    _crash(home, "race", "stage:get_batch:after@8")
+    crash_sl(home, "race", "stage:get_batch:after@8")
     go = tmp_path / "go"
     wait_then_resume = (
         "import os, sys, time\n"
@@ -98,7 +83,7 @@ def test_a_perturbed_reexecuted_step_is_a_determinism_mismatch(tmp_path: Path) -
     # Steps 5..7 logged past checkpoint 5: every step commits (the small config's steps can be
     # faster than the default commit window, and a step not on record is not compared).
     every_step = {"KITCHEN_COMMIT_WINDOW_MS": "0"}
-    _crash(home, "perturbed", "stage:get_batch:after@9", env=every_step)
+    crash_sl(home, "perturbed", "stage:get_batch:after@9", env=every_step)
     kitchen = make_kitchen(home)
     r = kitchen("resume", "perturbed", extra_env={"KITCHEN_PERTURB_STEP": "6"})
     assert r.code == 0, r.stderr[-800:]
@@ -146,8 +131,8 @@ def _interrupt(home: Path, run_id: str) -> None:
 @pytest.mark.slow
 def test_recover_resumes_crashed_and_interrupted_runs(tmp_path: Path, reference: str) -> None:
     home = tmp_path / "home"
-    _crash(home, "crashed-a", "stage:optim_step:before@4")
-    _crash(home, "crashed-b", "checkpoint:after_blob@2")
+    crash_sl(home, "crashed-a", "stage:optim_step:before@4")
+    crash_sl(home, "crashed-b", "checkpoint:after_blob@2")
     _interrupt(home, "stopped")
     kitchen = make_kitchen(home)
     r = kitchen("recover", "--max-attempts", "3", "--backoff", "0.1")
@@ -160,7 +145,7 @@ def test_recover_resumes_crashed_and_interrupted_runs(tmp_path: Path, reference:
 @pytest.mark.slow
 def test_recover_gives_up_on_a_run_that_always_crashes(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    _crash(home, "doomed", "stage:init_session:after")
+    crash_sl(home, "doomed", "stage:init_session:after")
     kitchen = make_kitchen(home)
     r = kitchen(
         "recover",
