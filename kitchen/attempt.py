@@ -22,15 +22,15 @@ import time
 import uuid
 from collections.abc import Iterator
 from types import FrameType
-from typing import Any
 
 from kitchen.errors import KitchenError, StoreUnavailable
+from kitchen.ports import EventLog
 
 
 class AttemptGuard:
     def __init__(
         self,
-        store: Any,
+        store: EventLog,
         run_id: str,
         *,
         lease_ttl_s: float = 60.0,

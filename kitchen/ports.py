@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from kitchen.types import (
     AdamParams,
@@ -25,6 +25,9 @@ from kitchen.types import (
     SamplingParams,
     SavedState,
 )
+
+if TYPE_CHECKING:  # the store's records; importing the store itself would pull SQLAlchemy in
+    from kitchen.store import Lease, NewEvent, Snapshot, StoredEvent
 
 
 @runtime_checkable
@@ -291,10 +294,59 @@ class BlobStore(Protocol):
     def delete(self, uri: str) -> None: ...
 
 
+@runtime_checkable
+class EventLog(Protocol):
+    """A run's history as the engine (runner, unit of work, attempt guard, snapshots) uses it.
+
+    ``kitchen.store.EventStore`` is the implementation; ``kitchen.testing.store_contract`` is
+    the contract every implementation passes. In short:
+    - ``append`` writes a batch after ``expected_seq`` (0: a new run), all or nothing; a seq
+      already taken raises ``ConcurrencyConflict``, a database that cannot be reached
+      ``StoreUnavailable``. ``read`` returns what ``append`` returned, in seq order.
+    - A snapshot is sealed to the run's event at its seq: ``read_snapshot`` returns the newest
+      one of ``version`` at or before ``upto_seq`` that still verifies, or None.
+    - One holder has a run's lease at a time (``LeaseHeld`` for a second one); a cancel request
+      stays until ``clear_cancel``.
+    """
+
+    url_for_display: str  # where the log is, with any password masked, for messages
+
+    def append(
+        self, run_id: str, events: Sequence[NewEvent], expected_seq: int
+    ) -> list[StoredEvent]: ...
+
+    def read(
+        self, run_id: str, after_seq: int = 0, upto_seq: int | None = None
+    ) -> list[StoredEvent]: ...
+
+    def run_exists(self, run_id: str) -> bool: ...
+
+    def write_snapshot(
+        self, run_id: str, seq: int, version: str, state: str, *, keep: int = 2
+    ) -> Snapshot: ...
+
+    def read_snapshot(
+        self, run_id: str, version: str, upto_seq: int | None = None
+    ) -> Snapshot | None: ...
+
+    def acquire_lease(
+        self, run_id: str, holder: str, *, host: str, pid: int, attempt: int, ttl_s: float
+    ) -> Lease: ...
+
+    def renew_lease(self, run_id: str, holder: str, ttl_s: float) -> None: ...
+
+    def release_lease(self, run_id: str, holder: str) -> None: ...
+
+    def cancel_requested(self, run_id: str) -> bool: ...
+
+    def clear_cancel(self, run_id: str) -> None: ...
+
+
 __all__ = [
     "BlobRef",
     "BlobStore",
     "DatasetStore",
+    "EventLog",
     "HubClient",
     "SamplingClient",
     "ServiceClient",

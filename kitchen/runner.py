@@ -58,6 +58,7 @@ from kitchen.errors import (
 )
 from kitchen.io_faults import storage_fault
 from kitchen.machine import RunMachine
+from kitchen.ports import EventLog
 from kitchen.resume_policy import Identity
 from kitchen.stage_api import Ports, ResumePoint, StageContext, StageFn, StageResult, View
 from kitchen.state import RunState
@@ -119,7 +120,7 @@ class Runner:
     def __init__(
         self,
         *,
-        store: Any,
+        store: EventLog,
         workflow: Workflow,
         run_id: str,
         config: Any,

@@ -58,7 +58,8 @@ from kitchen.state import (
 )
 
 if TYPE_CHECKING:
-    from kitchen.store import EventStore, StoredEvent
+    from kitchen.ports import EventLog
+    from kitchen.store import StoredEvent
 
 FORMAT = 1
 DEFAULT_EVERY = DEFAULT_SNAPSHOT_EVERY
@@ -308,7 +309,7 @@ class Loaded:
     records: list[Recorded]
 
 
-def usable(store: EventStore, run_id: str, upto_seq: int | None = None) -> RunState | None:
+def usable(store: EventLog, run_id: str, upto_seq: int | None = None) -> RunState | None:
     """The newest snapshot's state at or before ``upto_seq`` that verifies and decodes."""
     version = fold_version()
     while True:
@@ -326,7 +327,7 @@ def usable(store: EventStore, run_id: str, upto_seq: int | None = None) -> RunSt
         upto_seq = snap.seq - 1  # try an older one
 
 
-def load(store: EventStore, run_id: str, upto_seq: int | None = None) -> Loaded:
+def load(store: EventLog, run_id: str, upto_seq: int | None = None) -> Loaded:
     """The run's state at ``upto_seq`` (its end if None): snapshot + tail; NotFound if the run
     has no events."""
     with _no_gc():
@@ -339,7 +340,7 @@ def load(store: EventStore, run_id: str, upto_seq: int | None = None) -> Loaded:
         return Loaded(fold(run_id, records, state), start, rows, records)
 
 
-def compare(store: EventStore, run_id: str, records: Sequence[Recorded]) -> list[tuple[int, bool]]:
+def compare(store: EventLog, run_id: str, records: Sequence[Recorded]) -> list[tuple[int, bool]]:
     """(seq, equal) for every usable snapshot: its state against the fold of ``records`` (the
     run's log from seq 1, in order) up to that seq. Oldest first."""
     found: list[RunState] = []
@@ -382,6 +383,6 @@ class Policy:
         return since >= self.every or (milestone and since >= max(self.every // 10, 1))
 
 
-def save(store: EventStore, state: RunState) -> None:
+def save(store: EventLog, state: RunState) -> None:
     """Write ``state`` as the run's snapshot at ``state.last_seq`` (keeping the newest KEEP)."""
     store.write_snapshot(state.run_id, state.last_seq, fold_version(), encode(state), keep=KEEP)

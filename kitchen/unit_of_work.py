@@ -23,12 +23,12 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import Any
 
 from kitchen import events as ev
 from kitchen import faults
 from kitchen import snapshots as snap
 from kitchen.errors import KitchenError, StoreUnavailable
+from kitchen.ports import EventLog
 from kitchen.state import Recorded, RunState, advance, fold, stamp
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ def window_from_env() -> float:
 class UnitOfWork:
     def __init__(
         self,
-        store: Any,
+        store: EventLog,
         run_id: str,
         snapshots: snap.Policy | None = None,
         window_s: float = 0.0,

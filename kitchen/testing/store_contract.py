@@ -25,6 +25,7 @@ from kitchen.errors import (
     NotFound,
     StoreError,
 )
+from kitchen.ports import EventLog
 from kitchen.store import EventStore, NewEvent, VerifyResult, open_store
 from kitchen.store.schema import UTCDateTime
 
@@ -63,6 +64,12 @@ class EventStoreContract:
     def sql(self, store: EventStore, statement: str, **params: object) -> None:
         with store.engine.begin() as conn:
             conn.execute(sa.text(statement), params)
+
+    def test_is_the_engines_event_log(self, store: EventStore) -> None:
+        """The runner, unit of work and attempt guard take an ``EventLog``: the store is one
+        (the assignment is checked by mypy, the isinstance at run time)."""
+        log: EventLog = store
+        assert isinstance(log, EventLog)
 
     # ------------------------------------------------------------------ appends
 
