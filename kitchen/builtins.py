@@ -6,11 +6,11 @@ from __future__ import annotations
 
 BUILTIN: dict[str, dict[str, str]] = {
     "recipes": {
-        "sl_basic": "kitchen.recipes.sl_basic",
-        "dpo_basic": "kitchen.recipes.dpo_basic",
-        "rl_basic": "kitchen.recipes.rl_basic",
-        "distill_on_policy": "kitchen.recipes.distill_on_policy",
-        "distill_off_policy": "kitchen.recipes.distill_off_policy",
+        "sl_basic": "kitchen.recipes.sl_basic:RECIPE",
+        "dpo_basic": "kitchen.recipes.dpo_basic:RECIPE",
+        "rl_basic": "kitchen.recipes.rl_basic:RECIPE",
+        "distill_on_policy": "kitchen.recipes.distill_on_policy:RECIPE",
+        "distill_off_policy": "kitchen.recipes.distill_off_policy:RECIPE",
     },
     "workflows": {
         "supervised": "kitchen.workflows.supervised:WORKFLOW",

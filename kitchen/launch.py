@@ -18,7 +18,6 @@ import time
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from kitchen import config as kconfig
@@ -29,10 +28,11 @@ from kitchen import resume_policy as policy
 from kitchen.errors import ConfigError, OutOfMemory
 from kitchen.io_faults import storage_fault
 from kitchen.paths import RUN_ID_RULE, kitchen_home, valid_run_id
+from kitchen.ports import EventLog
 from kitchen.runner import Identity, Reporter, Runner
 from kitchen.stage_api import Ports
 from kitchen.unit_of_work import window_from_env
-from kitchen.workflow import Workflow
+from kitchen.workflow import Recipe, Workflow
 
 LIBRARIES = ("kitchen-posttrain", "torch", "transformers", "peft", "datasets", "tokenizers")
 
@@ -79,7 +79,7 @@ LINEAGE_KEYS = {
 
 @dataclass
 class Prepared:
-    recipe: ModuleType
+    recipe: Recipe
     workflow: Workflow
     config: Any
     record: dict[str, Any]
@@ -94,9 +94,9 @@ class Prepared:
     blob_store: dict[str, Any]
 
 
-def manifest_of(recipe: ModuleType, cfg: Any) -> dict[str, str]:
+def manifest_of(recipe: Recipe, cfg: Any) -> dict[str, str]:
     """The recipe's adapters manifest with the config's ``adapters.*`` overrides; names checked."""
-    manifest = {**getattr(recipe, "ADAPTERS", {}), **dict(getattr(cfg, "adapters", {}) or {})}
+    manifest = {**recipe.adapters, **dict(getattr(cfg, "adapters", {}) or {})}
     unknown = sorted(set(manifest) - set(PORTS))
     if unknown:
         raise ConfigError(
@@ -164,7 +164,7 @@ def prepare(recipe_name: str, overrides: list[str], config_file: str | None) -> 
 
     recipe = load_recipe(recipe_name)
     file_data = kconfig.read_file(config_file) if config_file else {}
-    cfg = kconfig.build(recipe.Config, file_data, kconfig.parse_overrides(overrides))
+    cfg = kconfig.build(recipe.config, file_data, kconfig.parse_overrides(overrides))
     lineage, paths = _resolve_lineage(cfg, kitchen_home())
     return _identify(recipe, cfg, lineage, paths)
 
@@ -182,11 +182,11 @@ def _resolve_lineage(cfg: Any, home: Path) -> tuple[list[ev.LineageRef], dict[st
 
 
 def _identify(
-    recipe: ModuleType, cfg: Any, lineage: list[ev.LineageRef], paths: dict[str, str]
+    recipe: Recipe, cfg: Any, lineage: list[ev.LineageRef], paths: dict[str, str]
 ) -> Prepared:
     from kitchen.workflows import get_workflow
 
-    workflow = get_workflow(recipe.WORKFLOW)
+    workflow = get_workflow(recipe.workflow)
     _check_renderer(cfg)
     _check_model(cfg)
     home = kitchen_home()
@@ -202,14 +202,14 @@ def _identify(
         workflow,
         cfg,
         record,
-        kconfig.identity_hash(recipe.Config, record),
+        kconfig.identity_hash(recipe.config, record),
         fingerprint,
         home,
         manifest,
         ports,
         lineage,
         paths,
-        kconfig.operating_of(recipe.Config, record),
+        kconfig.operating_of(recipe.config, record),
         blob_store,
     )
 
@@ -217,7 +217,7 @@ def _identify(
 def _write_config(p: Prepared) -> Any:
     def write(run_dir: Path) -> None:
         text = json.dumps(
-            {"recipe": p.recipe.NAME, "config": p.record, "config_hash": p.config_hash},
+            {"recipe": p.recipe.name, "config": p.record, "config_hash": p.config_hash},
             indent=2,
             sort_keys=True,
         )
@@ -227,7 +227,7 @@ def _write_config(p: Prepared) -> Any:
 
 
 def _runner(
-    p: Prepared, store: Any, run_id: str, reporter: Reporter, trace_console: bool
+    p: Prepared, store: EventLog, run_id: str, reporter: Reporter, trace_console: bool
 ) -> Runner:
     from kitchen.telemetry import Telemetry
 
@@ -246,7 +246,7 @@ def _runner(
         snapshot_every=snapshots.every_from_env(),
         commit_window_s=window_from_env(),
         operating=p.operating,
-        float_moving=kconfig.float_moving_keys(p.recipe.Config),
+        float_moving=kconfig.float_moving_keys(p.recipe.config),
     )
 
 
@@ -257,13 +257,17 @@ def check_run_id(rid: str) -> str:
 
 
 def start(
-    p: Prepared, store: Any, run_id: str | None, reporter: Reporter, trace_console: bool = False
+    p: Prepared,
+    store: EventLog,
+    run_id: str | None,
+    reporter: Reporter,
+    trace_console: bool = False,
 ) -> int:
-    rid = check_run_id(run_id or new_run_id(p.recipe.NAME))
+    rid = check_run_id(run_id or new_run_id(p.recipe.name))
     runner = _runner(p, store, rid, reporter, trace_console)
     created = ev.RunCreated(
-        recipe=p.recipe.NAME,
-        workflow=p.recipe.WORKFLOW,
+        recipe=p.recipe.name,
+        workflow=p.recipe.workflow,
         config=p.record,
         config_hash=p.config_hash,
         seed=int(getattr(p.config, "seed", 0)),
@@ -322,7 +326,7 @@ def _store_text(store: dict[str, Any]) -> str:
 
 
 def resume(
-    store: Any,
+    store: EventLog,
     run_id: str,
     state: Any,
     overrides: list[str],
@@ -334,11 +338,11 @@ def resume(
     from kitchen.recipes import load_recipe
 
     recipe = load_recipe(state.recipe)
-    renamed = getattr(recipe, "RENAMED", {})
+    renamed = recipe.renamed
     before = policy.last_operating(state)
     asked = _recorded_blob_store(state, kconfig.parse_overrides(overrides))
-    as_before = kconfig.restore(recipe.Config, state.config, {}, renamed, before)
-    cfg = kconfig.restore(recipe.Config, state.config, asked, renamed, before)
+    as_before = kconfig.restore(recipe.config, state.config, {}, renamed, before)
+    cfg = kconfig.restore(recipe.config, state.config, asked, renamed, before)
     home = kitchen_home()
     lineage = list(state.lineage)
     changed = [why for ref in lineage if (why := klineage.changed(ref, home)) is not None]
@@ -348,7 +352,7 @@ def resume(
     p = _identify(recipe, cfg, lineage, paths)
     _check_blob_store(run_id, state, p.blob_store)
     was = kconfig.redacted(as_before)
-    operating_changes = kconfig.changes(kconfig.operating_of(recipe.Config, was), p.operating)
+    operating_changes = kconfig.changes(kconfig.operating_of(recipe.config, was), p.operating)
     _check_out_of_memory(run_id, state, operating_changes)
     runner = _runner(p, store, run_id, reporter, trace_console)
     threads = p.ports.training.describe().get("torch_threads")
@@ -357,7 +361,7 @@ def resume(
         p.data_fingerprint,
         versions(),
         int(threads) if threads is not None else None,
-        created_config_hash=kconfig.identity_hash(recipe.Config, was),
+        created_config_hash=kconfig.identity_hash(recipe.config, was),
         lineage_changes=tuple(changed),
         operating_changes=tuple(operating_changes),
     )

@@ -24,7 +24,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 INITIAL = "start"
 COMPLETED = "completed"
@@ -219,6 +222,29 @@ class TransitionTable:
             lines.append(f"    {node(t.source)} --> {node(t.dest)}: {label}")
         lines.append(f"    {COMPLETED} --> [*]")
         return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A recipe: a workflow run with its settings and its adapters, found by ``name``.
+
+    - ``workflow``: the name of the workflow it runs (``kitchen.registry``'s ``workflows``);
+    - ``config``: the pydantic model of its settings; its defaults are the recipe's;
+    - ``adapters``: the manifest, port → adapter name (``adapters.<port>=NAME`` overrides it);
+    - ``renamed``: keys that older versions recorded under another name → today's key, so that
+      runs they recorded still resume.
+
+    ``kitchen.recipes.load_recipe`` returns one; a module written before recipes were typed
+    (``NAME``, ``DESCRIPTION``, ``WORKFLOW``, ``ADAPTERS``, ``Config``, ``RENAMED``) is read into
+    one there.
+    """
+
+    name: str
+    workflow: str
+    config: type[BaseModel]
+    description: str = ""
+    adapters: Mapping[str, str] = field(default_factory=dict)
+    renamed: Mapping[str, str] = field(default_factory=dict)
 
 
 def compile_workflow(wf: Workflow) -> TransitionTable:

@@ -12,14 +12,9 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from kitchen.workflow import Recipe
 from kitchen.workflows.common.config import RENAMED
 from kitchen.workflows.distillation.config import OffPolicyConfig
-
-NAME = "distill_off_policy"
-DESCRIPTION = "Off-policy distillation: SFT on a teacher run's completions (teacher_checkpoint=…)"
-WORKFLOW = "off_policy_distillation"
-ADAPTERS = {"training": "local_torch", "datasets": "hf_datasets", "blobs": "local"}
-__all__ = ["ADAPTERS", "DESCRIPTION", "NAME", "RENAMED", "WORKFLOW", "Config"]
 
 
 class Config(OffPolicyConfig):
@@ -27,3 +22,16 @@ class Config(OffPolicyConfig):
     on 2 CPU cores (figures in README.md): 60 steps of 32 completions, two epochs allowed."""
 
     num_epochs: int = Field(2, ge=1)
+
+
+RECIPE = Recipe(
+    name="distill_off_policy",
+    workflow="off_policy_distillation",
+    config=Config,
+    description=(
+        "Off-policy distillation: SFT on a teacher run's completions (teacher_checkpoint=…)"
+    ),
+    adapters={"training": "local_torch", "datasets": "hf_datasets", "blobs": "local"},
+    renamed=RENAMED,
+)
+__all__ = ["RECIPE", "Config"]

@@ -13,14 +13,9 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from kitchen.workflow import Recipe
 from kitchen.workflows.common.config import RENAMED
 from kitchen.workflows.distillation.config import OnPolicyConfig
-
-NAME = "distill_on_policy"
-DESCRIPTION = "On-policy distillation: reverse KL to a teacher run (teacher_checkpoint=run:<id>)"
-WORKFLOW = "on_policy_distillation"
-ADAPTERS = {"training": "local_torch", "datasets": "hf_datasets", "blobs": "local"}
-__all__ = ["ADAPTERS", "DESCRIPTION", "NAME", "RENAMED", "WORKFLOW", "Config"]
 
 
 class Config(OnPolicyConfig):
@@ -36,3 +31,14 @@ class Config(OnPolicyConfig):
     max_steps: int | None = Field(90, ge=1, description="stop after this many steps")
     eval_every: int = Field(20, ge=0, description="evaluate every N steps (0: start and end)")
     save_every: int = Field(20, ge=0, description="checkpoint every N steps (0: only at the end)")
+
+
+RECIPE = Recipe(
+    name="distill_on_policy",
+    workflow="on_policy_distillation",
+    config=Config,
+    description="On-policy distillation: reverse KL to a teacher run (teacher_checkpoint=run:<id>)",
+    adapters={"training": "local_torch", "datasets": "hf_datasets", "blobs": "local"},
+    renamed=RENAMED,
+)
+__all__ = ["RECIPE", "Config"]

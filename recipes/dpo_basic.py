@@ -11,13 +11,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from kitchen.workflow import Recipe
 from kitchen.workflows.preference.config import PreferenceConfig
-
-NAME = "dpo_basic"
-DESCRIPTION = "DPO of a LoRA on preference pairs (default: embedded tiny model + arithmetic pairs)"
-WORKFLOW = "preference"
-ADAPTERS = {"training": "local_torch", "datasets": "hf_datasets", "blobs": "local"}
-__all__ = ["ADAPTERS", "DESCRIPTION", "NAME", "WORKFLOW", "Config"]
 
 
 class Config(PreferenceConfig):
@@ -35,3 +30,15 @@ class Config(PreferenceConfig):
         60, ge=1, description="stop after this many steps (null: all epochs)"
     )
     num_epochs: int = Field(2, ge=1)
+
+
+RECIPE = Recipe(
+    name="dpo_basic",
+    workflow="preference",
+    config=Config,
+    description=(
+        "DPO of a LoRA on preference pairs (default: embedded tiny model + arithmetic pairs)"
+    ),
+    adapters={"training": "local_torch", "datasets": "hf_datasets", "blobs": "local"},
+)
+__all__ = ["RECIPE", "Config"]

@@ -12,14 +12,9 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from kitchen.workflow import Recipe
 from kitchen.workflows.common.config import RENAMED
 from kitchen.workflows.rl.config import RLConfig
-
-NAME = "rl_basic"
-DESCRIPTION = "RL with group-relative advantages (default: embedded tiny model + arithmetic)"
-WORKFLOW = "rl"
-ADAPTERS = {"training": "local_torch", "datasets": "hf_datasets", "blobs": "local"}
-__all__ = ["ADAPTERS", "DESCRIPTION", "NAME", "RENAMED", "WORKFLOW", "Config"]
 
 
 class Config(RLConfig):
@@ -35,3 +30,14 @@ class Config(RLConfig):
     max_steps: int | None = Field(250, ge=1, description="stop after this many steps")
     eval_every: int = Field(50, ge=0, description="evaluate every N steps (0: start and end)")
     save_every: int = Field(50, ge=0, description="checkpoint every N steps (0: only at the end)")
+
+
+RECIPE = Recipe(
+    name="rl_basic",
+    workflow="rl",
+    config=Config,
+    description="RL with group-relative advantages (default: embedded tiny model + arithmetic)",
+    adapters={"training": "local_torch", "datasets": "hf_datasets", "blobs": "local"},
+    renamed=RENAMED,
+)
+__all__ = ["RECIPE", "Config"]

@@ -8,18 +8,24 @@ line or in a YAML/TOML file; names follow tinker-cookbook's where they exist.
 
 from __future__ import annotations
 
+from kitchen.workflow import Recipe
 from kitchen.workflows.common.config import RENAMED
 from kitchen.workflows.supervised.config import SupervisedConfig
-
-NAME = "sl_basic"
-DESCRIPTION = (
-    "Supervised LoRA fine-tuning on chat data (default: embedded tiny model + arithmetic chat)"
-)
-WORKFLOW = "supervised"
-ADAPTERS = {"training": "local_torch", "datasets": "hf_datasets", "blobs": "local"}
-__all__ = ["ADAPTERS", "DESCRIPTION", "NAME", "RENAMED", "WORKFLOW", "Config"]
 
 
 class Config(SupervisedConfig):
     """sl_basic's defaults are the shared training defaults: kitchen/tiny, kitchen/arith-chat,
     LoRA rank 16, learning rate 3e-3 with linear decay, 60 steps of 32 conversations."""
+
+
+RECIPE = Recipe(
+    name="sl_basic",
+    workflow="supervised",
+    config=Config,
+    description=(
+        "Supervised LoRA fine-tuning on chat data (default: embedded tiny model + arithmetic chat)"
+    ),
+    adapters={"training": "local_torch", "datasets": "hf_datasets", "blobs": "local"},
+    renamed=RENAMED,
+)
+__all__ = ["RECIPE", "Config"]

@@ -20,10 +20,10 @@ def _recipes(args: argparse.Namespace) -> int:
 
     if args.graph:
         recipe = load_recipe(args.graph)
-        table = get_workflow(recipe.WORKFLOW).compile()
+        table = get_workflow(recipe.workflow).compile()
         print(table.mermaid() if args.mermaid else table.text())
         return 0
     for name in recipe_names():
         recipe = load_recipe(name)
-        print(f"{name:<16} {recipe.DESCRIPTION}  [workflow: {recipe.WORKFLOW}]")
+        print(f"{name:<16} {recipe.description}  [workflow: {recipe.workflow}]")
     return 0

@@ -49,7 +49,7 @@ def _run(args: argparse.Namespace) -> int:
 
     prepared = launch.prepare(args.recipe, args.overrides, args.config_file)
     store = open_store()
-    run_id = args.run_id or launch.new_run_id(prepared.recipe.NAME)
+    run_id = args.run_id or launch.new_run_id(prepared.recipe.name)
     reporter = CliReporter(run_id, str(prepared.home))
     return launch.start(prepared, store, run_id, reporter, trace_console=args.trace == "console")
 

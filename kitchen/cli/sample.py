@@ -56,7 +56,7 @@ def _sample(args: argparse.Namespace) -> int:
     state = fold_run(store, args.run_id)
     ckpt = _pick_checkpoint(state, args.checkpoint)
     recipe = load_recipe(state.recipe or "")
-    cfg: Any = kconfig.restore(recipe.Config, state.config, {}, getattr(recipe, "RENAMED", {}))
+    cfg: Any = kconfig.restore(recipe.config, state.config, {}, recipe.renamed)
     ports = build_ports(manifest_of(recipe, cfg), cfg, kitchen_home())
     source = (
         str(state_folder(ports.blobs.local_path(ckpt.uri)))

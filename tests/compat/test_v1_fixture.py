@@ -302,6 +302,8 @@ def test_v1_resumed_run_is_complete_with_the_completed_result(v1_home: Path) -> 
 
 NEWER_DEFAULTS = '''
 """A later kitchen whose sl_basic has other defaults, including a key v1 never recorded."""
+import dataclasses
+
 from kitchen import config as kconfig
 import kitchen.recipes.sl_basic as recipe
 
@@ -313,7 +315,7 @@ class Config(recipe.Config):
     load_checkpoint_path: str | None = kconfig.added("run:no-such-run", absent=None)
 
 
-recipe.Config = Config
+recipe.RECIPE = dataclasses.replace(recipe.RECIPE, config=Config)
 '''
 
 
