@@ -16,7 +16,8 @@ knowing. Both are read once at import; when unset the checks cost one comparison
 
 Point names used by the engine: ``flush:before``, ``flush:after``, ``stage:<name>:before``,
 ``stage:<name>:after``, ``append:before_commit`` (rows inserted, transaction not yet
-committed), ``checkpoint:mid_write``, ``checkpoint:after_blob``,
+committed; the store reports it to the hook that ``kitchen run``, ``resume`` and ``serve``
+open it with), ``checkpoint:mid_write``, ``checkpoint:after_blob``,
 ``final:mid_write``, ``metrics:write`` (inside the append to ``metrics.jsonl``),
 ``evaluate:mid``, ``tinker:result`` (the Tinker adapter taking an SDK future's result).
 """
@@ -31,8 +32,8 @@ from typing import Any
 
 from kitchen import settings
 
-# Read light (the store imports this module, and `kitchen runs` starts without pydantic): the
-# validated settings are built only when one of these variables is set.
+# Read light (the commands that write events import this module, and pydantic is slow to
+# load): the validated settings are built only when one of these variables is set.
 _ARMED = settings.text("fault") is not None or settings.text("perturb_step") is not None
 _SETTINGS = settings.current() if _ARMED else None
 _SPEC, _, _ACTION = (_SETTINGS.fault if _SETTINGS else "").partition("=")

@@ -2,7 +2,7 @@
 
 Public surface (pinned by a test)::
 
-    open_store(url=None, *, migrate=True) -> EventStore
+    open_store(url=None, *, migrate=True, hook=None) -> EventStore
     resolve_db_url(url=None) -> str; upgrade(url=None) -> str; current_revision(url=None)
     NewEvent, StoredEvent, RunRow, Lease, VerifyResult, Snapshot
     canonical_json, event_hash, GENESIS_HASH

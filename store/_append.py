@@ -4,7 +4,7 @@ Kept apart from connection handling so the hot path reads top to bottom: at most
 (the hash of the expected seq, skipped when this store wrote or read it last), one multi-row
 INSERT ... RETURNING, one statement for the projection, one commit. On Postgres the INSERT and
 the projection's UPDATE are one statement (``_sql.pg_append``), sent with the log's lock in one
-round trip (``_write_postgres``).
+round trip (``_dialects.Postgres.write``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from kitchen.errors import ConcurrencyConflict, StoreError
 
-from . import _dialects, _sql
+from . import _dialects
 from .canonical import GENESIS_HASH, canonical_json, chain_hash, format_timestamp
 from .projection import changes, initial_row
 from .records import NewEvent, StoredEvent
@@ -98,48 +98,22 @@ def hash_at(conn: sa.Connection, run_id: str, seq: int) -> str:
 def write(conn: sa.Connection, rows: list[dict[str, Any]], expected_seq: int) -> list[StoredEvent]:
     """Insert the rows and move the projection in the caller's transaction."""
     payloads = parse_payloads([r["payload"] for r in rows])
-    positions = _dialects.of(conn).write(conn, rows, payloads, expected_seq)
+    run_row = merged_changes(rows, payloads)
+    if expected_seq == 0:  # a new run: its whole row
+        run_row = asdict(initial_row(rows[0]["run_id"], rows[0]["recorded_at"])) | run_row
+    positions = _dialects.of(conn).write(conn, rows, run_row, expected_seq)
     return [
         to_stored(row, positions[row["seq"]], payload)
         for row, payload in zip(rows, payloads, strict=True)
     ]
 
 
-def check_count(rows: list[dict[str, Any]], positions: dict[int, int], expected_seq: int) -> None:
-    if len(positions) != len(rows):
-        raise ConcurrencyConflict(
-            f"run {rows[0]['run_id']!r} moved on: seq {expected_seq + 1} was already taken by "
-            "another writer; reload the run and retry from its last seq"
-        )
-
-
 def merged_changes(rows: list[dict[str, Any]], payloads: list[Any]) -> dict[str, Any]:
+    """What the batch changes in the run's row, in the order its events say it."""
     merged: dict[str, Any] = {}
     for row, payload in zip(rows, payloads, strict=True):
         merged.update(changes(row["type"], payload, row["seq"], row["recorded_at"]))
     return merged
-
-
-def run_insert(
-    conn: sa.Connection, rows: list[dict[str, Any]], merged: dict[str, Any]
-) -> tuple[str, list[Any]]:
-    """The INSERT of a new run's row into the projection, and its parameters."""
-    full = asdict(initial_row(rows[0]["run_id"], rows[0]["recorded_at"])) | merged
-    columns = tuple(full)
-    dialect = conn.dialect
-    return _sql.insert_run(dialect, columns), _sql.values(dialect, full, columns)
-
-
-def project(
-    conn: sa.Connection, rows: list[dict[str, Any]], payloads: list[Any], expected_seq: int
-) -> None:
-    merged = merged_changes(rows, payloads)
-    if expected_seq == 0:
-        _sql.execute(conn, *run_insert(conn, rows, merged))
-    else:
-        columns = tuple(merged)
-        params = (*_sql.values(conn.dialect, merged, columns), rows[0]["run_id"])
-        _sql.execute(conn, _sql.update_run(conn.dialect, columns), params)
 
 
 def parse_payloads(texts: list[str]) -> list[Any]:

@@ -6,17 +6,24 @@ append reaches the database (SQLite: the driver directly; Postgres: lock, insert
 row in one pipelined round trip), how to insert a row if absent, how to serialise schema
 migrations, and whether opening an older schema may upgrade it (SQLite, a file of one user:
 yes; Postgres, shared by many workers: only ``kitchen db upgrade``).
+
+The store's modules depend one way: ``_append`` (the rows and their hash chain) uses a
+strategy, a strategy uses ``_sql`` (the statements' text), and ``_sql`` uses neither.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine
+
+from kitchen.errors import ConcurrencyConflict
+
+from . import _sql
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 POSTGRES_LOCK_TIMEOUT = "30s"
@@ -43,13 +50,23 @@ class SQLite:
         return dbapi.execute(sql, params).fetchall()
 
     def write(
-        self, conn: sa.Connection, rows: list[dict[str, Any]], payloads: list[Any], expected: int
+        self,
+        conn: sa.Connection,
+        rows: list[dict[str, Any]],
+        run_row: dict[str, Any],
+        expected: int,
     ) -> dict[int, int]:
-        from . import _append, _sql
-
-        positions = _sql.insert_rows(conn, rows)
-        _append.check_count(rows, positions, expected)
-        _append.project(conn, rows, payloads, expected)
+        """Insert the events, then insert (``expected`` 0) or update the run's row with
+        ``run_row``; seq -> position of the inserted events."""
+        positions = insert_rows(conn, rows)
+        check_count(rows, positions, expected)
+        dialect = conn.dialect
+        columns = tuple(run_row)
+        if expected == 0:
+            execute(conn, _sql.insert_run(dialect, columns), _sql.values(dialect, run_row, columns))
+        else:
+            params = (*_sql.values(dialect, run_row, columns), rows[0]["run_id"])
+            execute(conn, _sql.update_run(dialect, columns), params)
         return positions
 
     def insert_if_absent(
@@ -80,7 +97,11 @@ class Postgres:
         return result.all() if result.returns_rows else []
 
     def write(
-        self, conn: sa.Connection, rows: list[dict[str, Any]], payloads: list[Any], expected: int
+        self,
+        conn: sa.Connection,
+        rows: list[dict[str, Any]],
+        run_row: dict[str, Any],
+        expected: int,
     ) -> dict[int, int]:
         """The log's lock, the run's row and the events in one round trip.
 
@@ -88,20 +109,19 @@ class Postgres:
         one statement that inserts the events and updates the run's row (``_sql.pg_append``)
         travel together in a pipeline; the commit is the only other round trip.
         """
-        from . import _append, _sql
-
-        merged = _append.merged_changes(rows, payloads)
+        dialect = conn.dialect
         params: list[Any] = _sql.pg_event_arrays(rows)
         statements: list[tuple[str, Any]] = [(_sql.LOCK_LOG, None)]
         columns: tuple[str, ...] = ()
         if expected == 0:
-            statements.append(_append.run_insert(conn, rows, merged))
+            full = tuple(run_row)
+            statements.append((_sql.insert_run(dialect, full), _sql.values(dialect, run_row, full)))
         else:
-            columns = tuple(merged)
-            params += [*_sql.values(conn.dialect, merged, columns), rows[0]["run_id"]]
+            columns = tuple(run_row)
+            params += [*_sql.values(dialect, run_row, columns), rows[0]["run_id"]]
         statements.append((_sql.pg_append(columns), params))
         positions = {int(seq): int(pos) for seq, pos in _sql.pg_pipeline(conn, statements)}
-        _append.check_count(rows, positions, expected)
+        check_count(rows, positions, expected)
         return positions
 
     def insert_if_absent(
@@ -127,6 +147,31 @@ def for_name(name: str) -> Strategy:
 
 def of(conn: sa.Connection | Engine) -> Strategy:
     return _STRATEGIES[conn.dialect.name]
+
+
+def execute(conn: sa.Connection, sql: str, params: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    """Run one statement of the hot path, the way its database's strategy says; its rows."""
+    return of(conn).execute(conn, sql, params)
+
+
+def insert_rows(conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> dict[int, int]:
+    """Insert event rows; returns seq -> position of those that were inserted."""
+    positions: dict[int, int] = {}
+    for start in range(0, len(rows), _sql.CHUNK_ROWS):
+        chunk = rows[start : start + _sql.CHUNK_ROWS]
+        sql = _sql.insert_events(conn.dialect, len(chunk))
+        for seq, position in execute(conn, sql, _sql.event_params(conn.dialect, chunk)):
+            positions[seq] = position
+    return positions
+
+
+def check_count(rows: list[dict[str, Any]], positions: dict[int, int], expected_seq: int) -> None:
+    """Fewer events inserted than given: another writer took one of their seqs."""
+    if len(positions) != len(rows):
+        raise ConcurrencyConflict(
+            f"run {rows[0]['run_id']!r} moved on: seq {expected_seq + 1} was already taken by "
+            "another writer; reload the run and retry from its last seq"
+        )
 
 
 def _inserted(conn: sa.Connection, stmt: Any, table: sa.Table) -> bool:

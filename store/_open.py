@@ -8,7 +8,7 @@ from kitchen.errors import SchemaMismatch
 
 from . import _dialects, _migrate
 from ._engine import DRIVER_ERRORS, create_engine, parse_url, resolve_db_url, translate
-from .event_store import EventStore
+from .event_store import EventStore, Hook
 
 
 def _engine_for(url: str | None) -> tuple[sa.Engine, str]:
@@ -16,13 +16,16 @@ def _engine_for(url: str | None) -> tuple[sa.Engine, str]:
     return create_engine(parse_url(raw)), raw
 
 
-def open_store(url: str | None = None, *, migrate: bool = True) -> EventStore:
+def open_store(
+    url: str | None = None, *, migrate: bool = True, hook: Hook | None = None
+) -> EventStore:
     """Open the event store at ``url`` (see :func:`resolve_db_url`).
 
     An empty database is created at the newest revision. An older SQLite database is upgraded
     in place (one notice on stderr): it is a single user's file. An older Postgres database
     is refused, because it is shared and its upgrade should be a deliberate
-    ``kitchen db upgrade``. A revision the code does not know is always refused.
+    ``kitchen db upgrade``. A revision the code does not know is always refused. ``hook``
+    is told of each named moment of an append (see :data:`Hook`).
     """
     engine, raw = _engine_for(url)
     try:
@@ -30,7 +33,7 @@ def open_store(url: str | None = None, *, migrate: bool = True) -> EventStore:
     except BaseException:
         engine.dispose()
         raise
-    return EventStore(engine, raw)
+    return EventStore(engine, raw, hook=hook)
 
 
 def _ensure_schema(engine: sa.Engine, raw: str, *, migrate: bool) -> None:

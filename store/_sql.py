@@ -140,13 +140,6 @@ def values(dialect: Dialect, row: Mapping[str, Any], columns: Iterable[str]) -> 
     return [bind(row[c]) if c in _TIMESTAMPS else row[c] for c in columns]
 
 
-def execute(conn: sa.Connection, sql: str, params: Sequence[Any]) -> Iterable[Sequence[Any]]:
-    """Run one statement of the hot path, the way its database's strategy says; its rows."""
-    from . import _dialects
-
-    return _dialects.of(conn).execute(conn, sql, params)
-
-
 LOCK_LOG = f"LOCK TABLE {events.name} IN EXCLUSIVE MODE"
 
 
@@ -185,14 +178,3 @@ def pg_pipeline(
             connection_invalidated=lost,
             dialect=dialect,
         ) from error
-
-
-def insert_rows(conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> dict[int, int]:
-    """Insert event rows; returns seq -> position of those that were inserted."""
-    positions: dict[int, int] = {}
-    for start in range(0, len(rows), CHUNK_ROWS):
-        chunk = rows[start : start + CHUNK_ROWS]
-        sql = insert_events(conn.dialect, len(chunk))
-        for seq, position in execute(conn, sql, event_params(conn.dialect, chunk)):
-            positions[seq] = position
-    return positions

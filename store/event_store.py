@@ -21,10 +21,9 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy import exc
 
-from kitchen import faults
 from kitchen.errors import ConcurrencyConflict, KitchenError, NotFound, StoreError, StoreUnavailable
 
-from . import _append, _leases, _sql
+from . import _append, _dialects, _leases, _sql
 from ._engine import DRIVER_ERRORS, is_disconnect, mask, translate
 from ._verify import verify_chain
 from .canonical import GENESIS_HASH, snapshot_hash
@@ -33,6 +32,10 @@ from .records import Lease, NewEvent, RunRow, Snapshot, StoredEvent, VerifyResul
 from .schema import events, runs, snapshots
 
 T = TypeVar("T")
+Hook = Callable[[str], None]
+"""Called with the name of a moment inside an append (``append:before_commit``: the rows are
+inserted, the transaction not yet committed). The store never acts on it; kitchen's crash
+tests pass ``kitchen.faults.point`` to be killed exactly there."""
 _MAX_TIPS = 10_000
 
 
@@ -47,8 +50,9 @@ class _Unsettled:
 class EventStore:
     """Append, read, verify and lease runs. Open one with :func:`kitchen.store.open_store`."""
 
-    def __init__(self, engine: sa.Engine, url: str) -> None:
+    def __init__(self, engine: sa.Engine, url: str, *, hook: Hook | None = None) -> None:
         self._engine = engine
+        self._hook = hook
         self._url = url
         self.url_for_display = mask(url)
         self.dialect: str = engine.dialect.name
@@ -164,7 +168,8 @@ class EventStore:
                     prev = self._prev(conn, run_id, expected_seq)
                     rows = _append.build(run_id, prepared, expected_seq, prev)
                     stored = _append.write(conn, rows, expected_seq)
-                    faults.point("append:before_commit")  # crash tests: inserted, not committed
+                    if self._hook is not None:  # crash tests: inserted, not committed
+                        self._hook("append:before_commit")
             except (exc.IntegrityError, sqlite3.IntegrityError):
                 self._tips.pop(run_id, None)
                 raise self._conflict(run_id, expected_seq) from None
@@ -267,6 +272,12 @@ class EventStore:
             "read the event log",
             lambda conn: [_append.to_stored(r, r.position) for r in conn.execute(query).mappings()],
         )
+
+    def last_position(self) -> int:
+        """The highest position committed so far (0 for an empty log): where a reader that
+        wants only new events starts ``read_all``."""
+        query = sa.select(sa.func.max(events.c.position))
+        return int(self._read("read the event log", lambda c: c.execute(query).scalar()) or 0)
 
     def last_seq(self, run_id: str) -> int:
         check_run_id(run_id)
@@ -492,7 +503,7 @@ def _rows(
     SQLAlchemy Core's row objects cost more than the rows' own decoding)."""
     bounded = upto_seq is not None
     params = (run_id, after_seq, upto_seq) if bounded else (run_id, after_seq)
-    found = list(_sql.execute(conn, _sql.select_events(conn.dialect, bounded), params))
+    found = list(_dialects.execute(conn, _sql.select_events(conn.dialect, bounded), params))
     payloads = _append.parse_payloads([row[4] for row in found])
     read_at = _sql.timestamp_reader(conn.dialect)
     # position, run_id, seq, type, payload, recorded_at, schema_version, prev_hash, hash

@@ -43,12 +43,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from kitchen import launch
+    from kitchen import faults, launch
     from kitchen.cli.progress import CliReporter
     from kitchen.store import open_store
 
     prepared = launch.prepare(args.recipe, args.overrides, args.config_file)
-    store = open_store()
+    store = open_store(hook=faults.point)
     run_id = args.run_id or launch.new_run_id(prepared.recipe.name)
     reporter = CliReporter(run_id, str(prepared.home))
     return launch.start(prepared, store, run_id, reporter, trace_console=args.trace == "console")
@@ -61,12 +61,12 @@ SERVED_HINT = (
 
 
 def _resume(args: argparse.Namespace) -> int:
-    from kitchen import launch
+    from kitchen import faults, launch
     from kitchen.cli._common import fold_run
     from kitchen.cli.progress import CliReporter
     from kitchen.store import open_store
 
-    store = open_store()
+    store = open_store(hook=faults.point)
     state = fold_run(store, args.run_id)
     if state.recipe is None:
         raise NotFound(f"run {args.run_id!r} has no RunCreated event")

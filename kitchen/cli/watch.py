@@ -15,7 +15,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from kitchen.store import EventStore, StoredEvent
+    from kitchen.store import StoredEvent
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,16 +36,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--interval", type=float, default=0.5, metavar="S", help="seconds between polls (0.5)"
     )
     p.set_defaults(func=_watch)
-
-
-def end_position(store: EventStore) -> int:
-    """The highest position committed so far (0 for an empty log)."""
-    import sqlalchemy as sa
-
-    from kitchen.store.schema import events
-
-    with store.engine.connect() as conn:
-        return int(conn.execute(sa.select(sa.func.max(events.c.position))).scalar() or 0)
 
 
 def line(row: StoredEvent) -> str:
@@ -82,7 +72,7 @@ def _watch(args: argparse.Namespace) -> int:
     if args.run_id is not None:
         check_run_id(args.run_id)
     store = open_store()
-    after = end_position(store) if args.since is None else max(args.since, 0)
+    after = store.last_position() if args.since is None else max(args.since, 0)
     which = f"run {args.run_id}" if args.run_id else "all runs"
     print(
         f"watching {which} in {store.url_for_display} after position {after} (Ctrl-C stops)",

@@ -31,15 +31,16 @@ BUILD_WAIT_S = 600.0
 
 class Service:
     def __init__(self, settings: ServeSettings) -> None:
+        from kitchen import faults
         from kitchen.launch import versions
         from kitchen.store import open_store
 
         self.settings = settings
         settings.serve_dir.mkdir(parents=True, exist_ok=True)
         self.store = (
-            open_store(settings.db_url)
+            open_store(settings.db_url, hook=faults.point)
             if settings.db_url
-            else open_store(f"sqlite:///{settings.home / 'kitchen.db'}")
+            else open_store(f"sqlite:///{settings.home / 'kitchen.db'}", hook=faults.point)
         )
         self.journal = jr.Journal(self.store, settings.home)
         self.keys = KeyRing(settings.serve_dir)
