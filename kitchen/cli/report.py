@@ -4,7 +4,9 @@ The page is for someone who was not there: summary, config, lineage, attempts an
 timeline, a chart per metric, checkpoints and artifacts with their hashes, determinism
 warnings and the verification result. It opens from a file with no network: charts are inline
 SVG written by :mod:`kitchen.cli._svg`, styles are inline, and the one script (a toggle for
-superseded steps) is inline too. Everything comes from the fold's workflow-neutral facts.
+superseded steps) is inline too. Everything comes from the fold's workflow-neutral facts; the
+markup is the Jinja2 template ``templates/report.html.j2`` (with its ``report.css`` and
+``report.js``), autoescaped so that nothing a run logged can become markup.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ import contextlib
 import json
 import sys
 from datetime import UTC, datetime
-from html import escape
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from kitchen.io_faults import storage_fault
 
 if TYPE_CHECKING:
+    import jinja2
+
     from kitchen.state import RunState
     from kitchen.store import EventStore, StoredEvent
 
@@ -89,237 +92,55 @@ def _report(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- rendering
 
-_CSS = """
-body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:980px;color:#222}
-h1{font-size:22px;margin-bottom:4px} h2{font-size:17px;border-bottom:1px solid #ddd;
-padding-bottom:3px;margin-top:28px} table{border-collapse:collapse;margin:6px 0}
-td,th{padding:3px 10px 3px 0;text-align:left;vertical-align:top} th{color:#555;font-weight:600}
-code,.hash{font-family:ui-monospace,monospace;font-size:12px} pre{background:#f6f6f6;
-padding:8px;overflow:auto} .ok{color:#2ca02c;font-weight:600} .bad{color:#d62728;
-font-weight:600} .warn{background:#fff3e0;padding:6px 10px;border-left:4px solid #ff7f0e}
-.charts{display:flex;flex-wrap:wrap;gap:8px} svg text{font:11px system-ui,sans-serif}
-svg .ctitle{font-weight:600;font-size:12px} svg .frame{fill:none;stroke:#bbb}
-svg .grid{stroke:#eee} svg .tick{fill:#555} .muted{color:#777}
-svg.timeline{max-width:100%;height:auto}
-body.hide-superseded .superseded{display:none}
-"""
-
-_SCRIPT = """
-document.getElementById('toggle-superseded').addEventListener('change', function (e) {
-  document.body.classList.toggle('hide-superseded', !e.target.checked);
-});
-document.body.dataset.charts = document.querySelectorAll('svg.chart').length;
-document.body.dataset.attempts = document.querySelectorAll('svg.timeline .attempt').length;
-"""
-
-
-def _kv(rows: list[tuple[str, Any]]) -> str:
-    cells = "".join(f"<tr><th>{escape(k)}</th><td>{v}</td></tr>" for k, v in rows)
-    return f"<table>{cells}</table>"
-
-
-def _grid(headers: list[str], rows: list[list[str]], cls: str = "") -> str:
-    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
-    return f'<table class="{cls}"><tr>{head}</tr>{body}</table>'
-
 
 def render(
     state: RunState, status: str, ok: bool, verdict: str, metrics: list[str] | None = None
 ) -> str:
+    """The page: ``templates/report.html.j2`` filled from the fold's facts and the charts."""
+    from markupsafe import Markup
+
     from kitchen._version import __version__
+    from kitchen.cli._series import run_series, select
+    from kitchen.cli._svg import line_chart, timeline
+
+    series = run_series(state)
+    charts = []
+    for name in select(series, metrics) if series else []:
+        chosen = [s for s in series if s.name == name]
+        # the SVG is markup drawn by _svg, which escapes every text it puts in
+        charts.append(Markup(line_chart(chosen[0].label if len(chosen) == 1 else name, chosen)))
+    return _template().render(
+        state=state,
+        status=status,
+        ok=ok,
+        verdict=verdict,
+        title=f"kitchen run {state.run_id}",
+        step=f"{state.step}" + (f" of {state.total_steps}" if state.total_steps else ""),
+        timeline=Markup(timeline(state)),
+        has_series=bool(series),
+        charts=charts,
+        final=state.final_metrics or state.last_metrics(),
+        eval_names=sorted({k for m in state.eval_metrics.values() for k in m}),
+        config_json=json.dumps(state.config, indent=2, sort_keys=True),
+        version=__version__,
+        written_at=f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S}",
+    )
+
+
+def _template() -> jinja2.Template:
+    """The report's template, autoescaped: a value from the log is always text on the page."""
+    import jinja2
+
     from kitchen.cli._common import fmt_time, fmt_value
 
-    e = escape
-    title = f"kitchen run {state.run_id}"
-    step = f"{state.step}" + (f" of {state.total_steps}" if state.total_steps else "")
-    verdict_html = f'<span class="{"ok" if ok else "bad"}">{e(verdict)}</span>'
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{e(title)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{e(title)}</h1>",
-        f'<p class="muted">recipe {e(state.recipe or "-")} · workflow '
-        f"{e(state.workflow or '-')} · status <b>{e(status)}</b> · step {e(step)}</p>",
-        '<h2 id="summary">Summary</h2>',
-        _kv(
-            [
-                ("status", e(status)),
-                ("step", e(step)),
-                ("created", e(fmt_time(state.created_at)) + " UTC"),
-                ("last update", e(fmt_time(state.updated_at)) + " UTC"),
-                ("events", str(state.last_seq)),
-                ("attempts", str(len(state.attempts))),
-                ("seed", e(fmt_value(state.seed))),
-                ("config hash", f'<span class="hash">{e(state.config_hash or "-")}</span>'),
-                (
-                    "data fingerprint",
-                    f'<span class="hash">{e(state.data_fingerprint or "-")}</span>',
-                ),
-                ("verification", verdict_html),
-            ]
-        ),
-    ]
-    parts += _problems(state)
-    parts += _timeline_section(state)
-    parts += _metrics_section(state, metrics)
-    parts += _blobs_section(state)
-    parts += [
-        '<h2 id="lineage">Lineage</h2>',
-        _grid(
-            ["role", "source", "run", "what", "sha256"],
-            [
-                [
-                    e(r.role),
-                    e(r.source),
-                    e(r.run_id or "-"),
-                    e(r.what or "-"),
-                    f'<span class="hash">{e(r.sha256 or "-")}</span>',
-                ]
-                for r in state.lineage
-            ],
-        )
-        if state.lineage
-        else '<p class="muted">none: the run started from its base model</p>',
-        '<h2 id="config">Config</h2>',
-        f"<pre>{e(json.dumps(state.config, indent=2, sort_keys=True))}</pre>",
-        '<h2 id="versions">Versions</h2>',
-        _kv([(k, e(str(v))) for k, v in sorted(state.versions.items())]),
-        '<h2 id="verification">Verification</h2>',
-        f'<p>{verdict_html}</p><p class="muted">The hash chain of all {state.last_seq} '
-        "events was recomputed, then every live local checkpoint and artifact was hashed "
-        "again under KITCHEN_HOME (as <code>kitchen replay --verify</code> does).</p>",
-        f'<p class="muted">Written by kitchen {e(__version__)} at '
-        f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC. Replay: "
-        f"<code>kitchen replay {e(state.run_id)}</code></p>",
-        f"<script>{_SCRIPT}</script>",
-        "</body></html>",
-    ]
-    return "\n".join(parts) + "\n"
-
-
-def _problems(state: RunState) -> list[str]:
-    e = escape
-    out = []
-    if state.error:
-        out.append(f'<p class="warn"><b>failed</b>: {e(state.error[0])}: {e(state.error[1])}</p>')
-    if state.cancel_reason:
-        out.append(f'<p class="warn"><b>cancelled</b>: {e(state.cancel_reason)}</p>')
-    out.append('<h2 id="determinism">Determinism</h2>')
-    if state.mismatches:
-        rows = [
-            [str(m.step), e(m.metric), e(f"{m.logged:.6g}"), e(f"{m.replayed:.6g}"), str(m.seq)]
-            for m in state.mismatches
-        ]
-        out.append(
-            f'<p class="warn">{len(rows)} determinism warning(s): a resumed attempt '
-            "re-ran steps and got values other than those the superseded attempt "
-            "logged.</p>"
-        )
-        out.append(_grid(["step", "metric", "logged", "replayed", "seq"], rows, "mismatches"))
-    else:
-        out.append('<p class="muted">no determinism mismatches recorded</p>')
-    return out
-
-
-def _metrics_section(state: RunState, metrics: list[str] | None) -> list[str]:
-    from kitchen.cli._common import fmt_value
-    from kitchen.cli._series import run_series, select
-    from kitchen.cli._svg import line_chart
-
-    out = ['<h2 id="metrics">Metrics</h2>']
-    series = run_series(state)
-    if not series:
-        return [*out, '<p class="muted">no metrics logged</p>']
-    names = select(series, metrics)
-    out.append(
-        '<p><label><input type="checkbox" id="toggle-superseded" checked> show steps '
-        "superseded by a resume (dimmed)</label></p>"
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("kitchen.cli", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
     )
-    out.append('<div class="charts">')
-    for name in names:
-        chosen = [s for s in series if s.name == name]
-        out.append(line_chart(chosen[0].label if len(chosen) == 1 else name, chosen))
-    out.append("</div>")
-    final = state.final_metrics or state.last_metrics()
-    if final:
-        label = "final metrics" if state.final_metrics else "last logged step"
-        out.append(f"<h3>{label}</h3>")
-        out.append(_kv([(k, escape(fmt_value(v))) for k, v in sorted(final.items())]))
-    if state.eval_metrics:
-        names_eval = sorted({k for m in state.eval_metrics.values() for k in m})
-        rows = [
-            [str(step), *(escape(fmt_value(m.get(n))) for n in names_eval)]
-            for step, m in sorted(state.eval_metrics.items())
-        ]
-        out += ["<h3>held-out evaluations</h3>", _grid(["step", *names_eval], rows)]
-    return out
-
-
-def _timeline_section(state: RunState) -> list[str]:
-    from kitchen.cli._common import fmt_time
-    from kitchen.cli._svg import timeline
-
-    e = escape
-    rows = [
-        [
-            str(a.number),
-            e(a.worker),
-            e(fmt_time(a.started_at)),
-            str(a.started_seq),
-            e(a.ended or "running"),
-            e("-" if a.resumed_from is None else f"seq {a.resumed_from}"),
-        ]
-        for a in state.attempts
-    ]
-    ranges = ", ".join(f"{lo}-{hi}" for lo, hi in state.superseded)
-    return [
-        '<h2 id="attempts">Attempts and resumes</h2>',
-        timeline(state),
-        '<p class="muted">bars: attempts over the run\'s seqs (green completed, orange '
-        "interrupted, red failed or crashed, blue running); triangles: resumes; hatched: seqs "
-        "superseded by a resume; ticks below: checkpoints; red dots: determinism mismatches."
-        "</p>",
-        _grid(
-            ["attempt", "worker", "started (UTC)", "seq", "ended", "resumed from"], rows, "attempts"
-        ),
-        f"<p>superseded seqs: {e(ranges)}</p>" if ranges else "",
-    ]
-
-
-def _blobs_section(state: RunState) -> list[str]:
-    e = escape
-    ck = [
-        [
-            e(c.name),
-            str(c.step),
-            e(c.status),
-            str(c.seq),
-            e(c.uri),
-            f'<span class="hash">{e(c.sha256)}</span>',
-            str(c.bytes),
-        ]
-        for c in state.checkpoints
-    ]
-    ar = [
-        [
-            e(a.kind),
-            "-" if a.step is None else str(a.step),
-            "superseded" if state.is_superseded(a.seq) else ("deleted" if a.deleted else "live"),
-            str(a.seq),
-            e(a.uri),
-            f'<span class="hash">{e(a.sha256)}</span>',
-            str(a.bytes),
-        ]
-        for a in state.artifacts
-    ]
-    return [
-        '<h2 id="checkpoints">Checkpoints</h2>',
-        _grid(["name", "step", "status", "seq", "uri", "sha256", "bytes"], ck, "checkpoints")
-        if ck
-        else '<p class="muted">none</p>',
-        '<h2 id="artifacts">Artifacts</h2>',
-        _grid(["kind", "step", "status", "seq", "uri", "sha256", "bytes"], ar, "artifacts")
-        if ar
-        else '<p class="muted">none</p>',
-    ]
+    env.filters["time"] = fmt_time
+    env.filters["value"] = fmt_value
+    return env.get_template("report.html.j2")
