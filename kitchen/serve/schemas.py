@@ -1,9 +1,14 @@
-"""Pydantic models of every JSON body the server reads, as the tinker SDK 0.38 sends them.
+"""Pydantic models of every JSON body the server reads and answers, as the tinker SDK 0.38
+sends and reads them.
 
-They mirror ``tinker.types`` (field names and defaults) but are our own, with bounds on every
-number and string: the served OpenAPI schema is what the fuzz test drives, and a body that
-passes these models must never make the server fail. Unknown fields are ignored, so a newer
-SDK that adds one keeps working.
+The requests mirror ``tinker.types`` (field names and defaults) but are our own, with bounds on
+every number and string: the served OpenAPI schema is what the fuzz test drives, and a body
+that passes these models must never make the server fail. Unknown fields are ignored, so a
+newer SDK that adds one keeps working.
+
+The answers (``...Response``, below the requests) are each route's ``response_model``: they
+name exactly the fields the SDK reads, every one always sent (``None`` as ``null``), so the
+served schema documents the wire and a route cannot send a field by accident.
 """
 
 from __future__ import annotations
@@ -173,3 +178,113 @@ class CancelFutureRequest(Body):
 
 class TelemetryRequest(Body):
     events: list[Any] = Field(default_factory=list, max_length=10_000)
+
+
+# --------------------------------------------------------------------------- answers
+
+
+class Answer(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+
+class StatusResponse(Answer):
+    """``healthz`` (``ok``) and ``telemetry`` (``accepted``)."""
+
+    status: str
+
+
+class TypedResponse(Answer):
+    """An acknowledgement that only names itself: ``session_heartbeat``, ``finish_session``."""
+
+    type: str
+
+
+class ClientConfigResponse(Answer):
+    """The SDK's feature switches; kitchen serves none of the optional transports."""
+
+    parallel_fwdbwd_chunks: bool
+    proto_compress_fwdbwd: bool
+    use_pyqwest_transport: bool
+    sample_use_retrieve_futures: bool
+    custom_loss_server_side: bool
+    sample_join_sampling_session: bool
+    pjwt_auth_enabled: bool
+
+
+class SupportedModel(Answer):
+    model_name: str
+    trainable: bool
+    sampleable: bool
+
+
+class CapabilitiesResponse(Answer):
+    supported_models: list[SupportedModel]
+
+
+class CreateSessionResponse(Answer):
+    type: Literal["create_session"] = "create_session"
+    session_id: str
+
+
+class UntypedFutureResponse(Answer):
+    """A request accepted as a future of a model: retrieve its result by ``request_id``."""
+
+    request_id: str
+    model_id: str
+
+
+class ModelData(Answer):
+    arch: str
+    model_name: str
+    tokenizer_id: str
+
+
+class GetInfoResponse(Answer):
+    type: Literal["get_info"] = "get_info"
+    model_id: str
+    model_data: ModelData
+    is_lora: bool
+    lora_rank: int
+    model_name: str
+
+
+class CreateSamplingSessionResponse(Answer):
+    type: Literal["create_sampling_session"] = "create_sampling_session"
+    sampling_session_id: str
+
+
+class SamplerResponse(Answer):
+    sampler_id: str
+    base_model: str
+    model_path: str | None
+
+
+class SampleFutureResponse(Answer):
+    request_id: str
+    sample_sequence_ids: list[str]
+
+
+class TryAgainResponse(Answer):
+    """``retrieve_future`` before the result is ready: the SDK polls again."""
+
+    type: Literal["try_again"] = "try_again"
+    request_id: str
+    queue_state: str
+
+
+class Checkpoint(Answer):
+    checkpoint_id: str
+    checkpoint_type: str
+    time: str
+    tinker_path: str
+    size_bytes: int
+
+
+class CheckpointsResponse(Answer):
+    checkpoints: list[Checkpoint]
+    cursor: str | None
+
+
+class WeightsUrlsResponse(Answer):
+    urls: dict[str, str]
+    expires: str

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import Response
@@ -16,10 +15,16 @@ from kitchen.serve.errors import ApiError, not_found, not_implemented
 router = APIRouter(prefix="/api/v1", tags=["futures"])
 
 
-@router.post("/retrieve_future", response_model=None)
+# The answer is the future's own body (JSON, or protobuf for samples and forward_backward),
+# passed through as it was stored, or a TryAgainResponse while it is pending.
+@router.post(
+    "/retrieve_future",
+    response_model=None,
+    responses={200: {"model": schemas.TryAgainResponse, "description": "the result, or try_again"}},
+)
 async def retrieve_future(
     body: schemas.FutureRetrieveRequest, owner: Owner, service: ServiceDep
-) -> Response | dict[str, Any]:
+) -> Response | schemas.TryAgainResponse:
     entry = service.futures.get(body.request_id)
     if body.request_id.startswith("sample:"):
         faults.point("serve:retrieve:sample")  # a sample acknowledged, not yet answered
@@ -31,7 +36,7 @@ async def retrieve_future(
     try:
         result = await asyncio.wait_for(asyncio.shield(entry.future), service.settings.long_poll_s)
     except TimeoutError:
-        return {"type": "try_again", "request_id": body.request_id, "queue_state": "active"}
+        return schemas.TryAgainResponse(request_id=body.request_id, queue_state="active")
     service.futures.mark_retrieved(body.request_id)
     return Response(result.body, media_type=result.content_type)
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 
 from kitchen.serve import backend, ids, schemas
@@ -17,7 +15,7 @@ router = APIRouter(prefix="/api/v1", tags=["models"])
 @router.post("/create_model")
 async def create_model(
     body: schemas.CreateModelRequest, owner: Owner, service: ServiceDep
-) -> dict[str, Any]:
+) -> schemas.UntypedFutureResponse:
     service.check_session(owner, body.session_id)
     service.check_base_model(body.base_model)
     if body.lora_config is None:
@@ -41,27 +39,26 @@ async def create_model(
         max_tokens_per_microbatch=service.settings.max_tokens_per_microbatch,
     )
     rid = await service.create_model(spec)
-    return {"request_id": rid, "model_id": model_id}
+    return schemas.UntypedFutureResponse(request_id=rid, model_id=model_id)
 
 
 @router.post("/get_info")
 async def get_info(
     body: schemas.GetInfoRequest, owner: Owner, service: ServiceDep
-) -> dict[str, Any]:
+) -> schemas.GetInfoResponse:
     from kitchen.adapters.local_torch.loading import resolve_name
 
     model = await service.model(owner, body.model_id)
     spec = model.spec
-    return {
-        "type": "get_info",
-        "model_id": spec.model_id,
-        "model_data": {
-            "arch": "llama",
-            "model_name": spec.base_model,
+    return schemas.GetInfoResponse(
+        model_id=spec.model_id,
+        model_data=schemas.ModelData(
+            arch="llama",
+            model_name=spec.base_model,
             # The SDK loads the tokenizer client-side: a local folder works offline.
-            "tokenizer_id": resolve_name(spec.base_model),
-        },
-        "is_lora": True,
-        "lora_rank": spec.lora_rank,
-        "model_name": spec.base_model,
-    }
+            tokenizer_id=resolve_name(spec.base_model),
+        ),
+        is_lora=True,
+        lora_rank=spec.lora_rank,
+        model_name=spec.base_model,
+    )

@@ -33,12 +33,12 @@ def _record(
 @router.post("/create_sampling_session")
 def create_sampling_session(
     body: schemas.CreateSamplingSessionRequest, owner: Owner, service: ServiceDep
-) -> dict[str, str]:
+) -> schemas.CreateSamplingSessionResponse:
     service.check_session(owner, body.session_id)
     record = _record(service, owner, body.model_path, body.base_model)
     sampler = ids.sampler_id(body.session_id, body.sampling_session_seq_id)
     service.journal.save_sampler(sampler, record)
-    return {"type": "create_sampling_session", "sampling_session_id": sampler}
+    return schemas.CreateSamplingSessionResponse(sampling_session_id=sampler)
 
 
 def _sampler(service: Service, owner: str, sampler: str) -> dict[str, Any]:
@@ -49,17 +49,19 @@ def _sampler(service: Service, owner: str, sampler: str) -> dict[str, Any]:
 
 
 @router.get("/samplers/{sampler_id}")
-def get_sampler(sampler_id: str, owner: Owner, service: ServiceDep) -> dict[str, Any]:
+def get_sampler(sampler_id: str, owner: Owner, service: ServiceDep) -> schemas.SamplerResponse:
     record = _sampler(service, owner, sampler_id)
-    return {
-        "sampler_id": sampler_id,
-        "base_model": record["base_model"],
-        "model_path": record.get("model_path"),
-    }
+    return schemas.SamplerResponse(
+        sampler_id=sampler_id,
+        base_model=record["base_model"],
+        model_path=record.get("model_path"),
+    )
 
 
 @router.post("/asample")
-async def asample(body: schemas.SampleRequest, owner: Owner, service: ServiceDep) -> dict[str, Any]:
+async def asample(
+    body: schemas.SampleRequest, owner: Owner, service: ServiceDep
+) -> schemas.SampleFutureResponse:
     if body.sampling_session_id is not None:
         record = _sampler(service, owner, body.sampling_session_id)
     else:
@@ -74,4 +76,4 @@ async def asample(body: schemas.SampleRequest, owner: Owner, service: ServiceDep
     sampler = await service.samplers.client(base, rank, targets, adapter)
     eos = sampler.get_tokenizer().eos_token_id
     rid, sequence_ids = service.samplers.submit(owner, sampler, body, eos)
-    return {"request_id": rid, "sample_sequence_ids": sequence_ids}
+    return schemas.SampleFutureResponse(request_id=rid, sample_sequence_ids=sequence_ids)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 
 from kitchen.serve import ids, schemas
@@ -25,51 +23,53 @@ CLIENT_CONFIG = {
 
 
 @router.post("/client/config")
-def client_config(body: schemas.ClientConfigRequest, owner: Owner) -> dict[str, Any]:
-    return {**CLIENT_CONFIG}
+def client_config(body: schemas.ClientConfigRequest, owner: Owner) -> schemas.ClientConfigResponse:
+    return schemas.ClientConfigResponse(**CLIENT_CONFIG)
 
 
 @router.post("/client/dynamic_config")
-def client_dynamic_config(body: schemas.ClientConfigRequest, owner: Owner) -> dict[str, Any]:
+def client_dynamic_config(body: schemas.ClientConfigRequest, owner: Owner) -> None:
     raise not_implemented("client/dynamic_config")
 
 
 @router.get("/healthz")
-def healthz(owner: Owner) -> dict[str, str]:
-    return {"status": "ok"}
+def healthz(owner: Owner) -> schemas.StatusResponse:
+    return schemas.StatusResponse(status="ok")
 
 
 @router.get("/get_server_capabilities")
-def capabilities(owner: Owner, service: ServiceDep) -> dict[str, Any]:
+def capabilities(owner: Owner, service: ServiceDep) -> schemas.CapabilitiesResponse:
     models = [
-        {"model_name": name, "trainable": True, "sampleable": True}
+        schemas.SupportedModel(model_name=name, trainable=True, sampleable=True)
         for name in service.settings.base_models
     ]
-    return {"supported_models": models}
+    return schemas.CapabilitiesResponse(supported_models=models)
 
 
 @router.post("/create_session")
 def create_session(
     body: schemas.CreateSessionRequest, owner: Owner, service: ServiceDep
-) -> dict[str, Any]:
+) -> schemas.CreateSessionResponse:
     session_id = ids.new_session_id()
     service.journal.save_session(session_id, owner, {"sdk_version": body.sdk_version})
-    return {"type": "create_session", "session_id": session_id}
+    return schemas.CreateSessionResponse(session_id=session_id)
 
 
 @router.post("/session_heartbeat")
-def heartbeat(body: schemas.SessionRequest, owner: Owner, service: ServiceDep) -> dict[str, str]:
+def heartbeat(
+    body: schemas.SessionRequest, owner: Owner, service: ServiceDep
+) -> schemas.TypedResponse:
     service.check_session(owner, body.session_id)
     record = service.journal.load_session(body.session_id) or {}
     if record.get("finished"):
         raise ApiError(410, f"session {body.session_id} has finished")
-    return {"type": "session_heartbeat"}
+    return schemas.TypedResponse(type="session_heartbeat")
 
 
 @router.post("/sessions/{session_id}/finish")
 def finish(
     session_id: str, body: schemas.FinishRequest, owner: Owner, service: ServiceDep
-) -> dict[str, str]:
+) -> schemas.TypedResponse:
     service.check_session(owner, session_id)
     record = service.journal.load_session(session_id) or {}
     if not record.get("finished"):
@@ -78,10 +78,10 @@ def finish(
         service.journal.save_session(
             session_id, owner, {**meta, "finished": str(reason or "success")[:40]}
         )
-    return {"type": "finish_session"}
+    return schemas.TypedResponse(type="finish_session")
 
 
 @router.post("/telemetry")
-def telemetry(body: schemas.TelemetryRequest, owner: Owner) -> dict[str, str]:
+def telemetry(body: schemas.TelemetryRequest, owner: Owner) -> schemas.StatusResponse:
     """Accepted and dropped: nothing the SDK reports is needed here, and it may hold headers."""
-    return {"status": "accepted"}
+    return schemas.StatusResponse(status="accepted")

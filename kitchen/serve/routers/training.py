@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request
 
 from kitchen.serve import schemas
@@ -35,7 +33,9 @@ async def _body(request: Request, limit: int) -> bytes:
 
 
 @router.post("/forward_backward", openapi_extra=PROTO_BODY)
-async def forward_backward(request: Request, owner: Owner, service: ServiceDep) -> dict[str, Any]:
+async def forward_backward(
+    request: Request, owner: Owner, service: ServiceDep
+) -> schemas.UntypedFutureResponse:
     from kitchen.serve import wire
 
     s = service.settings
@@ -46,17 +46,17 @@ async def forward_backward(request: Request, owner: Owner, service: ServiceDep) 
     model = await service.model(owner, fb.model_id)
     kind = "forward" if fb.forward_only else "forward_backward"
     rid = await model.accept(kind, fb.seq_id, body, fb)
-    return {"request_id": rid, "model_id": model.model_id}
+    return schemas.UntypedFutureResponse(request_id=rid, model_id=model.model_id)
 
 
 @router.post("/optim_step")
 async def optim_step(
     body: schemas.OptimStepRequest, owner: Owner, service: ServiceDep
-) -> dict[str, Any]:
+) -> schemas.UntypedFutureResponse:
     import json
 
     model = await service.model(owner, body.model_id)
     payload = body.adam_params.model_dump()
     raw = json.dumps(payload, sort_keys=True).encode()
     rid = await model.accept("optim_step", body.seq_id, raw, payload)
-    return {"request_id": rid, "model_id": model.model_id}
+    return schemas.UntypedFutureResponse(request_id=rid, model_id=model.model_id)

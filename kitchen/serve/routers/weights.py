@@ -42,19 +42,19 @@ async def _save(
     name: str,
     seq_id: int | None,
     extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> schemas.UntypedFutureResponse:
     ids.checked_name(name)
     if model.folder(kind, name).exists():
         raise bad_request(f"checkpoint tinker://{model.model_id}/{kind}/{name} exists")
     payload = {"kind": kind, "name": name, **(extra or {})}
     rid = await model.accept(op, seq_id, _raw(payload), payload)
-    return {"request_id": rid, "model_id": model.model_id}
+    return schemas.UntypedFutureResponse(request_id=rid, model_id=model.model_id)
 
 
 @router.post("/save_weights")
 async def save_weights(
     body: schemas.SaveWeightsRequest, owner: Owner, service: ServiceDep
-) -> dict[str, Any]:
+) -> schemas.UntypedFutureResponse:
     model = await service.model(owner, body.model_id)
     name = body.path or f"state-{body.seq_id or 0:06d}"
     return await _save(service, model, "save_weights", "weights", name, body.seq_id)
@@ -63,7 +63,7 @@ async def save_weights(
 @router.post("/save_weights_for_sampler")
 async def save_weights_for_sampler(
     body: schemas.SaveWeightsForSamplerRequest, owner: Owner, service: ServiceDep
-) -> dict[str, Any]:
+) -> schemas.UntypedFutureResponse:
     model = await service.model(owner, body.model_id)
     if body.path is None and body.sampling_session_seq_id is None:
         raise bad_request("save_weights_for_sampler needs a path or a sampling_session_seq_id")
@@ -77,7 +77,7 @@ async def save_weights_for_sampler(
 @router.post("/save_weights_external")
 async def save_weights_external(
     body: schemas.SaveWeightsExternalRequest, owner: Owner, service: ServiceDep
-) -> dict[str, Any]:
+) -> schemas.UntypedFutureResponse:
     if body.age_encryption_recipients:
         raise bad_request("encrypted external weights are not supported by kitchen serve")
     model = await service.model(owner, body.model_id)
@@ -89,7 +89,7 @@ async def save_weights_external(
 @router.post("/load_weights")
 async def load_weights(
     body: schemas.LoadWeightsRequest, owner: Owner, service: ServiceDep
-) -> dict[str, Any]:
+) -> schemas.UntypedFutureResponse:
     if body.weights_access_token:
         raise bad_request("weights_access_token is not supported: load your own checkpoints")
     tp, source, folder = service.resolve(owner, body.path)
@@ -118,7 +118,7 @@ async def load_weights(
             max_tokens_per_microbatch=service.settings.max_tokens_per_microbatch,
         )
         rid = await service.create_model(spec)
-        return {"request_id": rid, "model_id": spec.model_id}
+        return schemas.UntypedFutureResponse(request_id=rid, model_id=spec.model_id)
     if body.model_id is None:
         raise bad_request("load_weights needs a model_id, or a session_id and model_seq_id")
     model = await service.model(owner, body.model_id)
@@ -131,11 +131,13 @@ async def load_weights(
     raw = _raw(payload)
     payload["folder"] = str(folder)
     rid = await model.accept("load_weights", body.seq_id, raw, payload)
-    return {"request_id": rid, "model_id": model.model_id}
+    return schemas.UntypedFutureResponse(request_id=rid, model_id=model.model_id)
 
 
 @router.get("/training_runs/{model_id}/checkpoints")
-async def list_checkpoints(model_id: str, owner: Owner, service: ServiceDep) -> dict[str, Any]:
+async def list_checkpoints(
+    model_id: str, owner: Owner, service: ServiceDep
+) -> schemas.CheckpointsResponse:
     model = service.models.get(model_id)
     if model is None or model.owner != owner:
         raise not_found(f"training run {model_id[:80]!r}")
@@ -149,15 +151,15 @@ async def list_checkpoints(model_id: str, owner: Owner, service: ServiceDep) -> 
         ):
             files = [f for f in folder.iterdir() if f.is_file() and not f.name.startswith(".")]
             rows.append(
-                {
-                    "checkpoint_id": f"{kind}/{folder.name}",
-                    "checkpoint_type": ctype,
-                    "time": datetime.fromtimestamp(folder.stat().st_mtime, UTC).isoformat(),
-                    "tinker_path": str(ids.TinkerPath(model_id, kind, folder.name)),
-                    "size_bytes": sum(f.stat().st_size for f in files),
-                }
+                schemas.Checkpoint(
+                    checkpoint_id=f"{kind}/{folder.name}",
+                    checkpoint_type=ctype,
+                    time=datetime.fromtimestamp(folder.stat().st_mtime, UTC).isoformat(),
+                    tinker_path=str(ids.TinkerPath(model_id, kind, folder.name)),
+                    size_bytes=sum(f.stat().st_size for f in files),
+                )
             )
-    return {"checkpoints": rows, "cursor": None}
+    return schemas.CheckpointsResponse(checkpoints=rows, cursor=None)
 
 
 def _sign(service: Service, owner: str, model_id: str, name: str, file: str, expires: int) -> str:
@@ -168,7 +170,7 @@ def _sign(service: Service, owner: str, model_id: str, name: str, file: str, exp
 @router.get("/training_runs/{model_id}/checkpoints/{kind}/{name}/external_weights_urls")
 async def external_weights_urls(
     model_id: str, kind: str, name: str, request: Request, owner: Owner, service: ServiceDep
-) -> dict[str, Any]:
+) -> schemas.WeightsUrlsResponse:
     if kind != "external_weights":
         raise bad_request("download URLs exist for external weights only")
     _, _, folder = service.resolve(owner, f"tinker://{model_id}/{kind}/{name}")
@@ -181,7 +183,8 @@ async def external_weights_urls(
             urls[f.name] = (
                 f"{base}/api/v1/files/{model_id}/{name}/{f.name}?expires={expires}&sig={sig}"
             )
-    return {"urls": urls, "expires": datetime.fromtimestamp(expires, UTC).isoformat()}
+    expiry = datetime.fromtimestamp(expires, UTC).isoformat()
+    return schemas.WeightsUrlsResponse(urls=urls, expires=expiry)
 
 
 @router.get("/files/{model_id}/{name}/{file}")
