@@ -42,19 +42,33 @@ CANCEL_TRIGGER = "cancel"
 @dataclass(frozen=True, slots=True)
 class Stage:
     """One stage in the workflow. ``hot`` stages may share a group commit with the rest of
-    their step; every other stage commits the events before it first."""
+    their step; every other stage commits the events before it first. ``setup`` stages build
+    what the attempt holds in memory (a dataset, a session, a tokenizer): a resume from a
+    checkpoint runs them again before it continues.
+
+    ``options`` is a free bag for a workflow's own use. Workflows written before ``setup`` was
+    a field declared it there (``options=(("setup", True),)``); that still marks the stage as
+    set-up.
+    """
 
     name: str
     when: str | None = None
     qualifier: str | None = None
     hot: bool = False
     options: tuple[tuple[str, Any], ...] = ()
+    setup: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.setup and dict(self.options).get("setup"):
+            object.__setattr__(self, "setup", True)
 
     @property
     def slot(self) -> str:
         return f"{self.name}@{self.qualifier}" if self.qualifier else self.name
 
     def option(self, key: str, default: Any = None) -> Any:
+        if key == "setup" and self.setup:
+            return True
         return dict(self.options).get(key, default)
 
 
@@ -102,6 +116,10 @@ class Workflow:
     - ``progress_metrics``: what the progress line shows, the first being the loss;
     - ``summary_metrics``: held-out metrics the end-of-run summary compares first vs last;
     - ``rows``: the dataset row shape launch checks before a run exists;
+    - ``lineage``: role → the config keys that name its weights (the first one set counts),
+      e.g. ``{"parent": ("load_checkpoint_path",)}``: launch resolves and hashes them;
+    - ``preflight``: checks of the settings that need no heavy work (renderer, teacher …),
+      called with a ``kitchen.stage_api.Preflight`` before the run exists; raises ConfigError;
     - ``resources``: makes the typed resources object the stages share in one attempt;
     - ``code``: stage name → function, imported only when a run starts.
     """
@@ -115,6 +133,8 @@ class Workflow:
     progress_metrics: tuple[str, ...] = ()
     summary_metrics: tuple[str, ...] = ()
     rows: Rows | None = None
+    lineage: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    preflight: Callable[[Any], None] | None = None
     resources: Callable[[], Any] = dict
     code: Callable[[], Mapping[str, Any]] | None = None
 

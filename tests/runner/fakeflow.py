@@ -67,7 +67,7 @@ def more_batches(view: Any) -> bool:
 WORKFLOW = Workflow(
     name="fake",
     body=(
-        Stage("setup", options=(("setup", True),)),
+        Stage("setup", setup=True),
         Loop(
             "batch",
             body=(
