@@ -3,7 +3,8 @@
 Per transition: choose the next edge → ``StageStarted`` → the stage inside a span →
 ``StageCompleted`` (or ``StageFailed`` + ``RunFailed``) → the machine takes the edge. Events go
 into the unit of work (``kitchen.unit_of_work``), folded into the in-memory ``RunState`` at
-once; they reach the database by group commit:
+once; they reach the database by group commit, at points the unit of work alone decides (the
+runner tells it what happened, never when to commit):
 
 - every stage that is not ``hot`` commits what came before it together with its own
   ``StageStarted`` before it runs, and its other events when it ends (set-up, checkpoints,
@@ -51,7 +52,6 @@ from kitchen.errors import (
     ConfigError,
     IllegalTransition,
     InfrastructureError,
-    KitchenError,
     LeaseHeld,
     OutOfMemory,
     StoreUnavailable,
@@ -182,10 +182,9 @@ class Runner:
         self.guard.acquire(1)
         try:
             with self._attempt_span(1, None) as span:
-                self.uow.record(created)
-                self.uow.record(self._attempt_started(1, span, None))
+                started = self._attempt_started(1, span, None)
                 try:
-                    self.uow.flush()
+                    self.uow.begin_attempt(created, started)
                 except ConcurrencyConflict:
                     raise self._exists_error() from None
                 return self._until_fault(self._first_attempt)
@@ -216,13 +215,14 @@ class Runner:
             ckpt, bad = policy.newest_valid_checkpoint(state, self.ports.blobs, self.ports.training)
             self.run_dir.mkdir(parents=True, exist_ok=True)
             with self._attempt_span(attempt, policy.previous_span(state)) as span:
-                self.uow.record(self._attempt_started(attempt, span, ckpt.seq if ckpt else None))
-                for event in policy.invalidated(bad):
-                    self.uow.record(event)
                 forced = bool(refused) and force
-                self.uow.record(policy.resumed(attempt, ckpt, identity, differences, forced))
+                opening = (
+                    self._attempt_started(attempt, span, ckpt.seq if ckpt else None),
+                    *policy.invalidated(bad),
+                    policy.resumed(attempt, ckpt, identity, differences, forced),
+                )
                 try:
-                    self.uow.flush()
+                    self.uow.begin_attempt(*opening)
                 except ConcurrencyConflict:
                     raise LeaseHeld(
                         f"run {self.run_id!r} is being resumed by another worker"
@@ -317,7 +317,7 @@ class Runner:
         honoured between its stages as between any others.
         """
         for stage in self.workflow.stages():
-            if stage.option("setup"):
+            if stage.setup:
                 code = self._boundary(machine)
                 if code is None:
                     code = self._run_stage(stage, machine.state, machine.state, machine)
@@ -335,22 +335,16 @@ class Runner:
         machine: RunMachine,
         row: Transition | None = None,
     ) -> int | None:
-        if stage.hot and dest in self._heads:
-            self.uow.flush_due()  # step boundary: the previous step's events go in one commit
         s = self.state
-        seq = self.uow.record(
-            ev.StageStarted(
-                stage=stage.name,
-                source=source,
-                dest=dest,
-                step=s.step,
-                epoch=s.epoch,
-                attempt=s.attempt,
-            )
+        started = ev.StageStarted(
+            stage=stage.name,
+            source=source,
+            dest=dest,
+            step=s.step,
+            epoch=s.epoch,
+            attempt=s.attempt,
         )
-        if not stage.hot:
-            self.uow.flush()  # a stage with side effects is on record before it begins them
-        faults.point(f"stage:{stage.name}:before")
+        seq = self.uow.stage_started(started, hot=stage.hot, step_head=dest in self._heads)
         span = self._stage_span(stage, s, seq)
         t0 = time.perf_counter()
         try:
@@ -371,9 +365,8 @@ class Runner:
         self._record_result(stage, dest, res, time.perf_counter() - t0)
         if row is not None:
             machine.take(row)
-        faults.point(f"stage:{stage.name}:after")
-        if not stage.hot or res.after_commit or res.artifacts:
-            self.uow.flush()  # an artifact is on record before anything is built on it
+        durable = bool(res.after_commit or res.artifacts)
+        self.uow.stage_ended(stage.name, hot=stage.hot, durable=durable)
         for effect in res.after_commit:
             effect()
         self.reporter.stage_done(stage, res, self.state)
@@ -387,10 +380,7 @@ class Runner:
         self.uow.record(self._completed(stage, dest, res, duration_s))
         if res.metrics:
             self._after_step_metrics(res.metrics)
-        for extra in res.events:
-            if isinstance(extra, ev.CheckpointSaved):
-                self.uow.flush()  # the stage's own events first; then the checkpoint record
-            self.uow.record(extra)
+        self.uow.stage_events(res.events)
 
     def _context(self, stage: Stage, s: RunState) -> StageContext[Any, Any]:
         return StageContext(
@@ -473,11 +463,10 @@ class Runner:
     # ------------------------------------------------------------------ endings
 
     def _end(self, event: ev.Event, code: int, move: Callable[[], None] | None = None) -> int:
-        """Record how the attempt ended, move the machine, commit, report."""
-        self.uow.record(event)
+        """Move the machine, record and commit how the attempt ended, report."""
         if move is not None:
             move()
-        self.uow.flush()
+        self.uow.end_attempt(event)
         self.reporter.finished(self.state, code)
         return code
 
@@ -530,12 +519,7 @@ class Runner:
         stop = ev.AttemptInterrupted(
             attempt=s.attempt, step=s.step, fault=fault.fault, reason=reason, stage=s.stage
         )
-        self.uow.record(stop)  # in memory at least: the reporter shows it either way
-        recorded = False
-        if not isinstance(fault, StoreUnavailable):
-            with contextlib.suppress(KitchenError):
-                self.uow.flush()
-                recorded = True
+        recorded = self.uow.end_after_fault(stop, store_gone=isinstance(fault, StoreUnavailable))
         code = EXIT_OUT_OF_MEMORY if isinstance(fault, OutOfMemory) else EXIT_TEMPFAIL
         self.reporter.fault(fault, recorded)
         self.reporter.finished(self.state, code)

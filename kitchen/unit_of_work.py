@@ -1,12 +1,14 @@
 """The unit of work: a run's events as the runner records them.
 
 An event is folded into the in-memory ``RunState`` the moment it is recorded and reaches the
-database at the next ``flush`` (group commit): the runner decides when, the unit of work only
-keeps the buffer, the expected seq and the retries. At a step boundary the runner calls
-``flush_due``, which commits only once the commit window (``KITCHEN_COMMIT_WINDOW_MS``,
-default 50 ms) has passed since the last commit, so steps faster than that share a commit;
-everything else (a stage with side effects, an artifact, the end of an attempt) commits at
-once. A database that is briefly unreachable is
+database at the next ``flush`` (group commit). When to commit is decided here and nowhere
+else: the runner says what happened (an attempt began, a stage started or ended, the attempt
+ended) and the commit-policy methods below commit at exactly the points ``kitchen.runner``'s
+docstring lists, and fire the ``stage:<name>:before`` and ``stage:<name>:after`` fault points.
+At a step boundary ``flush_due`` commits only once the commit window
+(``KITCHEN_COMMIT_WINDOW_MS``, default 50 ms) has passed since the last commit, so steps faster
+than that share a commit; everything else (a stage with side effects, an artifact, the end of
+an attempt) commits at once. A database that is briefly unreachable is
 retried with backoff (0.5 s doubling to 8 s, 8 tries: about 30 s of waiting); one that stays
 unreachable raises ``StoreUnavailable``, an infrastructure error: the runner ends the attempt
 resumable (exit 75) without trying to write anything more.
@@ -23,6 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Iterable
 
 from kitchen import events as ev
 from kitchen import faults
@@ -72,6 +75,65 @@ class UnitOfWork:
         self._buffer.append(event)
         self.state = advance(self.state, Recorded(seq, None, event), self._owned)
         return seq
+
+    # ------------------------------------------------------------------ commit policy
+
+    def begin_attempt(self, *events: ev.Event) -> None:
+        """An attempt's opening events, committed together before it does anything else (a
+        ``ConcurrencyConflict`` here means another worker wrote first)."""
+        for event in events:
+            self.record(event)
+        self.flush()
+
+    def stage_started(self, started: ev.StageStarted, *, hot: bool, step_head: bool) -> int:
+        """Record that a stage starts; returns the event's seq.
+
+        The first ``hot`` stage of a step is a step boundary: the previous step's events go in
+        one commit (or wait for the commit window). A stage that is not ``hot`` is on record,
+        with everything before it, before it begins its side effects."""
+        if hot and step_head:
+            self.flush_due()
+        seq = self.record(started)
+        if not hot:
+            self.flush()
+        faults.point(f"stage:{started.stage}:before")
+        return seq
+
+    def stage_events(self, events: Iterable[ev.Event]) -> None:
+        """The events a stage returned beside its ``StageCompleted``: a checkpoint's record is
+        committed only after the stage's own events, so it never names a step not on record."""
+        for event in events:
+            if isinstance(event, ev.CheckpointSaved):
+                self.flush()
+            self.record(event)
+
+    def stage_ended(self, stage: str, *, hot: bool, durable: bool) -> None:
+        """A stage's events are all recorded: a stage that is not ``hot``, or one that made
+        something ``durable`` (artifacts, effects to run after the commit), commits now, so an
+        artifact is on record before anything is built on it; a ``hot`` one waits for its step."""
+        faults.point(f"stage:{stage}:after")
+        if not hot or durable:
+            self.flush()
+
+    def end_attempt(self, event: ev.Event) -> None:
+        """How the attempt ended (completed, failed, interrupted, cancelled): always committed."""
+        self.record(event)
+        self.flush()
+
+    def end_after_fault(self, event: ev.Event, *, store_gone: bool) -> bool:
+        """A fault outside the run ended the attempt: ``event`` is recorded in memory at least
+        and committed if the log can still be written; returns whether it was. When the store
+        is what is gone (``store_gone``) nothing is tried: its retry budget is spent."""
+        self.record(event)
+        if store_gone:
+            return False
+        try:
+            self.flush()
+        except KitchenError:
+            return False
+        return True
+
+    # ------------------------------------------------------------------ commits
 
     def flush_due(self) -> None:
         """A step boundary: commit what was recorded, unless the last commit was less than
