@@ -1,10 +1,13 @@
-"""The run's state machine: a ``transitions`` Machine built from a workflow's transition table.
+"""The run's state machine: the workflow's compiled transition table decides, a ``transitions``
+Machine holds the state.
 
-The runner asks :meth:`RunMachine.choose` which transition to take next (the first row leaving
-the current state whose conditions hold on the runner's view), appends that stage's events, runs
-the stage, and then :meth:`take` s the transition. Conditions are evaluated once, before the
-stage runs, and the Machine re-checks the same decision when it takes the transition, so a stage
-that moves the data cursor cannot change which edge it was started on.
+The runner asks :meth:`RunMachine.choose` which transition to take next: the first row leaving
+the current state whose conditions hold on the runner's view. That is the one decision; it is
+made once, before the stage runs, so a stage that moves the data cursor cannot change which
+edge it was started on. The runner appends that stage's events, runs the stage, and then
+:meth:`take` s the row. The Machine knows each row as an edge of its own (no conditions of its
+own to evaluate again): it only refuses an edge the table does not have from the current state
+and records where the run is.
 
 Guards, Prefect-style: terminal states have no outgoing transitions, so a trigger from them (or
 any trigger the table does not allow from the current state) raises ``IllegalTransition`` before
@@ -21,11 +24,19 @@ from transitions import Machine, MachineError
 from kitchen.errors import IllegalTransition
 from kitchen.workflow import (
     CANCEL_TRIGGER,
+    CANCELLED,
     FAIL_TRIGGER,
+    FAILED,
     TERMINAL_STATES,
     Transition,
     TransitionTable,
 )
+
+
+def _edge(row: Transition) -> str:
+    """The Machine's name for a row: a stage can lead to several slots (``evaluate@start``,
+    ``evaluate@end``), so the edge names its destination too."""
+    return f"{row.trigger}->{row.dest}"
 
 
 class _Model:
@@ -49,7 +60,7 @@ class RunMachine:
             )
         self.table = table
         self._predicates = predicates
-        self._decision: dict[str, bool] = {}
+        self._rows = frozenset(table.rows)
         self._from: dict[str, list[Transition]] = {s: table.from_state(s) for s in table.states}
         self._triggers: dict[str, set[str]] = {s: set() for s in table.states}
         for row in table.rows:
@@ -62,17 +73,9 @@ class RunMachine:
             auto_transitions=False,
             send_event=False,
         )
-        for row in table.rows:
-            self._machine.add_transition(
-                row.trigger,
-                row.source,
-                row.dest,
-                conditions=[self._holds(c) for c in row.conditions],
-            )
-
-    def _holds(self, cond: str) -> Callable[[], bool]:
-        name, want = (cond[1:], False) if cond.startswith("!") else (cond, True)
-        return lambda: self._decision[name] is want
+        edges = dict.fromkeys((row.source, row.dest, _edge(row)) for row in table.rows)
+        for source, dest, edge in edges:
+            self._machine.add_transition(edge, source, dest)
 
     @property
     def state(self) -> str:
@@ -84,17 +87,15 @@ class RunMachine:
 
     def choose(self, view: Any) -> Transition | None:
         """The transition to take next from the current state, or None if none applies."""
-        self._decision = {}
+        decided: dict[str, bool] = {}  # each predicate evaluated at most once per choice
         for row in self._from[self.model.state]:
-            ok = True
             for cond in row.conditions:
                 name = cond.lstrip("!")
-                if name not in self._decision:
-                    self._decision[name] = bool(self._predicates[name](view))
-                if self._decision[name] is cond.startswith("!"):
-                    ok = False
+                if name not in decided:
+                    decided[name] = bool(self._predicates[name](view))
+                if decided[name] is cond.startswith("!"):
                     break
-            if ok:
+            else:
                 return row
         return None
 
@@ -107,10 +108,15 @@ class RunMachine:
             )
 
     def take(self, row: Transition) -> None:
-        """Take the transition chosen by :meth:`choose` (conditions as decided then)."""
+        """Take the transition chosen by :meth:`choose` (its conditions as decided then)."""
         self.check(row.trigger)
+        if row.source != self.model.state or row not in self._rows:
+            raise IllegalTransition(
+                f"{row.describe()} is not a transition of workflow {self.table.workflow!r} "
+                f"from state {self.model.state!r}"
+            )
         try:
-            ok = self.model.trigger(row.trigger)
+            ok = self.model.trigger(_edge(row))
         except MachineError as exc:  # pragma: no cover - check() guards this
             raise IllegalTransition(str(exc)) from None
         if not ok or self.model.state != row.dest:
@@ -121,8 +127,8 @@ class RunMachine:
 
     def fail(self) -> None:
         self.check(FAIL_TRIGGER)
-        self.model.trigger(FAIL_TRIGGER)
+        self.model.trigger(f"{FAIL_TRIGGER}->{FAILED}")
 
     def cancel(self) -> None:
         self.check(CANCEL_TRIGGER)
-        self.model.trigger(CANCEL_TRIGGER)
+        self.model.trigger(f"{CANCEL_TRIGGER}->{CANCELLED}")

@@ -142,3 +142,45 @@ def test_mermaid_and_text_render_every_edge() -> None:
     assert mermaid.startswith("stateDiagram-v2")
     assert "    train --> save: save [save_due]" in mermaid
     assert "    [*] --> setup: setup" in mermaid
+
+
+def test_the_table_decides_once_and_the_machine_only_follows() -> None:
+    wf = small_workflow()
+    calls: list[str] = []
+
+    def counted(name: str) -> Any:
+        def predicate(v: dict[str, Any]) -> bool:
+            calls.append(name)
+            return bool(v[name.removesuffix("_due")])
+
+        return predicate
+
+    conditions = {"save_due": counted("save_due"), "more": counted("more")}
+    m = RunMachine(wf.compile(), conditions, "train")
+    row = m.choose({"save": False, "more": True})
+    assert row is not None and row.dest == "get_batch"
+    assert sorted(calls) == ["more", "save_due"]  # each predicate once per choice
+    calls.clear()
+    m.take(row)  # taking the row evaluates nothing again
+    assert calls == [] and m.state == "get_batch"
+
+
+def test_a_row_from_another_state_or_table_is_refused() -> None:
+    wf = small_workflow()
+    m = RunMachine(wf.compile(), wf.conditions, "train")
+    row = m.choose({"save": True, "more": True})
+    assert row is not None and row.trigger == "save"
+    with pytest.raises(IllegalTransition):
+        m.take(Transition("save", "train", "save", ("made_up",)))
+    m.take(row)
+    with pytest.raises(IllegalTransition):
+        m.take(row)  # the run has left "train"
+    assert m.state == "save"
+
+
+def test_set_up_is_a_field_and_the_old_options_still_declare_it() -> None:
+    assert Stage("load", setup=True).setup
+    old = Stage("load", options=(("setup", True),))
+    assert old.setup and old.option("setup") is True
+    assert not Stage("train").setup and Stage("train").option("setup", "no") == "no"
+    assert Stage("x", options=(("other", 1),)).option("other") == 1
