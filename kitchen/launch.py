@@ -1,10 +1,12 @@
 """From a recipe name and settings to a running attempt: the checks, the identity, the runner.
 
 ``prepare`` does every check that needs no heavy work (recipe, keys, types, ranges, files, home
-writable, database reachable, dataset rows in the workflow's shape, lineage) before anything is
-written, so a refused run leaves nothing behind. It also builds the run's ports, once, from the
-recipe's adapters manifest (overridable with ``adapters.<port>=NAME``): launch is the only
-reader of the manifest. ``start``/``resume`` then build the Runner with the recipe's workflow.
+writable, database reachable, dataset rows in the workflow's shape, the lineage the workflow
+declares, the workflow's pre-flight) before anything is written, so a refused run leaves nothing
+behind. It also builds the run's ports, once, from the recipe's adapters manifest (overridable
+with ``adapters.<port>=NAME``): launch is the only reader of the manifest, and each adapter's
+factory reads and checks its own settings. Launch knows no training key.
+``start``/``resume`` then build the Runner with the recipe's workflow.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from kitchen.io_faults import storage_fault
 from kitchen.paths import RUN_ID_RULE, kitchen_home, valid_run_id
 from kitchen.ports import EventLog
 from kitchen.runner import Identity, Reporter, Runner
-from kitchen.stage_api import Ports
+from kitchen.stage_api import Ports, Preflight
 from kitchen.unit_of_work import window_from_env
 from kitchen.workflow import Recipe, Workflow
 
@@ -70,11 +72,6 @@ def new_run_id(recipe: str) -> str:
 
 
 PORTS = ("training", "datasets", "blobs")
-# role -> the config keys that name its weights (the first one set counts).
-LINEAGE_KEYS = {
-    "parent": ("load_checkpoint_path",),
-    "teacher": ("teacher_checkpoint", "teacher_model"),
-}
 
 
 @dataclass
@@ -131,48 +128,24 @@ def _dataset_identity(workflow: Workflow, cfg: Any, ports: Ports) -> str | None:
     return str(ports.datasets.fingerprint(source, "train"))
 
 
-def _check_renderer(cfg: Any) -> None:
-    from kitchen.renderers import RENDERERS
-
-    name = getattr(cfg, "renderer_name", None)
-    if name is not None and name not in RENDERERS:
-        raise ConfigError(f"unknown renderer_name {name!r}; known: {', '.join(sorted(RENDERERS))}")
-
-
-def _check_model(cfg: Any) -> None:
-    """A local model folder must hold a model; hub ids are checked when the session starts."""
-    from kitchen.embedded import resolve_model
-
-    if getattr(cfg, "model_name", None) is None:
-        return
-    name = str(cfg.model_name)
-    path = Path(resolve_model(name)).expanduser()
-    looks_local = path.exists() or name.startswith(("/", ".", "~")) or name.startswith("kitchen/")
-    if looks_local and not (path / "config.json").is_file():
-        raise ConfigError(
-            f"model_name {name!r}: {str(path)!r} holds no model (no config.json); "
-            "pass a folder written by save_pretrained, or a hub model id"
-        )
-    if looks_local:  # a family the local backend cannot train is refused before the run exists
-        from kitchen.adapters.local_torch.architectures import check_model_folder
-
-        check_model_folder(path)
-
-
 def prepare(recipe_name: str, overrides: list[str], config_file: str | None) -> Prepared:
     from kitchen.recipes import load_recipe
+    from kitchen.workflows import get_workflow
 
     recipe = load_recipe(recipe_name)
     file_data = kconfig.read_file(config_file) if config_file else {}
     cfg = kconfig.build(recipe.config, file_data, kconfig.parse_overrides(overrides))
-    lineage, paths = _resolve_lineage(cfg, kitchen_home())
+    lineage, paths = _resolve_lineage(get_workflow(recipe.workflow), cfg, kitchen_home())
     return _identify(recipe, cfg, lineage, paths)
 
 
-def _resolve_lineage(cfg: Any, home: Path) -> tuple[list[ev.LineageRef], dict[str, str]]:
+def _resolve_lineage(
+    workflow: Workflow, cfg: Any, home: Path
+) -> tuple[list[ev.LineageRef], dict[str, str]]:
+    """The weights of each lineage role the workflow declares (the first of its keys set)."""
     refs: list[ev.LineageRef] = []
     paths: dict[str, str] = {}
-    for role, keys in LINEAGE_KEYS.items():
+    for role, keys in workflow.lineage.items():
         source = next((v for k in keys if (v := getattr(cfg, k, None))), None)
         if source:
             ref, path = klineage.resolve(role, str(source), home)
@@ -187,12 +160,13 @@ def _identify(
     from kitchen.workflows import get_workflow
 
     workflow = get_workflow(recipe.workflow)
-    _check_renderer(cfg)
-    _check_model(cfg)
     home = kitchen_home()
     check_home_writable(home)
     manifest = manifest_of(recipe, cfg)
     ports = build_ports(manifest, cfg, home)
+    if workflow.preflight is not None:
+        roles = {ref.role: ref for ref in lineage}
+        workflow.preflight(Preflight(cfg, ports, roles, paths))
     record = kconfig.redacted(cfg)
     fingerprint = _dataset_identity(workflow, cfg, ports)
     location = getattr(ports.blobs, "location", None)

@@ -131,6 +131,18 @@ StageFn = Callable[[StageContext[Any, Any]], "StageResult | Mapping[str, Any] | 
 
 
 @dataclass(frozen=True)
+class Preflight(Generic[C]):
+    """What a workflow's pre-flight check sees, before the run exists: the settings, the
+    ports, and the lineage launch resolved (as in :class:`StageContext`). The check raises
+    ConfigError (one line) for settings that cannot train; it writes nothing."""
+
+    config: C
+    ports: Ports
+    lineage: Mapping[str, LineageRef] = field(default_factory=dict)
+    lineage_paths: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class View(Generic[C, R]):
     """What workflow conditions see when the runner decides the next edge."""
 
@@ -148,6 +160,7 @@ __all__ = [
     "CheckpointSaved",
     "LineageRef",
     "Ports",
+    "Preflight",
     "ResumePoint",
     "RunState",
     "Stage",

@@ -51,6 +51,7 @@ def _sample(args: argparse.Namespace) -> int:
     from kitchen.renderers import get_renderer
     from kitchen.store import open_store
     from kitchen.types import SamplingParams
+    from kitchen.workflows.common.session import open_sampler_from_state
 
     store = open_store()
     state = fold_run(store, args.run_id)
@@ -63,16 +64,16 @@ def _sample(args: argparse.Namespace) -> int:
         if ckpt.location == "local"
         else ckpt.uri
     )
-    client = ports.training.create_training_client_from_state(
-        source,
-        base_model=cfg.model_name,
-        rank=cfg.lora_rank,
-        seed=cfg.seed,
-        alpha=cfg.lora_alpha,
-        dropout=cfg.lora_dropout,
-        with_optimizer=False,
-    )
     try:
+        client = open_sampler_from_state(
+            ports.training,
+            source,
+            base_model=cfg.model_name,
+            rank=cfg.lora_rank,
+            seed=cfg.seed,
+            alpha=cfg.lora_alpha,
+            dropout=cfg.lora_dropout,
+        )
         renderer = get_renderer(cfg.renderer_name, client.get_tokenizer())
         prompt = renderer.build_generation_prompt([{"role": "user", "content": args.prompt}])
         params = SamplingParams(
@@ -83,7 +84,7 @@ def _sample(args: argparse.Namespace) -> int:
             stop=tuple(renderer.get_stop_sequences()),  # type: ignore[arg-type]
             seed=args.seed,
         )
-        resp = client.sampling_client().sample(prompt, 1, params).result()
+        resp = client.sample(prompt, 1, params).result()
         message, _ = renderer.parse_response(list(resp.sequences[0].tokens))
     finally:
         ports.training.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -124,3 +125,25 @@ def test_a_bad_commit_window(kitchen: Kitchen, home: Path) -> None:
     line = one_line_error(r)
     assert "KITCHEN_COMMIT_WINDOW_MS='soon'" in line and "0 commits every step" in line
     _no_run_behind(home)
+
+
+def test_a_teacher_on_another_tokenizer_is_refused_before_the_run(
+    kitchen: Kitchen, home: Path, tmp_path: Path
+) -> None:
+    """Distillation scores the student's tokens with the teacher: a teacher whose tokenizer
+    differs (here: the digits 1 and 2 swap ids) is refused by the workflow's pre-flight."""
+    from kitchen.embedded import TINY_MODEL_DIR
+
+    teacher = tmp_path / "other-tokenizer"
+    shutil.copytree(TINY_MODEL_DIR, teacher)
+    tokenizer = json.loads((teacher / "tokenizer.json").read_text())
+    vocab = tokenizer["model"]["vocab"]
+    vocab["1"], vocab["2"] = vocab["2"], vocab["1"]
+    (teacher / "tokenizer.json").write_text(json.dumps(tokenizer))
+    r = kitchen("run", "distill_on_policy", f"teacher_model={teacher}", "--run-id", "student")
+    assert r.code == 2, r
+    assert "tokenizes differently from the student" in one_line_error(r)
+    _no_run_behind(home)
+    listed = kitchen("runs")
+    assert listed.code == 0, listed
+    assert "student" not in listed.stdout

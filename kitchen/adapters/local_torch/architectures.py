@@ -45,6 +45,23 @@ ENCODERS = frozenset(
 not what a user means by fine-tuning them, and their LM heads are not causal by default."""
 
 
+def check_model_name(name: str) -> None:
+    """A local model folder must hold a model of a family this backend trains (ConfigError,
+    one line); a hub id is checked when the session loads it."""
+    from kitchen.embedded import resolve_model
+
+    path = Path(resolve_model(name)).expanduser()
+    looks_local = path.exists() or name.startswith(("/", ".", "~")) or name.startswith("kitchen/")
+    if not looks_local:
+        return
+    if not (path / "config.json").is_file():
+        raise ConfigError(
+            f"model_name {name!r}: {str(path)!r} holds no model (no config.json); "
+            "pass a folder written by save_pretrained, or a hub model id"
+        )
+    check_model_folder(path)
+
+
 def check_model_folder(folder: str | Path) -> None:
     """Raise ConfigError (one line) when the model in ``folder`` cannot train here."""
     path = Path(folder)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from kitchen.adapters.local_torch import loading, worker
+from kitchen.adapters.local_torch.architectures import check_model_name
 from kitchen.adapters.local_torch.batch import DEFAULT_MAX_TOKENS_PER_MICROBATCH
 from kitchen.adapters.local_torch.client import LocalTrainingClient
 from kitchen.adapters.local_torch.sampling import LocalSamplingClient
@@ -139,7 +140,12 @@ class LocalServiceClient:
 
 def create_service(config: Any, home: Path) -> LocalServiceClient:
     """The manifest's factory: device, dtype and the memory settings from the recipe's config
-    when it has them, and torch's CPU threads when the config sets ``torch_threads``."""
+    when it has them, and torch's CPU threads when the config sets ``torch_threads``. A local
+    ``model_name`` that holds no model, or one of a family this backend cannot train, is
+    refused here, before the run exists."""
+    model = getattr(config, "model_name", None)
+    if model is not None:
+        check_model_name(str(model))
     threads = getattr(config, "torch_threads", None)
     if threads:
         import torch

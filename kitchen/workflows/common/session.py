@@ -1,16 +1,17 @@
-"""Opening training clients: the policy (fresh, resumed, or from a parent run's weights) and
-the weights a run *started* from, which a frozen reference needs whatever the resume point."""
+"""Opening clients: the policy (fresh, resumed, or from a parent run's weights), the weights a
+run *started* from, which a frozen reference needs whatever the resume point, and a sampler on
+the weights of a saved training state (a teacher's, or a checkpoint ``kitchen sample`` reads)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from kitchen.ports import TrainingClient
-from kitchen.stage_api import StageContext
+from kitchen.ports import SamplingClient, ServiceClient, TrainingClient
+from kitchen.stage_api import Preflight, StageContext
 from kitchen.workflows.common.config import TrainingConfig
 
 
-def base_model(ctx: StageContext[TrainingConfig, Any]) -> str:
+def base_model(ctx: StageContext[TrainingConfig, Any] | Preflight[TrainingConfig]) -> str:
     """The base model the LoRA sits on: ``model_name``, or a parent that is itself a base."""
     parent = ctx.lineage.get("parent")
     if parent is not None and parent.kind == "base_model":
@@ -59,3 +60,30 @@ def open_policy(ctx: StageContext[TrainingConfig, Any]) -> tuple[TrainingClient,
     if source is not None:
         out["parent"] = source
     return client, out
+
+
+def open_sampler_from_state(
+    service: ServiceClient,
+    path: str,
+    *,
+    base_model: str,
+    rank: int,
+    seed: int,
+    alpha: int | None = None,
+    dropout: float = 0.0,
+) -> SamplingClient:
+    """A sampling client on the weights of a training state folder (weights only): loaded
+    into a training client on ``base_model``, snapshotted, and the training client closed."""
+    trainer = service.create_training_client_from_state(
+        path,
+        base_model=base_model,
+        rank=rank,
+        seed=seed,
+        alpha=alpha,
+        dropout=dropout,
+        with_optimizer=False,
+    )
+    try:
+        return trainer.sampling_client()
+    finally:
+        trainer.close()

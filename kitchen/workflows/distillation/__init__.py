@@ -40,10 +40,13 @@ from typing import Any
 from kitchen.workflow import Loop, Rows, Stage, Workflow
 from kitchen.workflows.common.conditions import CONDITIONS as LOOP_CONDITIONS
 from kitchen.workflows.common.loader import stage_loader
+from kitchen.workflows.common.preflight import PARENT
+from kitchen.workflows.distillation.teacher import check_teacher
 from kitchen.workflows.rl.conditions import CONDITIONS as STEP_CONDITIONS
 from kitchen.workflows.rl.data import check_prompt_row
 
 SETUP = (("setup", True),)
+LINEAGE = {**PARENT, "teacher": ("teacher_checkpoint", "teacher_model")}
 
 _SHARED = {
     "init_session": "common.init_session",
@@ -133,6 +136,8 @@ ON_POLICY = Workflow(
     progress_metrics=("optim/loss", "teacher_kl", "env/all/correct"),
     summary_metrics=("test/accuracy", "test/format"),
     rows=Rows(columns=("prompt",), check=check_prompt_row),
+    lineage=LINEAGE,
+    preflight=check_teacher,
     resources=_on_policy_resources,
     code=stage_loader(ON_POLICY_STAGES),
 )
@@ -176,6 +181,8 @@ OFF_POLICY = Workflow(
     progress_metrics=("train_mean_nll", "learning_rate", "tokens_per_s"),
     summary_metrics=("test/accuracy", "test/format"),
     rows=Rows(columns=("prompt",), check=check_prompt_row),
+    lineage=LINEAGE,
+    preflight=check_teacher,
     resources=_off_policy_resources,
     code=stage_loader(OFF_POLICY_STAGES),
 )

@@ -9,8 +9,9 @@ teacher is a sampling client, whose weights never change after it is made:
 - a training state folder (a run's checkpoint): loaded, weights only, into a training client
   on ``teacher_base_model`` whose sampler snapshot is the teacher.
 
-The teacher must tokenize as the student does, since it scores the student's tokens: a probe
-text that encodes differently is refused before anything is trained.
+The teacher must tokenize as the student does, since it scores the student's tokens: the
+workflows' pre-flight (:func:`check_teacher`) refuses a teacher whose tokenizer encodes a probe
+text differently, in one line, before the run exists.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from typing import Any
 
 from kitchen.errors import ConfigError
 from kitchen.ports import SamplingClient, Tokenizer
-from kitchen.stage_api import StageContext
+from kitchen.stage_api import Preflight, StageContext
+from kitchen.workflows.common.preflight import check_training
+from kitchen.workflows.common.session import base_model, open_sampler_from_state
 
 PROBE = "What is 12 + 7?\nassistant: 19\n"
 
@@ -48,15 +51,27 @@ def open_teacher(ctx: StageContext[Any, Any]) -> tuple[SamplingClient, dict[str,
         out["base_model"] = base
     else:
         base = teacher_base(cfg)
-        trainer = service.create_training_client_from_state(
-            path, base_model=base, rank=cfg.lora_rank, seed=cfg.seed, with_optimizer=False
+        client = open_sampler_from_state(
+            service, path, base_model=base, rank=cfg.lora_rank, seed=cfg.seed
         )
-        client = trainer.sampling_client()
-        trainer.close()
         out["base_model"] = base
     ctx.on_close(client.close)
-    check_same_tokenizer(ctx.resources.tokenizer, client.get_tokenizer(), ref.source)
     return client, out
+
+
+def check_teacher(pre: Preflight[Any]) -> None:
+    """The distillation workflows' pre-flight: the training checks, then the teacher's
+    tokenizer against the student's (each loaded alone, no weights)."""
+    check_training(pre)
+    ref = pre.lineage.get("teacher")
+    if ref is None:
+        return
+    path = pre.lineage_paths["teacher"]
+    service = pre.ports.training
+    teacher_model = path if ref.kind == "base_model" else teacher_base(pre.config)
+    check_same_tokenizer(
+        service.get_tokenizer(base_model(pre)), service.get_tokenizer(teacher_model), ref.source
+    )
 
 
 def check_same_tokenizer(student: Tokenizer, teacher: Tokenizer, source: str) -> None:

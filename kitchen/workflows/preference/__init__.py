@@ -22,6 +22,7 @@ from typing import Any
 from kitchen.workflow import Loop, Rows, Stage, Workflow
 from kitchen.workflows.common.conditions import CONDITIONS
 from kitchen.workflows.common.loader import stage_loader
+from kitchen.workflows.common.preflight import PARENT, check_training
 from kitchen.workflows.preference.data import COLUMNS, check_pair_row
 
 SETUP = (("setup", True),)
@@ -98,6 +99,8 @@ WORKFLOW = Workflow(
     progress_metrics=("dpo_loss", "accuracy", "learning_rate"),
     summary_metrics=("test/accuracy", "test/policy_prefers_chosen", "test/dpo_loss"),
     rows=Rows(columns=COLUMNS, check=check_pair_row),
+    lineage=PARENT,
+    preflight=check_training,
     resources=new_resources,
     code=stage_code,
 )

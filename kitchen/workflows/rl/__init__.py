@@ -22,6 +22,7 @@ from typing import Any
 
 from kitchen.workflow import Loop, Rows, Stage, Workflow
 from kitchen.workflows.common.loader import stage_loader
+from kitchen.workflows.common.preflight import PARENT, check_training
 from kitchen.workflows.rl.conditions import CONDITIONS
 from kitchen.workflows.rl.data import check_prompt_row
 
@@ -89,6 +90,8 @@ WORKFLOW = Workflow(
     progress_metrics=("optim/loss", "env/all/reward/total", "env/all/correct"),
     summary_metrics=("test/accuracy", "test/format"),
     rows=Rows(columns=("prompt",), check=check_prompt_row),
+    lineage=PARENT,
+    preflight=check_training,
     resources=new_resources,
     code=stage_code,
 )

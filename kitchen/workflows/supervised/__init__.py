@@ -19,6 +19,7 @@ from typing import Any
 
 from kitchen.workflow import Loop, Rows, Stage, Workflow
 from kitchen.workflows.common.loader import stage_loader
+from kitchen.workflows.common.preflight import PARENT, check_training
 from kitchen.workflows.supervised.conditions import CONDITIONS
 from kitchen.workflows.supervised.data import check_chat_row
 
@@ -94,6 +95,8 @@ WORKFLOW = Workflow(
     progress_metrics=("train_mean_nll", "learning_rate", "tokens_per_s"),
     summary_metrics=("test/nll", "test/accuracy"),
     rows=Rows(columns=("messages",), check=check_chat_row),
+    lineage=PARENT,
+    preflight=check_training,
     resources=new_resources,
     code=stage_code,
 )
