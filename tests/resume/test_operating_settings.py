@@ -188,8 +188,10 @@ def test_operating_settings_change_at_a_resume_identity_does_not(
     assert (first["operating"]["pipeline"], first["operating"]["torch_threads"]) == (True, None)
     assert second["operating"] == {
         "device": "cpu",
+        "gradient_checkpointing": False,
         "hf_token": None,
         "keep_checkpoints": 2,
+        "max_tokens_per_microbatch": 16384,
         "pipeline": False,
         "torch_threads": 1,
     }
