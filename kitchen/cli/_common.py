@@ -151,3 +151,26 @@ def state_json(state: RunState, status: str | None = None) -> dict[str, Any]:
     out: dict[str, Any] = jsonable(state)
     out["displayed_status"] = status or state.status
     return out
+
+
+def write_whole(out: Path, chunks: Iterable[str]) -> None:
+    """Write ``chunks`` to ``out`` through a temp file renamed into place, so a failed write
+    (a full or read-only disk included) leaves no half-written file; a storage fault is
+    raised as one line naming ``out``."""
+    import contextlib
+
+    from kitchen.io_faults import storage_fault
+
+    tmp = out.with_name(out.name + ".tmp")
+    try:
+        with tmp.open("w", encoding="utf-8", newline="\n") as fh:
+            for chunk in chunks:
+                fh.write(chunk)
+        tmp.replace(out)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        fault = storage_fault(exc, str(out), then="try again")
+        if fault is not None:
+            raise fault from exc
+        raise

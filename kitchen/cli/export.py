@@ -8,11 +8,8 @@ from the file: only then does ``kitchen verify FILE --head HASH`` catch a rewrit
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 from pathlib import Path
-
-from kitchen.io_faults import storage_fault
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,25 +26,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from kitchen.cli._common import load_state, open_store
+    from kitchen.cli._common import load_state, open_store, write_whole
     from kitchen.export import export_lines
 
     store = open_store()
     state, rows = load_state(store, args.run_id)
     out = Path(args.out)
-    tmp = out.with_name(out.name + ".tmp")
-    try:
-        with tmp.open("w", encoding="utf-8", newline="\n") as fh:
-            for line in export_lines(state, rows):
-                fh.write(line + "\n")
-        tmp.replace(out)  # never leave a half-written export under the real name
-    except BaseException as exc:  # a full or read-only disk included: no half-written file left
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        fault = storage_fault(exc, str(out), then="try again")
-        if fault is not None:
-            raise fault from exc
-        raise
+    write_whole(out, (line + "\n" for line in export_lines(state, rows)))
     head = rows[-1].hash
     print(head)
     print(

@@ -12,14 +12,11 @@ markup is the Jinja2 template ``templates/report.html.j2`` (with its ``report.cs
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-from kitchen.io_faults import storage_fault
 
 if TYPE_CHECKING:
     import jinja2
@@ -63,7 +60,7 @@ def verification(store: EventStore, state: RunState, rows: list[StoredEvent]) ->
 
 
 def _report(args: argparse.Namespace) -> int:
-    from kitchen.cli._common import displayed_status, load_state, open_store
+    from kitchen.cli._common import displayed_status, load_state, open_store, write_whole
 
     store = open_store()
     state, rows = load_state(store, args.run_id)
@@ -72,17 +69,7 @@ def _report(args: argparse.Namespace) -> int:
     page = render(state, status, ok, verdict, args.metric)
     out = Path(args.out or f"{state.run_id}-report.html")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    try:
-        tmp.write_text(page, encoding="utf-8")
-        tmp.replace(out)  # a full or read-only disk leaves no half-written page behind
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        fault = storage_fault(exc, str(out), then="try again")
-        if fault is not None:
-            raise fault from exc
-        raise
+    write_whole(out, [page])
     print(out)
     if not ok:
         print(f"kitchen: error: verification failed: {verdict} (see {out})", file=sys.stderr)
