@@ -204,6 +204,72 @@ class ServiceClient(Protocol):
 
 
 @runtime_checkable
+class ServedTrainingClient(TrainingClient, Protocol):
+    """A training client as ``kitchen serve`` drives it: tinker's ``forward`` also takes the
+    loss's config, as ``forward_backward`` does (ppo's clip thresholds)."""
+
+    def forward(
+        self,
+        data: Sequence[Datum],
+        loss_fn: LossFnType = "cross_entropy",
+        loss_fn_config: Mapping[str, float] | None = None,
+    ) -> Future[ForwardBackwardOutput]: ...
+
+
+@runtime_checkable
+class ServingClient(ServiceClient, Protocol):
+    """A ServiceClient that ``kitchen serve`` can serve tinker's API from: what the server
+    needs beyond the factory, which a workflow never does.
+
+    Contract:
+    - ``create_served_training_client(base_model, rank, seed=…, train_attn=…, train_mlp=…,
+      max_tokens_per_microbatch=…)`` returns a fresh LoRA like ``create_lora_training_client``
+      with tinker's switches: both on adapt every linear projection but the output head, one
+      of them only the attention or only the MLP projections, both off raises
+      ``ConfigError``. ``max_tokens_per_microbatch`` is this client's micro-batch budget
+      (None: one batch a call), whatever the service's own, because a served model keeps the
+      budget it was created with. The same arguments give the same initial weights; the
+      client's ``forward`` takes the loss's config.
+    - ``create_served_sampling_client(base_model, rank, train_attn=…, train_mlp=…,
+      adapter_dir=…)`` samples from ``base_model`` plus the adapter that
+      ``save_weights_for_sampler`` wrote into ``adapter_dir`` from a client of that rank and
+      those switches (None: the base model alone). It is built the same way whether the folder
+      was written a moment ago or before a restart, so both give the same samples, and
+      building it leaves the random state of the training clients as it was.
+    - Both block until the model is loaded (call them from a worker thread) and hand the
+      client over: the caller closes it, ``close()`` does not.
+    - ``resolve_model(base_model)`` says where the model's files are (a local folder for a
+      shipped or local model, else the hub id): what a client loads the tokenizer from.
+    - ``vocab_size(base_model)`` is the size of the model's vocabulary, from its config.
+    """
+
+    def create_served_training_client(
+        self,
+        base_model: str,
+        rank: int,
+        *,
+        seed: int,
+        train_attn: bool = True,
+        train_mlp: bool = True,
+        max_tokens_per_microbatch: int | None = None,
+    ) -> ServedTrainingClient: ...
+
+    def create_served_sampling_client(
+        self,
+        base_model: str,
+        rank: int,
+        *,
+        train_attn: bool = True,
+        train_mlp: bool = True,
+        adapter_dir: Path | None = None,
+    ) -> SamplingClient: ...
+
+    def resolve_model(self, base_model: str) -> str: ...
+
+    def vocab_size(self, base_model: str) -> int: ...
+
+
+@runtime_checkable
 class DatasetStore(Protocol):
     """Loads rows (dicts) from named sets, hub repos and local files.
 
@@ -349,7 +415,9 @@ __all__ = [
     "EventLog",
     "HubClient",
     "SamplingClient",
+    "ServedTrainingClient",
     "ServiceClient",
+    "ServingClient",
     "Tokenizer",
     "TrainingClient",
 ]

@@ -2,12 +2,26 @@
 
 fastapi and uvicorn (the ``serve`` extra) are imported only when the server starts, so the
 rest of the CLI never pays for them.
+
+This is where the server is composed: :func:`open_ports` picks the training backend (through
+``kitchen.registry``) and opens the event log, and the app is built on them; ``kitchen.serve``
+itself imports neither an adapter nor the store.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from kitchen.serve.service import Ports
+    from kitchen.serve.settings import ServeSettings
+
+BACKEND = "local_torch"
+"""The training backend served models train on (a name in ``kitchen.registry``)."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -115,16 +129,50 @@ def _serve(args: argparse.Namespace) -> int:
     served = logging.getLogger("kitchen.serve")
     served.addHandler(handler)
     served.setLevel(logging.INFO)
-    print(f"http://{args.host}:{args.port}", flush=True)
-    uvicorn.run(
-        create_app(settings),
-        host=args.host,
-        port=args.port,
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=5,
-    )
+    with open_ports(settings) as ports:
+        print(f"http://{args.host}:{args.port}", flush=True)
+        uvicorn.run(
+            create_app(settings, ports),
+            host=args.host,
+            port=args.port,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=5,
+        )
     return 0
+
+
+@contextmanager
+def open_ports(settings: ServeSettings) -> Iterator[Ports]:
+    """The backend and the event log an app is built on, closed when the block ends (after
+    the app has stopped): the backend is ``BACKEND``'s factory from the registry, on the
+    settings' device; the log is the store at ``settings.db_url``, or kitchen.db in the home
+    folder, with the test fault points as its hook."""
+    from types import SimpleNamespace
+
+    from kitchen import faults, registry
+    from kitchen.errors import ConfigError
+    from kitchen.launch import versions
+    from kitchen.ports import ServingClient
+    from kitchen.serve.service import Ports
+    from kitchen.store import NewEvent, open_store
+
+    with ExitStack() as opened:
+        backend = registry.lookup("training", BACKEND)(
+            SimpleNamespace(device=settings.device), settings.home
+        )
+        opened.callback(backend.close)
+        if not isinstance(backend, ServingClient):
+            raise ConfigError(
+                f"the training backend {BACKEND!r} cannot serve the Tinker API "
+                "(it is not a kitchen.ports.ServingClient)"
+            )
+        settings.serve_dir.mkdir(parents=True, exist_ok=True)
+        store = open_store(
+            settings.db_url or f"sqlite:///{settings.home / 'kitchen.db'}", hook=faults.point
+        )
+        opened.callback(store.close)
+        yield Ports(backend=backend, log=store, new_event=NewEvent, versions=versions())
 
 
 def _keys_create(args: argparse.Namespace) -> int:

@@ -1,8 +1,9 @@
 """The ASGI app: routers, the body-size limit, and errors in the SDK's shape.
 
-``create_app(settings)`` builds everything; the service starts (and rebuilds every served
-model) in the app's lifespan. Nothing user-controlled reaches a log line: keys never do, and
-bodies are not logged at all.
+``create_app(settings, ports)`` builds everything on the backend and the log its caller
+opened (``kitchen serve`` does, in ``kitchen.cli.serve``); the service starts (and rebuilds
+every served model) in the app's lifespan. Nothing user-controlled reaches a log line: keys
+never do, and bodies are not logged at all.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from kitchen.errors import InfrastructureError, KitchenError
 from kitchen.io_faults import storage_fault
 from kitchen.serve.errors import RETRY_AFTER_S, ApiError, unavailable
 from kitchen.serve.routers import futures, models, sampling, service, training, weights
-from kitchen.serve.service import Service
+from kitchen.serve.service import Ports, Service
 from kitchen.serve.settings import ServeSettings
 
 log = logging.getLogger("kitchen.serve")
@@ -87,10 +88,10 @@ async def _too_large(send: Any, limit: int) -> None:
     await send({"type": "http.response.body", "body": raw})
 
 
-def create_app(settings: ServeSettings) -> FastAPI:
+def create_app(settings: ServeSettings, ports: Ports) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        svc = Service(settings)
+        svc = Service(settings, ports)
         app.state.service = svc
         await svc.start()
         try:
@@ -101,7 +102,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
     app = FastAPI(
         title="kitchen serve",
         version=__version__,
-        description="A Tinker-compatible training server on kitchen's local backend.",
+        description="A Tinker-compatible training server on a kitchen training backend.",
         lifespan=lifespan,
     )
     for router in (

@@ -21,6 +21,10 @@ A rebuild (:meth:`Journal.plan`) is: the newest checkpoint whose blob verifies, 
 request events after its cursor, in order. Sessions and samplers are small JSON records
 beside the runs. The engine owns none of this: adapting to a new event shape means editing
 this module only.
+
+The log is reached through its port (:class:`ServedLog`, the engine's ``EventLog`` and two
+reads), handed in by whoever opened it, like the records its ``append`` takes: this module
+writes :mod:`kitchen.events` records and never imports the store.
 """
 
 from __future__ import annotations
@@ -30,17 +34,20 @@ import json
 import os
 import socket
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kitchen import events as ev
 from kitchen import registry
+from kitchen.config import config_hash
 from kitchen.errors import CheckpointCorrupt, KitchenError
-from kitchen.ports import BlobRef
+from kitchen.ports import BlobRef, EventLog
 from kitchen.serve import ids
-from kitchen.store import EventStore, NewEvent, StoredEvent, canonical_json
+
+if TYPE_CHECKING:  # the log's records, as the EventLog port names them
+    from kitchen.store import NewEvent, RunRow, StoredEvent
 
 SERVED = "served"
 REQUEST_KINDS = frozenset(
@@ -55,6 +62,23 @@ REQUEST_KINDS = frozenset(
     }
 )
 LEASE_TTL_S = 30.0
+
+
+class ServedLog(EventLog, Protocol):
+    """The log as the server uses it: the engine's ``EventLog`` (append, read, leases), where
+    a run's log ends, and the runs of a recipe (the served models, found again at start-up).
+    ``kitchen.store.EventStore`` is one."""
+
+    def last_seq(self, run_id: str) -> int: ...
+
+    def list_runs(
+        self, status: str | None = None, recipe: str | None = None
+    ) -> Sequence[RunRow]: ...
+
+
+NewEventFactory = Callable[[str, dict[str, Any], int], "NewEvent"]
+"""Makes what ``EventLog.append`` takes from an event's type name, payload and schema version
+(``kitchen.store.NewEvent`` for the store)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,9 +158,10 @@ BLOB_STORE = {"adapter": "local"}
 class Journal:
     """The served models' log, their request blobs, and the session and sampler records."""
 
-    def __init__(self, store: EventStore, home: Path) -> None:
-        self.store = store
+    def __init__(self, log: ServedLog, home: Path, new_event: NewEventFactory) -> None:
+        self.log = log
         self.home = home
+        self._new_event = new_event
         # Served models keep their blobs in the server's local store, recorded as such in
         # each model's RunCreated (blob_store), and read back through it.
         self.blobs = registry.run_blob_store({}, BLOB_STORE, home)
@@ -178,9 +203,9 @@ class Journal:
         with lock:
             tip = self._tips.get(run_id)
             if tip is None:
-                tip = self.store.last_seq(run_id)
-            new = [NewEvent(e.type_name(), e.payload(), e.schema_version) for e in events]
-            stored = self.store.append(run_id, new, tip)
+                tip = self.log.last_seq(run_id)
+            new = [self._new_event(e.type_name(), e.payload(), e.schema_version) for e in events]
+            stored = self.log.append(run_id, new, tip)
             self._tips[run_id] = stored[-1].seq
             return stored
 
@@ -191,7 +216,7 @@ class Journal:
             recipe=SERVED,
             workflow=SERVED,
             config=config,
-            config_hash=hashlib.sha256(canonical_json(config).encode()).hexdigest(),
+            config_hash=config_hash(config),
             seed=spec.seed,
             versions=versions,
             run_dir=spec.run_dir,
@@ -291,11 +316,11 @@ class Journal:
     # ------------------------------------------------------------------ reads
 
     def served_runs(self) -> list[str]:
-        return [row.run_id for row in self.store.list_runs(recipe=SERVED)]
+        return [row.run_id for row in self.log.list_runs(recipe=SERVED)]
 
     def plan(self, run_id: str) -> RebuildPlan:
         """Fold a served run's log into what a rebuild needs: spec, checkpoint, requests after."""
-        rows = self.store.read(run_id)
+        rows = self.log.read(run_id)
         if not rows or rows[0].type != "RunCreated":
             raise KitchenError(f"run {run_id} is not a served model")
         spec = ModelSpec.from_config(rows[0].payload["config"])
@@ -338,7 +363,7 @@ class Journal:
     def _lease(self, run_id: str, attempt: int) -> None:
         """Hold the run's lease while this process serves it, so ``kitchen runs`` shows it
         running, and crashed once the process is gone."""
-        self.store.acquire_lease(
+        self.log.acquire_lease(
             run_id,
             self._holder,
             host=socket.gethostname(),
@@ -354,7 +379,7 @@ class Journal:
         while not self._stop.wait(LEASE_TTL_S / 3):
             for run_id in list(self._attempts):
                 try:
-                    self.store.renew_lease(run_id, self._holder, LEASE_TTL_S)
+                    self.log.renew_lease(run_id, self._holder, LEASE_TTL_S)
                 except KitchenError:
                     continue
 
@@ -362,7 +387,7 @@ class Journal:
         self._stop.set()
         for run_id in list(self._attempts):
             try:
-                self.store.release_lease(run_id, self._holder)
+                self.log.release_lease(run_id, self._holder)
             except KitchenError:
                 continue
 

@@ -2,7 +2,7 @@
 
 Accepting a request (:meth:`ServedModel.accept`) stores its body as a blob and appends its
 event *before* the client gets the request id back; only then is it queued for the executor.
-The executor runs the queue in order on the local backend, resolves each future, and after
+The executor runs the queue in order on the backend's client, resolves each future, and after
 every N-th optimizer step takes a server-side checkpoint (state + the results not yet
 retrieved) and records it. A rebuilt model queues the logged requests after its checkpoint
 first, with their original request ids, so a client still polling them gets its answer.
@@ -15,19 +15,18 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from kitchen import faults
 from kitchen.errors import InfrastructureError, KitchenError
 from kitchen.paths import checkpoint_key, checkpoint_name, state_folder
-from kitchen.serve import backend, ids
+from kitchen.ports import ServedTrainingClient, ServingClient
+from kitchen.serve import ids
+from kitchen.serve.backend import wait
 from kitchen.serve.errors import ApiError, bad_request
 from kitchen.serve.futures import FutureTable, Result
 from kitchen.serve.journal import Journal, ModelSpec, RebuildPlan
 from kitchen.types import AdamParams
-
-if TYPE_CHECKING:  # pragma: no cover
-    from kitchen.adapters.local_torch.client import LocalTrainingClient
 
 log = logging.getLogger("kitchen.serve")
 PROTO = "application/x-protobuf"
@@ -55,18 +54,23 @@ def failed(message: str, category: str = "user") -> Result:
 
 class ServedModel:
     def __init__(
-        self, spec: ModelSpec, journal: Journal, futures: FutureTable, every: int, device: str
+        self,
+        spec: ModelSpec,
+        journal: Journal,
+        futures: FutureTable,
+        every: int,
+        backend: ServingClient,
     ) -> None:
         self.spec = spec
         self.journal = journal
         self.futures = futures
         self.every = max(1, every)
-        self.device = device
+        self.backend = backend
         self.next_seq_id = 1
         self.steps = 0  # optimizer steps accepted
         self.done_steps = 0  # optimizer steps executed
         self.attempt = 1
-        self.client: LocalTrainingClient | None = None
+        self.client: ServedTrainingClient | None = None
         self.ready = asyncio.Event()
         self.broken: str | None = None
         self._cond = asyncio.Condition()
@@ -90,25 +94,24 @@ class ServedModel:
             self.journal.owner_dir(self.owner), "runs", self.spec.run_id, kind, name
         )
 
-    def targets(self) -> tuple[str, ...] | None:
-        return backend.target_modules(self.spec.train_attn, self.spec.train_mlp)
-
     # ------------------------------------------------------------------ start
 
     async def start(self, load: list[tuple[Path, bool]], restored: dict[str, Result]) -> None:
         """Build the client, load ``load`` (folder, with optimizer) in order, run the queue."""
         try:
+            spec = self.spec
             self.client = await asyncio.to_thread(
-                backend.training_client,
-                self.spec.base_model,
-                self.spec.lora_rank,
-                self.spec.seed,
-                self.targets(),
-                self.device,
-                self.spec.max_tokens_per_microbatch,
+                lambda: self.backend.create_served_training_client(
+                    spec.base_model,
+                    spec.lora_rank,
+                    seed=spec.seed,
+                    train_attn=spec.train_attn,
+                    train_mlp=spec.train_mlp,
+                    max_tokens_per_microbatch=spec.max_tokens_per_microbatch,
+                )
             )
             for folder, optimizer in load:
-                await backend.wait(self.client.load_state(folder, optimizer))
+                await wait(self.client.load_state(folder, optimizer))
             self.done_steps = self.client.step
             self.steps = self.done_steps + self._queued_steps
         except (KitchenError, OSError, ValueError) as exc:
@@ -208,24 +211,24 @@ class ServedModel:
         p = op.payload
         if op.kind in ("forward_backward", "forward"):
             call = client.forward_backward if op.kind == "forward_backward" else client.forward
-            out = await backend.wait(call(p.data, p.loss_fn, p.loss_fn_config))
+            out = await wait(call(p.data, p.loss_fn, p.loss_fn_config))
             if op.kind == "forward_backward":
                 self._losses.append(out.metrics.get("loss:sum", 0.0))
             return Result(wire.encode_forward_backward(out), PROTO)
         if op.kind == "optim_step":
-            step = await backend.wait(client.optim_step(AdamParams(**p)))
+            step = await wait(client.optim_step(AdamParams(**p)))
             self.done_steps += 1
             self._last_metrics = {**step.metrics, "loss:sum": sum(self._losses)}
             self._losses = []
             return as_json({"metrics": step.metrics, "type": "optim_step"})
         if op.kind == "load_weights":
             folder = Path(p["folder"])
-            await backend.wait(client.load_state(folder, bool(p["optimizer"])))
+            await wait(client.load_state(folder, bool(p["optimizer"])))
             self.done_steps = client.step
             return as_json({"path": p["path"], "model_id": self.model_id, "type": "load_weights"})
         return await self._save(op, client)
 
-    async def _save(self, op: Op, client: LocalTrainingClient) -> Result:
+    async def _save(self, op: Op, client: ServedTrainingClient) -> Result:
         p = op.payload
         kind, name = p["kind"], p["name"]
         folder = self.folder(kind, name)

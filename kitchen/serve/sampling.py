@@ -12,39 +12,50 @@ import logging
 import secrets
 from collections import OrderedDict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from kitchen.errors import KitchenError
-from kitchen.serve import backend, schemas
+from kitchen.ports import SamplingClient, ServingClient
+from kitchen.serve import schemas
+from kitchen.serve.backend import wait
 from kitchen.serve.errors import ApiError, bad_request
 from kitchen.serve.futures import FutureTable, Result
 from kitchen.serve.model import failed
 from kitchen.types import ModelInput, SamplingParams
-
-if TYPE_CHECKING:  # pragma: no cover
-    from kitchen.adapters.local_torch.sampling import LocalSamplingClient
 
 log = logging.getLogger("kitchen.serve")
 CACHE = 8
 
 
 class SamplerPool:
-    def __init__(self, futures: FutureTable, device: str) -> None:
+    def __init__(self, futures: FutureTable, backend: ServingClient) -> None:
         self.futures = futures
-        self.device = device
-        self._cache: OrderedDict[tuple[Any, ...], LocalSamplingClient] = OrderedDict()
+        self.backend = backend
+        self._cache: OrderedDict[tuple[Any, ...], SamplingClient] = OrderedDict()
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def client(
-        self, base_model: str, rank: int, targets: tuple[str, ...] | None, adapter: Path | None
-    ) -> LocalSamplingClient:
-        key = (base_model, rank, targets, str(adapter) if adapter else None)
+        self,
+        base_model: str,
+        rank: int = 1,
+        switches: tuple[bool, bool] = (True, True),
+        adapter: Path | None = None,
+    ) -> SamplingClient:
+        """A sampler on ``base_model`` plus the adapter in ``adapter`` (none: the base model),
+        of a LoRA of that rank and (train_attn, train_mlp) switches."""
+        key = (base_model, rank, switches, str(adapter) if adapter else None)
         async with self._lock:
             found = self._cache.get(key)
             if found is None:
                 found = await asyncio.to_thread(
-                    backend.sampling_client, base_model, rank, targets, adapter, self.device
+                    lambda: self.backend.create_served_sampling_client(
+                        base_model,
+                        rank,
+                        train_attn=switches[0],
+                        train_mlp=switches[1],
+                        adapter_dir=adapter,
+                    )
                 )
                 self._cache[key] = found
                 while len(self._cache) > CACHE:
@@ -55,7 +66,7 @@ class SamplerPool:
     def submit(
         self,
         owner: str,
-        sampler: LocalSamplingClient,
+        sampler: SamplingClient,
         req: schemas.SampleRequest,
         eos: int | None,
     ) -> tuple[str, list[str]]:
@@ -72,7 +83,7 @@ class SamplerPool:
     async def _sample(
         self,
         rid: str,
-        sampler: LocalSamplingClient,
+        sampler: SamplingClient,
         prompt: ModelInput,
         req: schemas.SampleRequest,
         params: SamplingParams,
@@ -80,10 +91,10 @@ class SamplerPool:
         from kitchen.serve import wire
 
         try:
-            resp = await backend.wait(sampler.sample(prompt, req.num_samples, params))
+            resp = await wait(sampler.sample(prompt, req.num_samples, params))
             logprobs = None
             if req.prompt_logprobs:
-                logprobs = await backend.wait(sampler.compute_logprobs(prompt))
+                logprobs = await wait(sampler.compute_logprobs(prompt))
             result = Result(wire.encode_sample(resp, logprobs), "application/x-protobuf")
         except (KitchenError, ApiError) as exc:
             result = failed(str(exc))

@@ -1,9 +1,10 @@
-"""The server's state: the store, the journal, keys, models, samplers and futures.
+"""The server's state: the journal, keys, models, samplers and futures.
 
-One :class:`Service` per app, created at start-up: it rebuilds every served model found in
-the log (in the background, so the server answers at once; a request to a model still being
-rebuilt waits for it) and owns every lookup that checks ownership. Anything owned by another
-key is reported exactly like something that does not exist.
+One :class:`Service` per app, created at start-up from the settings and the :class:`Ports`
+its caller opened (the backend, the log): it rebuilds every served model found in the log (in
+the background, so the server answers at once; a request to a model still being rebuilt
+waits for it) and owns every lookup that checks ownership. Anything owned by another key is
+reported exactly like something that does not exist.
 """
 
 from __future__ import annotations
@@ -11,11 +12,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from kitchen.errors import ConcurrencyConflict, KitchenError
 from kitchen.paths import state_folder
+from kitchen.ports import ServingClient
 from kitchen.serve import ids
 from kitchen.serve import journal as jr
 from kitchen.serve.errors import ApiError, bad_request, not_found
@@ -29,25 +33,32 @@ log = logging.getLogger("kitchen.serve")
 BUILD_WAIT_S = 600.0
 
 
-class Service:
-    def __init__(self, settings: ServeSettings) -> None:
-        from kitchen import faults
-        from kitchen.launch import versions
-        from kitchen.store import open_store
+@dataclass(frozen=True, slots=True)
+class Ports:
+    """What the server is built on, chosen and opened by its caller (``kitchen serve``), who
+    also closes them once the app has stopped."""
 
+    backend: ServingClient
+    """Trains the served models and samples."""
+    log: jr.ServedLog
+    """The event log every served model is a run of."""
+    new_event: jr.NewEventFactory
+    """The records ``log.append`` takes."""
+    versions: Mapping[str, str]
+    """The software that serves, recorded in each new model's RunCreated."""
+
+
+class Service:
+    def __init__(self, settings: ServeSettings, ports: Ports) -> None:
         self.settings = settings
         settings.serve_dir.mkdir(parents=True, exist_ok=True)
-        self.store = (
-            open_store(settings.db_url, hook=faults.point)
-            if settings.db_url
-            else open_store(f"sqlite:///{settings.home / 'kitchen.db'}", hook=faults.point)
-        )
-        self.journal = jr.Journal(self.store, settings.home)
+        self.backend = ports.backend
+        self.journal = jr.Journal(ports.log, settings.home, ports.new_event)
         self.keys = KeyRing(settings.serve_dir)
         self.futures = FutureTable()
-        self.samplers = SamplerPool(self.futures, settings.device)
+        self.samplers = SamplerPool(self.futures, ports.backend)
         self.models: dict[str, ServedModel] = {}
-        self.versions = versions()
+        self.versions = dict(ports.versions)
         self.secret = _file_secret(settings.serve_dir / "url-secret")
         self._vocab: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -67,7 +78,7 @@ class Service:
     async def _rebuild(self, plan: jr.RebuildPlan) -> None:
         spec = plan.spec
         model = ServedModel(
-            spec, self.journal, self.futures, self.settings.checkpoint_every, self.settings.device
+            spec, self.journal, self.futures, self.settings.checkpoint_every, self.backend
         )
         model.next_seq_id = plan.next_seq_id
         model.attempt = plan.attempt
@@ -106,7 +117,6 @@ class Service:
         for model in list(self.models.values()):
             await model.close()
         await asyncio.to_thread(self.journal.close)
-        self.store.close()
 
     # ------------------------------------------------------------------ ownership
 
@@ -140,13 +150,7 @@ class Service:
 
     def vocab(self, base_model: str) -> int:
         if base_model not in self._vocab:
-            from transformers import AutoConfig
-
-            from kitchen.adapters.local_torch.loading import resolve_name
-
-            self._vocab[base_model] = int(
-                AutoConfig.from_pretrained(resolve_name(base_model)).vocab_size
-            )
+            self._vocab[base_model] = self.backend.vocab_size(base_model)
         return self._vocab[base_model]
 
     def resolve(self, owner: str, path: str) -> tuple[ids.TinkerPath, ServedModel, Path]:
@@ -180,7 +184,7 @@ class Service:
         except ConcurrencyConflict:
             raise ApiError(409, f"model {spec.model_id} is being created", "user") from None
         model = ServedModel(
-            spec, self.journal, self.futures, self.settings.checkpoint_every, self.settings.device
+            spec, self.journal, self.futures, self.settings.checkpoint_every, self.backend
         )
         self.models[spec.model_id] = model
         entry = self.futures.create(rid, spec.owner, spec.model_id)

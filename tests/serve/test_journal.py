@@ -3,23 +3,26 @@ SQLite store (no model is loaded: these are the journal's own rules)."""
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from kitchen.serve import ids
 from kitchen.serve.journal import Journal, ModelSpec
-from kitchen.store import open_store
+from kitchen.store import NewEvent, canonical_json, open_store
 
 SESSION = "sess-0123456789abcdef"
 
 
 @pytest.fixture
 def journal(tmp_path: Path) -> Journal:
-    j = Journal(open_store(f"sqlite:///{tmp_path / 'kitchen.db'}"), tmp_path)
+    store = open_store(f"sqlite:///{tmp_path / 'kitchen.db'}")
+    j = Journal(store, tmp_path, NewEvent)
     yield j
     j.close()
-    j.store.close()
+    store.close()
 
 
 def spec() -> ModelSpec:
@@ -69,6 +72,21 @@ def test_a_corrupt_checkpoint_is_passed_over(journal: Journal, tmp_path: Path) -
     assert [r.seq_id for r in plan.replay] == [2]
     journal.begin_attempt(plan)
     assert journal.plan(s.run_id).invalid == []  # recorded as invalidated, not checked again
+
+
+def test_run_created_is_hashed_as_the_store_canonicalises_it(journal: Journal) -> None:
+    """The journal no longer imports the store: the config hash it records is still the
+    sha256 of the store's canonical JSON of the config, as in every log written before."""
+    source = {"path": "tinker://m/weights/a", "uri": "u", "sha256": "0" * 64, "bytes": 3}
+    s = replace(spec(), base_model="kitchen/tïny", source={**source, "optimizer": True})
+    journal.create_model(s, {"python": "3"})
+    created, started = journal.log.read(s.run_id)
+    assert (created.type, started.type) == ("RunCreated", "AttemptStarted")
+    config = created.payload["config"]
+    assert config == s.config()
+    digest = hashlib.sha256(canonical_json(config).encode()).hexdigest()
+    assert created.payload["config_hash"] == digest
+    assert created.payload["workflow"] == created.payload["recipe"] == "served"
 
 
 def test_ids_and_paths(tmp_path: Path) -> None:

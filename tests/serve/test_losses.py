@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from kitchen.cli.serve import open_ports
 from kitchen.serve import keys
 from kitchen.serve.app import create_app
 from kitchen.serve.settings import ServeSettings
@@ -27,7 +28,8 @@ SEED, RANK = 4, 2
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[dict[str, Any]]:
     key, _ = keys.create(tmp_path / "serve")
-    with TestClient(create_app(ServeSettings(home=tmp_path, long_poll_s=5.0))) as c:
+    settings = ServeSettings(home=tmp_path, long_poll_s=5.0)
+    with open_ports(settings) as ports, TestClient(create_app(settings, ports)) as c:
         h = {"X-API-Key": key}
         sid = c.post(f"{API}/create_session", json={}, headers=h).json()["session_id"]
         r = c.post(

@@ -7,6 +7,7 @@ import asyncio
 
 import pytest
 
+from kitchen.adapters.local_torch.service import LocalServiceClient
 from kitchen.serve.futures import FutureTable
 from kitchen.serve.journal import ModelSpec
 from kitchen.serve.model import ServedModel
@@ -32,10 +33,11 @@ def test_a_model_records_its_budget_and_one_recorded_before_gets_one_batch() -> 
 def test_a_rebuilt_model_trains_with_its_recorded_budget() -> None:
     async def build() -> tuple[int | None, str | None]:
         spec = ModelSpec.from_config({**SPEC, "max_tokens_per_microbatch": 512})
-        model = ServedModel(spec, None, FutureTable(), 2, "cpu")  # type: ignore[arg-type]
+        backend = LocalServiceClient(device="cpu", max_tokens_per_microbatch=16384)
+        model = ServedModel(spec, None, FutureTable(), 2, backend)  # type: ignore[arg-type]
         await model.start([], {})
         assert model.client is not None
-        budget = model.client._budget
+        budget = model.client._budget  # type: ignore[attr-defined]
         model.client.close()
         return budget, model.broken
 

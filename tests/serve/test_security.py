@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from kitchen.cli.serve import open_ports
 from kitchen.serve import keys
 from kitchen.serve.app import create_app
 from kitchen.serve.settings import ServeSettings
@@ -30,7 +31,7 @@ def env(tmp_path: Path) -> Iterator[dict[str, Any]]:
     a, rec_a = keys.create(home / "serve", "a")
     b, _ = keys.create(home / "serve", "b")
     settings = ServeSettings(home=home, max_body_bytes=64 * 1024, long_poll_s=5.0)
-    with TestClient(create_app(settings)) as client:
+    with open_ports(settings) as ports, TestClient(create_app(settings, ports)) as client:
         yield {"client": client, "home": home, "a": a, "b": b, "a_id": rec_a.id}
 
 

@@ -4,19 +4,42 @@ It makes LoRA training clients and sampling clients over the local backend, so a
 hold a policy, a frozen reference and a teacher at once. Device, dtype and the memory settings
 (micro-batch budget, gradient checkpointing) are the service's, as a remote service would
 choose its own hardware.
+
+It is also a ServingClient (``kitchen serve``): training clients with tinker's LoRA switches
+and a budget of their own, and samplers rebuilt from an adapter folder.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kitchen.adapters.local_torch import loading, worker
+from kitchen.adapters.local_torch import export, loading, worker
 from kitchen.adapters.local_torch.architectures import check_model_name
 from kitchen.adapters.local_torch.batch import DEFAULT_MAX_TOKENS_PER_MICROBATCH
 from kitchen.adapters.local_torch.client import LocalTrainingClient
 from kitchen.adapters.local_torch.sampling import LocalSamplingClient
 from kitchen.errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from kitchen.ports import ServingClient
+
+ATTN = ("q_proj", "k_proj", "v_proj", "o_proj")
+MLP = ("gate_proj", "up_proj", "down_proj")
+
+
+def lora_targets(train_attn: bool, train_mlp: bool) -> tuple[str, ...] | None:
+    """tinker's LoRA switches as target modules: None (every linear projection but the output
+    head, as every other client here) when both are on."""
+    if train_attn and train_mlp:
+        return None
+    if train_attn:
+        return ATTN
+    if train_mlp:
+        return MLP
+    raise ConfigError(
+        "train_attn and train_mlp are both off: LoRA on the head alone is not supported"
+    )
 
 
 class LocalServiceClient:
@@ -115,6 +138,88 @@ class LocalServiceClient:
         model.requires_grad_(False)
         return model, loading.load_tokenizer(name)
 
+    # ------------------------------------------------------------------ ServingClient
+
+    def create_served_training_client(
+        self,
+        base_model: str,
+        rank: int,
+        *,
+        seed: int,
+        train_attn: bool = True,
+        train_mlp: bool = True,
+        max_tokens_per_microbatch: int | None = None,
+    ) -> LocalTrainingClient:
+        """Not tracked by ``close()``: the server closes each model's client itself."""
+        return LocalTrainingClient(
+            model_name=base_model,
+            lora_rank=rank,
+            target_modules=lora_targets(train_attn, train_mlp),
+            seed=seed,
+            device=self._device,
+            dtype=self._dtype,
+            max_tokens_per_microbatch=max_tokens_per_microbatch,
+            gradient_checkpointing=self._checkpointing,
+        )
+
+    def create_served_sampling_client(
+        self,
+        base_model: str,
+        rank: int,
+        *,
+        train_attn: bool = True,
+        train_mlp: bool = True,
+        adapter_dir: Path | None = None,
+    ) -> LocalSamplingClient:
+        """The LoRA model a training client of that shape starts as, the adapter's weights
+        copied in, and the sampling snapshot a training client would take of it: one path for
+        a sampler made now and one rebuilt after a restart. Not tracked by ``close()``: the
+        server keeps a few and lets the rest go."""
+        targets = lora_targets(train_attn, train_mlp)
+        client: LocalSamplingClient = worker.run(
+            self._load_served_sampler, base_model, rank, targets, adapter_dir
+        )
+        return client
+
+    def _load_served_sampler(
+        self,
+        base_model: str,
+        rank: int,
+        targets: tuple[str, ...] | None,
+        adapter_dir: Path | None,
+    ) -> LocalSamplingClient:
+        import torch
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        # Loading seeds torch's global generator; the models being trained must not notice.
+        saved = torch.get_rng_state()
+        try:
+            path = loading.resolve_name(base_model)
+            lora = loading.lora_settings(rank, None, 0.0, targets)
+            device = loading.pick_device(self._device)
+            model = loading.load_lora_model(path, lora, device, loading.pick_dtype(self._dtype), 0)
+            if adapter_dir is not None:
+                set_peft_model_state_dict(
+                    model, load_file(str(adapter_dir / "adapter_model.safetensors"))
+                )
+            snapshot = export.sampling_snapshot(model)
+            tokenizer = loading.load_tokenizer(path)
+        finally:
+            torch.set_rng_state(saved)
+        return LocalSamplingClient(snapshot, tokenizer, seed=0)
+
+    def resolve_model(self, base_model: str) -> str:
+        return loading.resolve_name(base_model)
+
+    def vocab_size(self, base_model: str) -> int:
+        from transformers import AutoConfig
+
+        config = loading.from_pretrained(AutoConfig, loading.resolve_name(base_model))
+        return int(config.vocab_size)
+
+    # ------------------------------------------------------------------ the rest of the port
+
     def get_tokenizer(self, base_model: str) -> Any:
         return loading.load_tokenizer(loading.resolve_name(base_model))
 
@@ -159,3 +264,7 @@ def create_service(config: Any, home: Path) -> LocalServiceClient:
         ),
         gradient_checkpointing=bool(getattr(config, "gradient_checkpointing", False)),
     )
+
+
+if TYPE_CHECKING:  # mypy holds the class to the port kitchen serve is built on
+    _serves: type[ServingClient] = LocalServiceClient

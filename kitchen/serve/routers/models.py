@@ -23,7 +23,7 @@ async def create_model(
     if body.optimizer_config.type != "adamw":
         raise bad_request(f"optimizer {body.optimizer_config.type[:40]!r} is not served: use adamw")
     lora = body.lora_config
-    backend.target_modules(lora.train_attn, lora.train_mlp)
+    backend.check_switches(lora.train_attn, lora.train_mlp)
     model_id = ids.model_id(body.session_id, body.model_seq_id)
     spec = ModelSpec(
         model_id=model_id,
@@ -46,8 +46,6 @@ async def create_model(
 async def get_info(
     body: schemas.GetInfoRequest, owner: Owner, service: ServiceDep
 ) -> schemas.GetInfoResponse:
-    from kitchen.adapters.local_torch.loading import resolve_name
-
     model = await service.model(owner, body.model_id)
     spec = model.spec
     return schemas.GetInfoResponse(
@@ -56,7 +54,7 @@ async def get_info(
             arch="llama",
             model_name=spec.base_model,
             # The SDK loads the tokenizer client-side: a local folder works offline.
-            tokenizer_id=resolve_name(spec.base_model),
+            tokenizer_id=service.backend.resolve_model(spec.base_model),
         ),
         is_lora=True,
         lora_rank=spec.lora_rank,

@@ -69,11 +69,13 @@ async def asample(
     base = record["base_model"]
     s = service.settings
     check_request(body, s.max_samples, s.max_sample_tokens, service.vocab(base))
-    rank, targets, adapter = 1, None, None
     if record.get("model_path"):
         _, model, folder = service.resolve(owner, record["model_path"])
-        rank, targets, adapter = model.spec.lora_rank, model.targets(), Path(folder)
-    sampler = await service.samplers.client(base, rank, targets, adapter)
+        spec = model.spec
+        switches = (spec.train_attn, spec.train_mlp)
+        sampler = await service.samplers.client(base, spec.lora_rank, switches, Path(folder))
+    else:
+        sampler = await service.samplers.client(base)
     eos = sampler.get_tokenizer().eos_token_id
     rid, sequence_ids = service.samplers.submit(owner, sampler, body, eos)
     return schemas.SampleFutureResponse(request_id=rid, sample_sequence_ids=sequence_ids)
