@@ -17,7 +17,7 @@ from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
-    from kitchen.serve.service import Ports
+    from kitchen.serve.server import Ports
     from kitchen.serve.settings import ServeSettings
 
 BACKEND = "local_torch"
@@ -154,7 +154,7 @@ def open_ports(settings: ServeSettings) -> Iterator[Ports]:
     from kitchen.errors import ConfigError
     from kitchen.launch import versions
     from kitchen.ports import ServingClient
-    from kitchen.serve.service import Ports
+    from kitchen.serve.server import Ports
     from kitchen.store import NewEvent, open_store
 
     with ExitStack() as opened:

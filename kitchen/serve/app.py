@@ -1,7 +1,7 @@
 """The ASGI app: routers, the body-size limit, and errors in the SDK's shape.
 
 ``create_app(settings, ports)`` builds everything on the backend and the log its caller
-opened (``kitchen serve`` does, in ``kitchen.cli.serve``); the service starts (and rebuilds
+opened (``kitchen serve`` does, in ``kitchen.cli.serve``); the server starts (and rebuilds
 every served model) in the app's lifespan. Nothing user-controlled reaches a log line: keys
 never do, and bodies are not logged at all.
 """
@@ -22,8 +22,8 @@ from kitchen._version import __version__
 from kitchen.errors import InfrastructureError, KitchenError
 from kitchen.io_faults import storage_fault
 from kitchen.serve.errors import RETRY_AFTER_S, ApiError, unavailable
-from kitchen.serve.routers import futures, models, sampling, service, training, weights
-from kitchen.serve.service import Ports, Service
+from kitchen.serve.routers import futures, models, sampling, sessions, training, weights
+from kitchen.serve.server import Ports, Server
 from kitchen.serve.settings import ServeSettings
 
 log = logging.getLogger("kitchen.serve")
@@ -91,13 +91,13 @@ async def _too_large(send: Any, limit: int) -> None:
 def create_app(settings: ServeSettings, ports: Ports) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        svc = Service(settings, ports)
-        app.state.service = svc
-        await svc.start()
+        server = Server(settings, ports)
+        app.state.server = server
+        await server.start()
         try:
             yield
         finally:
-            await svc.close()
+            await server.close()
 
     app = FastAPI(
         title="kitchen serve",
@@ -106,7 +106,7 @@ def create_app(settings: ServeSettings, ports: Ports) -> FastAPI:
         lifespan=lifespan,
     )
     for router in (
-        service.router,
+        sessions.router,
         models.router,
         training.router,
         weights.router,

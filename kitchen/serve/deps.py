@@ -1,4 +1,4 @@
-"""FastAPI dependencies: the service, and the caller's key id (checked on every request).
+"""FastAPI dependencies: the server, and the caller's key id (checked on every request).
 
 The key arrives as ``X-API-Key`` (what the tinker SDK sends) or as a bearer token. Only its
 id leaves this function: the key itself is never stored, logged or put in an event.
@@ -11,12 +11,12 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 
 from kitchen.serve.errors import unauthorized
-from kitchen.serve.service import Service
+from kitchen.serve.server import Server
 
 
-def get_service(request: Request) -> Service:
-    service: Service = request.app.state.service
-    return service
+def get_server(request: Request) -> Server:
+    server: Server = request.app.state.server
+    return server
 
 
 def get_owner(
@@ -27,11 +27,11 @@ def get_owner(
     auth = request.headers.get("authorization", "")
     if key is None and auth.lower().startswith("bearer "):
         key = auth[7:].strip()
-    owner = get_service(request).keys.owner_of(key)
+    owner = get_server(request).keys.owner_of(key)
     if owner is None:
         raise unauthorized()
     return owner
 
 
-ServiceDep = Annotated[Service, Depends(get_service)]
+ServerDep = Annotated[Server, Depends(get_server)]
 Owner = Annotated[str, Depends(get_owner)]

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from kitchen.adapters.local_torch import batch as batching
-from kitchen.adapters.local_torch import export, loading, memory, optim, state, worker
+from kitchen.adapters.local_torch import loading, memory, optim, state, weights_io, worker
 from kitchen.adapters.local_torch.decode import prompt_logprobs
 from kitchen.adapters.local_torch.losses import builtin
 from kitchen.adapters.local_torch.sampling import LocalSamplingClient
@@ -140,7 +140,7 @@ class LocalTrainingClient:
         return self._submit(self._load_state, Path(path), with_optimizer)
 
     def save_weights_for_sampler(self, path: str | Path) -> Future[str]:
-        return self._submit(self._write, export.save_adapter, Path(path))
+        return self._submit(self._write, weights_io.save_adapter, Path(path))
 
     def export_merged(self, path: str | Path) -> Future[str]:
         """Full weights with the adapter merged in, plus the tokenizer: a plain HF model folder."""
@@ -148,7 +148,7 @@ class LocalTrainingClient:
 
     def sampling_client(self) -> LocalSamplingClient:
         """Snapshot the weights once every operation submitted so far has run (this waits)."""
-        snapshot = self._submit(export.sampling_snapshot, self._model).result()
+        snapshot = self._submit(weights_io.sampling_snapshot, self._model).result()
         return LocalSamplingClient(snapshot, self._tokenizer, seed=self._seed + self._step)
 
     def compute_logprobs(self, prompt: ModelInput) -> Future[list[float | None]]:
@@ -360,7 +360,7 @@ class LocalTrainingClient:
 
     def _load_adapter(self, folder: Path) -> SavedState:
         """Weights of a PEFT adapter folder; the optimizer and step start afresh."""
-        export.load_adapter(self._model, folder)
+        weights_io.load_adapter(self._model, folder)
         self._optimizer = optim.new_optimizer(self._params.values())
         self._optimizer.zero_grad(set_to_none=True)
         self._step = 0
@@ -371,7 +371,7 @@ class LocalTrainingClient:
         return str(folder)
 
     def _export_merged(self, model: Any, folder: Path) -> None:
-        export.export_merged(model, self._tokenizer, folder)
+        weights_io.export_merged(model, self._tokenizer, folder)
 
     def _compute_logprobs(self, tokens: list[int]) -> list[float | None]:
         """Scored without dropout; the next forward_backward switches back to training mode."""

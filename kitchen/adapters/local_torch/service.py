@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kitchen.adapters.local_torch import export, loading, worker
+from kitchen.adapters.local_torch import loading, weights_io, worker
 from kitchen.adapters.local_torch.architectures import check_model_name
 from kitchen.adapters.local_torch.batch import DEFAULT_MAX_TOKENS_PER_MICROBATCH
 from kitchen.adapters.local_torch.client import LocalTrainingClient
@@ -203,7 +203,7 @@ class LocalServiceClient:
                 set_peft_model_state_dict(
                     model, load_file(str(adapter_dir / "adapter_model.safetensors"))
                 )
-            snapshot = export.sampling_snapshot(model)
+            snapshot = weights_io.sampling_snapshot(model)
             tokenizer = loading.load_tokenizer(path)
         finally:
             torch.set_rng_state(saved)

@@ -9,7 +9,7 @@ from fastapi.responses import Response
 
 from kitchen import faults
 from kitchen.serve import schemas
-from kitchen.serve.deps import Owner, ServiceDep
+from kitchen.serve.deps import Owner, ServerDep
 from kitchen.serve.errors import ApiError, not_found, not_implemented
 
 router = APIRouter(prefix="/api/v1", tags=["futures"])
@@ -23,9 +23,9 @@ router = APIRouter(prefix="/api/v1", tags=["futures"])
     responses={200: {"model": schemas.TryAgainResponse, "description": "the result, or try_again"}},
 )
 async def retrieve_future(
-    body: schemas.FutureRetrieveRequest, owner: Owner, service: ServiceDep
+    body: schemas.FutureRetrieveRequest, owner: Owner, server: ServerDep
 ) -> Response | schemas.TryAgainResponse:
-    entry = service.futures.get(body.request_id)
+    entry = server.futures.get(body.request_id)
     if body.request_id.startswith("sample:"):
         faults.point("serve:retrieve:sample")  # a sample acknowledged, not yet answered
     if entry is None or entry.owner != owner:
@@ -34,17 +34,17 @@ async def retrieve_future(
             raise ApiError(410, f"request {body.request_id} is gone: send it again")
         raise not_found(f"request {body.request_id[:120]!r}")
     try:
-        result = await asyncio.wait_for(asyncio.shield(entry.future), service.settings.long_poll_s)
+        result = await asyncio.wait_for(asyncio.shield(entry.future), server.settings.long_poll_s)
     except TimeoutError:
         return schemas.TryAgainResponse(request_id=body.request_id, queue_state="active")
-    service.futures.mark_retrieved(body.request_id)
+    server.futures.mark_retrieved(body.request_id)
     return Response(result.body, media_type=result.content_type)
 
 
 @router.post("/cancel_future")
-def cancel_future(body: schemas.CancelFutureRequest, owner: Owner, service: ServiceDep) -> None:
+def cancel_future(body: schemas.CancelFutureRequest, owner: Owner, server: ServerDep) -> None:
     """Accepted; a queued request still runs (a training request is already on record)."""
-    entry = service.futures.get(body.request_id)
+    entry = server.futures.get(body.request_id)
     if entry is None or entry.owner != owner:
         raise not_found(f"request {body.request_id[:120]!r}")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from kitchen.serve import backend, ids, schemas
-from kitchen.serve.deps import Owner, ServiceDep
+from kitchen.serve.deps import Owner, ServerDep
 from kitchen.serve.errors import bad_request
 from kitchen.serve.journal import ModelSpec
 
@@ -14,10 +14,10 @@ router = APIRouter(prefix="/api/v1", tags=["models"])
 
 @router.post("/create_model")
 async def create_model(
-    body: schemas.CreateModelRequest, owner: Owner, service: ServiceDep
+    body: schemas.CreateModelRequest, owner: Owner, server: ServerDep
 ) -> schemas.UntypedFutureResponse:
-    service.check_session(owner, body.session_id)
-    service.check_base_model(body.base_model)
+    server.check_session(owner, body.session_id)
+    server.check_base_model(body.base_model)
     if body.lora_config is None:
         raise bad_request("only LoRA training is served: pass a lora_config")
     if body.optimizer_config.type != "adamw":
@@ -32,21 +32,21 @@ async def create_model(
         owner=owner,
         base_model=body.base_model,
         lora_rank=lora.rank,
-        seed=lora.seed if lora.seed is not None else service.new_seed(),
+        seed=lora.seed if lora.seed is not None else server.new_seed(),
         train_attn=lora.train_attn,
         train_mlp=lora.train_mlp,
         train_unembed=lora.train_unembed,
-        max_tokens_per_microbatch=service.settings.max_tokens_per_microbatch,
+        max_tokens_per_microbatch=server.settings.max_tokens_per_microbatch,
     )
-    rid = await service.create_model(spec)
+    rid = await server.create_model(spec)
     return schemas.UntypedFutureResponse(request_id=rid, model_id=model_id)
 
 
 @router.post("/get_info")
 async def get_info(
-    body: schemas.GetInfoRequest, owner: Owner, service: ServiceDep
+    body: schemas.GetInfoRequest, owner: Owner, server: ServerDep
 ) -> schemas.GetInfoResponse:
-    model = await service.model(owner, body.model_id)
+    model = await server.model(owner, body.model_id)
     spec = model.spec
     return schemas.GetInfoResponse(
         model_id=spec.model_id,
@@ -54,7 +54,7 @@ async def get_info(
             arch="llama",
             model_name=spec.base_model,
             # The SDK loads the tokenizer client-side: a local folder works offline.
-            tokenizer_id=service.backend.resolve_model(spec.base_model),
+            tokenizer_id=server.backend.resolve_model(spec.base_model),
         ),
         is_lora=True,
         lora_rank=spec.lora_rank,

@@ -8,49 +8,49 @@ from typing import Any
 from fastapi import APIRouter
 
 from kitchen.serve import ids, schemas
-from kitchen.serve.deps import Owner, ServiceDep
+from kitchen.serve.deps import Owner, ServerDep
 from kitchen.serve.errors import bad_request, not_found
 from kitchen.serve.sampling import check_request
-from kitchen.serve.service import Service
+from kitchen.serve.server import Server
 
 router = APIRouter(prefix="/api/v1", tags=["sampling"])
 
 
 def _record(
-    service: Service, owner: str, model_path: str | None, base_model: str | None
+    server: Server, owner: str, model_path: str | None, base_model: str | None
 ) -> dict[str, Any]:
     if model_path is not None:
-        tp, model, _ = service.resolve(owner, model_path)
+        tp, model, _ = server.resolve(owner, model_path)
         if tp.kind != "sampler_weights":
             raise bad_request("sample from sampler weights (tinker://…/sampler_weights/<name>)")
         return {"owner": owner, "base_model": model.spec.base_model, "model_path": model_path}
     if base_model is None:
         raise bad_request("name a model_path or a base_model to sample from")
-    service.check_base_model(base_model)
+    server.check_base_model(base_model)
     return {"owner": owner, "base_model": base_model, "model_path": None}
 
 
 @router.post("/create_sampling_session")
 def create_sampling_session(
-    body: schemas.CreateSamplingSessionRequest, owner: Owner, service: ServiceDep
+    body: schemas.CreateSamplingSessionRequest, owner: Owner, server: ServerDep
 ) -> schemas.CreateSamplingSessionResponse:
-    service.check_session(owner, body.session_id)
-    record = _record(service, owner, body.model_path, body.base_model)
+    server.check_session(owner, body.session_id)
+    record = _record(server, owner, body.model_path, body.base_model)
     sampler = ids.sampler_id(body.session_id, body.sampling_session_seq_id)
-    service.journal.save_sampler(sampler, record)
+    server.journal.save_sampler(sampler, record)
     return schemas.CreateSamplingSessionResponse(sampling_session_id=sampler)
 
 
-def _sampler(service: Service, owner: str, sampler: str) -> dict[str, Any]:
-    record = service.journal.load_sampler(sampler)
+def _sampler(server: Server, owner: str, sampler: str) -> dict[str, Any]:
+    record = server.journal.load_sampler(sampler)
     if record is None or record.get("owner") != owner:
         raise not_found(f"sampler {sampler[:80]!r}")
     return record
 
 
 @router.get("/samplers/{sampler_id}")
-def get_sampler(sampler_id: str, owner: Owner, service: ServiceDep) -> schemas.SamplerResponse:
-    record = _sampler(service, owner, sampler_id)
+def get_sampler(sampler_id: str, owner: Owner, server: ServerDep) -> schemas.SamplerResponse:
+    record = _sampler(server, owner, sampler_id)
     return schemas.SamplerResponse(
         sampler_id=sampler_id,
         base_model=record["base_model"],
@@ -60,22 +60,22 @@ def get_sampler(sampler_id: str, owner: Owner, service: ServiceDep) -> schemas.S
 
 @router.post("/asample")
 async def asample(
-    body: schemas.SampleRequest, owner: Owner, service: ServiceDep
+    body: schemas.SampleRequest, owner: Owner, server: ServerDep
 ) -> schemas.SampleFutureResponse:
     if body.sampling_session_id is not None:
-        record = _sampler(service, owner, body.sampling_session_id)
+        record = _sampler(server, owner, body.sampling_session_id)
     else:
-        record = _record(service, owner, body.model_path, body.base_model)
+        record = _record(server, owner, body.model_path, body.base_model)
     base = record["base_model"]
-    s = service.settings
-    check_request(body, s.max_samples, s.max_sample_tokens, service.vocab(base))
+    s = server.settings
+    check_request(body, s.max_samples, s.max_sample_tokens, server.vocab(base))
     if record.get("model_path"):
-        _, model, folder = service.resolve(owner, record["model_path"])
+        _, model, folder = server.resolve(owner, record["model_path"])
         spec = model.spec
         switches = (spec.train_attn, spec.train_mlp)
-        sampler = await service.samplers.client(base, spec.lora_rank, switches, Path(folder))
+        sampler = await server.samplers.client(base, spec.lora_rank, switches, Path(folder))
     else:
-        sampler = await service.samplers.client(base)
+        sampler = await server.samplers.client(base)
     eos = sampler.get_tokenizer().eos_token_id
-    rid, sequence_ids = service.samplers.submit(owner, sampler, body, eos)
+    rid, sequence_ids = server.samplers.submit(owner, sampler, body, eos)
     return schemas.SampleFutureResponse(request_id=rid, sample_sequence_ids=sequence_ids)

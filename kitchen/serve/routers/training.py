@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from kitchen.serve import schemas
-from kitchen.serve.deps import Owner, ServiceDep
+from kitchen.serve.deps import Owner, ServerDep
 from kitchen.serve.errors import ApiError, bad_request
 
 router = APIRouter(prefix="/api/v1", tags=["training"])
@@ -34,16 +34,16 @@ async def _body(request: Request, limit: int) -> bytes:
 
 @router.post("/forward_backward", openapi_extra=PROTO_BODY)
 async def forward_backward(
-    request: Request, owner: Owner, service: ServiceDep
+    request: Request, owner: Owner, server: ServerDep
 ) -> schemas.UntypedFutureResponse:
     from kitchen.serve import wire
 
-    s = service.settings
+    s = server.settings
     body = await _body(request, s.max_body_bytes)
     fb = wire.decode_forward_backward(
         body, max_datums=s.max_batch_datums, max_tokens=s.max_batch_tokens
     )
-    model = await service.model(owner, fb.model_id)
+    model = await server.model(owner, fb.model_id)
     kind = "forward" if fb.forward_only else "forward_backward"
     rid = await model.accept(kind, fb.seq_id, body, fb)
     return schemas.UntypedFutureResponse(request_id=rid, model_id=model.model_id)
@@ -51,11 +51,11 @@ async def forward_backward(
 
 @router.post("/optim_step")
 async def optim_step(
-    body: schemas.OptimStepRequest, owner: Owner, service: ServiceDep
+    body: schemas.OptimStepRequest, owner: Owner, server: ServerDep
 ) -> schemas.UntypedFutureResponse:
     import json
 
-    model = await service.model(owner, body.model_id)
+    model = await server.model(owner, body.model_id)
     payload = body.adam_params.model_dump()
     raw = json.dumps(payload, sort_keys=True).encode()
     rid = await model.accept("optim_step", body.seq_id, raw, payload)

@@ -1,6 +1,6 @@
 """The server's state: the journal, keys, models, samplers and futures.
 
-One :class:`Service` per app, created at start-up from the settings and the :class:`Ports`
+One :class:`Server` per app, created at start-up from the settings and the :class:`Ports`
 its caller opened (the backend, the log): it rebuilds every served model found in the log (in
 the background, so the server answers at once; a request to a model still being rebuilt
 waits for it) and owns every lookup that checks ownership. Anything owned by another key is
@@ -48,7 +48,7 @@ class Ports:
     """The software that serves, recorded in each new model's RunCreated."""
 
 
-class Service:
+class Server:
     def __init__(self, settings: ServeSettings, ports: Ports) -> None:
         self.settings = settings
         settings.serve_dir.mkdir(parents=True, exist_ok=True)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from kitchen.serve import ids, schemas
-from kitchen.serve.deps import Owner, ServiceDep
+from kitchen.serve.deps import Owner, ServerDep
 from kitchen.serve.errors import ApiError, not_implemented
 
-router = APIRouter(prefix="/api/v1", tags=["service"])
+router = APIRouter(prefix="/api/v1", tags=["sessions"])
 
 CLIENT_CONFIG = {
     # Requests of one model must arrive in seq_id order: each is on record before the next.
@@ -38,29 +38,29 @@ def healthz(owner: Owner) -> schemas.StatusResponse:
 
 
 @router.get("/get_server_capabilities")
-def capabilities(owner: Owner, service: ServiceDep) -> schemas.CapabilitiesResponse:
+def capabilities(owner: Owner, server: ServerDep) -> schemas.CapabilitiesResponse:
     models = [
         schemas.SupportedModel(model_name=name, trainable=True, sampleable=True)
-        for name in service.settings.base_models
+        for name in server.settings.base_models
     ]
     return schemas.CapabilitiesResponse(supported_models=models)
 
 
 @router.post("/create_session")
 def create_session(
-    body: schemas.CreateSessionRequest, owner: Owner, service: ServiceDep
+    body: schemas.CreateSessionRequest, owner: Owner, server: ServerDep
 ) -> schemas.CreateSessionResponse:
     session_id = ids.new_session_id()
-    service.journal.save_session(session_id, owner, {"sdk_version": body.sdk_version})
+    server.journal.save_session(session_id, owner, {"sdk_version": body.sdk_version})
     return schemas.CreateSessionResponse(session_id=session_id)
 
 
 @router.post("/session_heartbeat")
 def heartbeat(
-    body: schemas.SessionRequest, owner: Owner, service: ServiceDep
+    body: schemas.SessionRequest, owner: Owner, server: ServerDep
 ) -> schemas.TypedResponse:
-    service.check_session(owner, body.session_id)
-    record = service.journal.load_session(body.session_id) or {}
+    server.check_session(owner, body.session_id)
+    record = server.journal.load_session(body.session_id) or {}
     if record.get("finished"):
         raise ApiError(410, f"session {body.session_id} has finished")
     return schemas.TypedResponse(type="session_heartbeat")
@@ -68,14 +68,14 @@ def heartbeat(
 
 @router.post("/sessions/{session_id}/finish")
 def finish(
-    session_id: str, body: schemas.FinishRequest, owner: Owner, service: ServiceDep
+    session_id: str, body: schemas.FinishRequest, owner: Owner, server: ServerDep
 ) -> schemas.TypedResponse:
-    service.check_session(owner, session_id)
-    record = service.journal.load_session(session_id) or {}
+    server.check_session(owner, session_id)
+    record = server.journal.load_session(session_id) or {}
     if not record.get("finished"):
         reason = (body.reason or {}).get("type")
         meta = {k: v for k, v in record.items() if k != "owner"}
-        service.journal.save_session(
+        server.journal.save_session(
             session_id, owner, {**meta, "finished": str(reason or "success")[:40]}
         )
     return schemas.TypedResponse(type="finish_session")
