@@ -27,7 +27,7 @@ from kitchen.types import (
 )
 
 if TYPE_CHECKING:  # the store's records; importing the store itself would pull SQLAlchemy in
-    from kitchen.store import Lease, NewEvent, Snapshot, StoredEvent
+    from kitchen.log_records import Lease, NewEvent, Snapshot, StoredEvent
 
 
 @runtime_checkable

@@ -147,7 +147,7 @@ class UnitOfWork:
         """Commit what was recorded since the last flush, all or nothing."""
         if not self._buffer:
             return
-        from kitchen.store import NewEvent
+        from kitchen.log_records import NewEvent
 
         batch = [NewEvent(e.type_name(), e.payload(), e.schema_version) for e in self._buffer]
         faults.point("flush:before")

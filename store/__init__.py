@@ -10,11 +10,20 @@ Public surface (pinned by a test)::
 See docs/store.md for the guarantees (durability, concurrency, tailing) and why.
 """
 
+from kitchen.log_records import (
+    Lease,
+    NewEvent,
+    RunRow,
+    Snapshot,
+    StoredEvent,
+    VerifyResult,
+    check_run_id,
+)
+
 from ._engine import resolve_db_url
 from ._open import current_revision, head_revision, open_store, upgrade
 from .canonical import GENESIS_HASH, canonical_json, event_hash
 from .event_store import EventStore
-from .records import Lease, NewEvent, RunRow, Snapshot, StoredEvent, VerifyResult, check_run_id
 
 __all__ = [
     "GENESIS_HASH",

@@ -18,11 +18,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from kitchen.errors import ConcurrencyConflict, StoreError
+from kitchen.log_records import NewEvent, StoredEvent
 
 from . import _dialects
 from .canonical import GENESIS_HASH, canonical_json, chain_hash, format_timestamp
 from .projection import changes, initial_row
-from .records import NewEvent, StoredEvent
 from .schema import events
 
 MAX_TYPE_LENGTH = 128

@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 
 from kitchen.errors import LeaseHeld
+from kitchen.log_records import Lease
 
 from . import _dialects
-from .records import Lease
 from .schema import cancel_requests, leases
 
 

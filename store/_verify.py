@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from kitchen.log_records import StoredEvent, VerifyResult
+
 from .canonical import GENESIS_HASH, event_hash
-from .records import StoredEvent, VerifyResult
 
 
 def verify_chain(found: Sequence[StoredEvent]) -> VerifyResult:

@@ -22,13 +22,21 @@ import sqlalchemy as sa
 from sqlalchemy import exc
 
 from kitchen.errors import ConcurrencyConflict, KitchenError, NotFound, StoreError, StoreUnavailable
+from kitchen.log_records import (
+    Lease,
+    NewEvent,
+    RunRow,
+    Snapshot,
+    StoredEvent,
+    VerifyResult,
+    check_run_id,
+)
 
 from . import _append, _dialects, _leases, _sql
 from ._engine import DRIVER_ERRORS, is_disconnect, mask, translate
 from ._verify import verify_chain
 from .canonical import GENESIS_HASH, snapshot_hash
 from .projection import initial_row, project
-from .records import Lease, NewEvent, RunRow, Snapshot, StoredEvent, VerifyResult, check_run_id
 from .schema import events, runs, snapshots
 
 T = TypeVar("T")

@@ -10,7 +10,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from .records import RunRow
+from kitchen.log_records import RunRow
 
 _STATUS_OF = {
     "RunCreated": "created",

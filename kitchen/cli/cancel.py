@@ -28,7 +28,7 @@ def _cancel(args: argparse.Namespace) -> int:
     from kitchen import events as ev
     from kitchen.cli._common import fold_run, open_store
     from kitchen.errors import ConcurrencyConflict, ConfigError
-    from kitchen.store import NewEvent
+    from kitchen.log_records import NewEvent
 
     store = open_store()
     run_id = args.run_id

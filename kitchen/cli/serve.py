@@ -155,7 +155,7 @@ def open_ports(settings: ServeSettings) -> Iterator[Ports]:
     from kitchen.launch import versions
     from kitchen.ports import ServingClient
     from kitchen.serve.server import Ports
-    from kitchen.store import NewEvent, open_store
+    from kitchen.store import open_store
 
     with ExitStack() as opened:
         backend = registry.lookup("training", BACKEND)(
@@ -172,7 +172,7 @@ def open_ports(settings: ServeSettings) -> Iterator[Ports]:
             settings.db_url or f"sqlite:///{settings.home / 'kitchen.db'}", hook=faults.point
         )
         opened.callback(store.close)
-        yield Ports(backend=backend, log=store, new_event=NewEvent, versions=versions())
+        yield Ports(backend=backend, log=store, versions=versions())
 
 
 def _keys_create(args: argparse.Namespace) -> int:

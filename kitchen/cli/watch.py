@@ -67,7 +67,7 @@ def _stop_on_signals() -> None:
 
 def _watch(args: argparse.Namespace) -> int:
     from kitchen.cli._common import open_store
-    from kitchen.store.records import check_run_id
+    from kitchen.log_records import check_run_id
 
     if args.run_id is not None:
         check_run_id(args.run_id)

@@ -34,20 +34,18 @@ import json
 import os
 import socket
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from kitchen import events as ev
 from kitchen import registry
 from kitchen.config import config_hash
 from kitchen.errors import CheckpointCorrupt, KitchenError
+from kitchen.log_records import NewEvent, RunRow, StoredEvent
 from kitchen.ports import BlobRef, EventLog
 from kitchen.serve import ids
-
-if TYPE_CHECKING:  # the log's records, as the EventLog port names them
-    from kitchen.store import NewEvent, RunRow, StoredEvent
 
 SERVED = "served"
 REQUEST_KINDS = frozenset(
@@ -74,11 +72,6 @@ class ServedLog(EventLog, Protocol):
     def list_runs(
         self, status: str | None = None, recipe: str | None = None
     ) -> Sequence[RunRow]: ...
-
-
-NewEventFactory = Callable[[str, dict[str, Any], int], "NewEvent"]
-"""Makes what ``EventLog.append`` takes from an event's type name, payload and schema version
-(``kitchen.store.NewEvent`` for the store)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,10 +151,9 @@ BLOB_STORE = {"adapter": "local"}
 class Journal:
     """The served models' log, their request blobs, and the session and sampler records."""
 
-    def __init__(self, log: ServedLog, home: Path, new_event: NewEventFactory) -> None:
+    def __init__(self, log: ServedLog, home: Path) -> None:
         self.log = log
         self.home = home
-        self._new_event = new_event
         # Served models keep their blobs in the server's local store, recorded as such in
         # each model's RunCreated (blob_store), and read back through it.
         self.blobs = registry.run_blob_store({}, BLOB_STORE, home)
@@ -204,7 +196,7 @@ class Journal:
             tip = self._tips.get(run_id)
             if tip is None:
                 tip = self.log.last_seq(run_id)
-            new = [self._new_event(e.type_name(), e.payload(), e.schema_version) for e in events]
+            new = [NewEvent(e.type_name(), e.payload(), e.schema_version) for e in events]
             stored = self.log.append(run_id, new, tip)
             self._tips[run_id] = stored[-1].seq
             return stored

@@ -42,8 +42,6 @@ class Ports:
     """Trains the served models and samples."""
     log: jr.ServedLog
     """The event log every served model is a run of."""
-    new_event: jr.NewEventFactory
-    """The records ``log.append`` takes."""
     versions: Mapping[str, str]
     """The software that serves, recorded in each new model's RunCreated."""
 
@@ -53,7 +51,7 @@ class Server:
         self.settings = settings
         settings.serve_dir.mkdir(parents=True, exist_ok=True)
         self.backend = ports.backend
-        self.journal = jr.Journal(ports.log, settings.home, ports.new_event)
+        self.journal = jr.Journal(ports.log, settings.home)
         self.keys = KeyRing(settings.serve_dir)
         self.futures = FutureTable()
         self.samplers = SamplerPool(self.futures, ports.backend)

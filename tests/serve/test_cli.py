@@ -9,7 +9,7 @@ from pathlib import Path
 
 from kitchen.serve import ids
 from kitchen.serve.journal import Journal, ModelSpec
-from kitchen.store import NewEvent, open_store
+from kitchen.store import open_store
 from tests.serve.conftest import base_env
 
 
@@ -47,7 +47,7 @@ def served_run(home: Path) -> str:
     session = "sess-00000000000000aa"
     spec = ModelSpec(ids.model_id(session, 0), session, 0, "key-x", "kitchen/tiny", 2, 1)
     store = open_store(f"sqlite:///{home / 'kitchen.db'}")
-    j = Journal(store, home, NewEvent)
+    j = Journal(store, home)
     j.create_model(spec, {})
     j.record_request(spec, "optim_step", 1, j.put_input("key-x", b"{}"), 0, "ready")
     j.close()

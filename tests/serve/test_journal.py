@@ -11,7 +11,7 @@ import pytest
 
 from kitchen.serve import ids
 from kitchen.serve.journal import Journal, ModelSpec
-from kitchen.store import NewEvent, canonical_json, open_store
+from kitchen.store import canonical_json, open_store
 
 SESSION = "sess-0123456789abcdef"
 
@@ -19,7 +19,7 @@ SESSION = "sess-0123456789abcdef"
 @pytest.fixture
 def journal(tmp_path: Path) -> Journal:
     store = open_store(f"sqlite:///{tmp_path / 'kitchen.db'}")
-    j = Journal(store, tmp_path, NewEvent)
+    j = Journal(store, tmp_path)
     yield j
     j.close()
     store.close()
