@@ -55,7 +55,7 @@ def test_operating_settings_of_every_recipe(recipe: str) -> None:
 def test_every_key_added_since_v1_says_what_reproduces_a_v1_run() -> None:
     """A key the v1 fixture's runs did not record must declare its ``absent`` value, or a v1
     run resumed by this version would silently take the key's current default."""
-    with sqlite3.connect(f"file:{V1_DB}?mode=ro", uri=True) as db:
+    with sqlite3.connect(f"file:{V1_DB}?mode=ro&immutable=1", uri=True) as db:
         (payload,) = db.execute("SELECT payload FROM events WHERE type = 'RunCreated'").fetchone()
     recorded = json.loads(payload)["config"]
     recipe = load_recipe("sl_basic")
