@@ -20,19 +20,13 @@ from kitchen.stage_api import Ports, StageContext, StageResult, View
 from kitchen.state import RunState
 from kitchen.types import AdamParams, Datum, ForwardBackwardOutput, ModelInput, TensorData
 from kitchen.workflow import Stage
+from kitchen.workflows.common import log_step_metrics, optim_step, set_epoch
 from kitchen.workflows.common.loop import Cursor, Plan, epoch_order
 from kitchen.workflows.supervised import WORKFLOW
 from kitchen.workflows.supervised import conditions as c
 from kitchen.workflows.supervised.config import SupervisedConfig
 from kitchen.workflows.supervised.resources import SupervisedResources
-from kitchen.workflows.supervised.stages import (
-    await_future,
-    forward_backward,
-    get_batch,
-    log_step_metrics,
-    optim_step,
-    set_epoch,
-)
+from kitchen.workflows.supervised.stages import await_future, forward_backward, get_batch
 
 GOLDEN = Path(__file__).parents[1] / "engine" / "golden" / "sl_basic_graph.txt"
 KITCHEN = str(Path(sys.executable).with_name("kitchen"))

@@ -1,5 +1,6 @@
-"""A training loop's predicates, over the data cursor the stages keep in resources (shared by
-the supervised and preference workflows).
+"""A training loop's predicates, over the data cursor the stages keep in resources: those of a
+loop in epochs (``CONDITIONS``: supervised, preference, off-policy distillation) and of a plain
+step loop (``STEP_CONDITIONS``: RL, on-policy distillation).
 
 The same functions tell ``await_future`` whether a checkpoint or evaluation follows the step
 it is finishing, so it can drain the pipeline first (no later batch ever enters an earlier
@@ -46,6 +47,10 @@ def more_epochs(v: V) -> bool:
     return c.epoch + 1 < int(v.config.num_epochs) and c.step < total_steps(v)
 
 
+def more_steps(v: V) -> bool:
+    return steps_done(v) < total_steps(v)
+
+
 def final_checkpoint_due(v: V) -> bool:
     live = v.state.live_checkpoints()
     return not live or live[-1].step != steps_done(v)
@@ -60,6 +65,14 @@ CONDITIONS: Mapping[str, Any] = {
     "eval_due": eval_due,
     "more_batches": more_batches,
     "more_epochs": more_epochs,
+    "final_checkpoint_due": final_checkpoint_due,
+    "eval_at_start": eval_at_start,
+}
+
+STEP_CONDITIONS: Mapping[str, Any] = {
+    "save_due": save_due,
+    "eval_due": eval_due,
+    "more_steps": more_steps,
     "final_checkpoint_due": final_checkpoint_due,
     "eval_at_start": eval_at_start,
 }

@@ -8,13 +8,16 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 
-def stage_loader(stages: Mapping[str, str]) -> Callable[[], dict[str, Any]]:
-    """``stages``: stage name → module under ``kitchen.workflows`` whose ``run`` is the stage."""
+def stage_loader(
+    stages: Mapping[str, str], package: str = "kitchen.workflows"
+) -> Callable[[], dict[str, Any]]:
+    """``stages``: stage name → module under ``package`` (a full module name when ``package``
+    is empty) whose ``run`` is the stage."""
+    prefix = f"{package}." if package else ""
 
     def load() -> dict[str, Any]:
         return {
-            name: importlib.import_module(f"kitchen.workflows.{target}").run
-            for name, target in stages.items()
+            name: importlib.import_module(prefix + target).run for name, target in stages.items()
         }
 
     return load

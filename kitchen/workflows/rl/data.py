@@ -14,6 +14,7 @@ from typing import Any
 
 from kitchen.errors import ConfigError
 from kitchen.types import Datum, ModelInput, TensorData
+from kitchen.workflows.common.data import check_chat
 from kitchen.workflows.rl.env import TrajectoryGroup, Transition
 
 
@@ -58,20 +59,6 @@ def assemble(
 
 
 def check_prompt_row(source: str, index: int, row: Mapping[str, Any]) -> None:
-    prompt = row.get("prompt")
-    ok = isinstance(prompt, list) and bool(prompt)
-    for m in prompt if isinstance(prompt, list) else ():
-        if not (
-            isinstance(m, dict)
-            and isinstance(m.get("role"), str)
-            and isinstance(m.get("content"), str)
-        ):
-            ok = False
-            break
-    if not ok:
-        raise ConfigError(
-            f"{source}: row {index}: 'prompt' must be a non-empty list of "
-            "{'role': str, 'content': str}; fix or drop that row"
-        )
+    check_chat(source, index, row, "prompt")
     if "answer" in row and not isinstance(row["answer"], str | int | float):
         raise ConfigError(f"{source}: row {index}: 'answer' must be a string; fix that row")

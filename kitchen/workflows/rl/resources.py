@@ -31,6 +31,10 @@ class RLResources(TrainingResources):
     test_groups: Sequence[EnvGroupBuilder] = ()
     batch: StepBatch = field(default_factory=StepBatch)
 
+    @property
+    def step_in_hand(self) -> int:
+        return self.batch.step
+
 
 Ctx = StageContext[RLConfig, RLResources]
 RLView = View[RLConfig, RLResources]

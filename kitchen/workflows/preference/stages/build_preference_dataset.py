@@ -10,7 +10,7 @@ from typing import Any
 
 from kitchen.errors import ConfigError
 from kitchen.stage_api import StageResult
-from kitchen.workflows.common.loop import Cursor, Pipeline, Plan, epoch_order
+from kitchen.workflows.common.epochs import plan_epochs
 from kitchen.workflows.preference.data import render_pair
 from kitchen.workflows.preference.resources import Ctx, Pair
 
@@ -34,22 +34,6 @@ def run(ctx: Ctx) -> StageResult:
             f"dataset {cfg.dataset!r} has {len(pairs)} usable pairs, fewer than "
             f"batch_size={cfg.batch_size}"
         )
-    total = per_epoch * cfg.num_epochs
-    if cfg.max_steps is not None:
-        total = min(total, cfg.max_steps)
     r.pairs, r.test_pairs = pairs, test_pairs
-    r.plan = Plan(len(pairs), cfg.batch_size, per_epoch, total)
-    r.pipeline = Pipeline()
-    r.cursor = Cursor()
-    out: dict[str, Any] = {
-        "pairs": len(pairs),
-        "test_pairs": len(test_pairs),
-        "dropped_by_max_length": dropped,
-        "batches_per_epoch": per_epoch,
-    }
-    if ctx.resume is not None:
-        r.cursor = Cursor.from_dict(ctx.resume.checkpoint.cursor)
-        if r.cursor.epoch >= 0:
-            r.order = epoch_order(len(pairs), cfg.seed, r.cursor.epoch)
-        out["cursor"] = r.cursor.as_dict()
-    return StageResult(out, total_steps=total)
+    out = {"pairs": len(pairs), "test_pairs": len(test_pairs), "dropped_by_max_length": dropped}
+    return plan_epochs(ctx, per_epoch, out)

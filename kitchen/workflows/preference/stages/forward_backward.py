@@ -12,7 +12,7 @@ import time
 
 from kitchen.stage_api import StageResult
 from kitchen.workflows.common.custom_loss import forward_backward_custom_tinker_way
-from kitchen.workflows.common.loop import InFlight
+from kitchen.workflows.common.inflight import submit
 from kitchen.workflows.preference.loss import dpo_loss
 from kitchen.workflows.preference.resources import Ctx
 
@@ -24,15 +24,10 @@ def run(ctx: Ctx) -> StageResult:
     submitted = time.perf_counter()
     loss = dpo_loss(ctx.config.dpo_beta, r.reference.train[idx])
     fb = forward_backward_custom_tinker_way(r.training, data, loss)
-    r.pipeline.inflight[step] = InFlight(
-        step=step,
-        epoch=r.cursor.epoch,
-        fb=fb,
-        optim=None,
-        learning_rate=0.0,
-        num_sequences=len(idx),
-        num_tokens=sum(d.model_input.length for d in data),
-        num_loss_tokens=sum(float(sum(d.loss_fn_inputs["weights"].data)) for d in data),
-        submitted_at=submitted,
+    sizes = (
+        len(idx),
+        sum(d.model_input.length for d in data),
+        sum(float(sum(d.loss_fn_inputs["weights"].data)) for d in data),
     )
+    submit(r, step, fb, sizes, submitted)
     return StageResult(step=step)

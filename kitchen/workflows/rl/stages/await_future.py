@@ -1,4 +1,5 @@
-"""await_future: take the step's results and finish its metrics.
+"""await_future: take the step's results, finish its metrics and leave them for
+``log_step_metrics`` (``pipeline.ready``).
 
 On-policy RL drains every step: the next step samples on the weights this step produces (the
 sampler snapshot waits for them), so there is no later step to overlap with, unlike sl_basic's
@@ -36,4 +37,5 @@ def run(ctx: Ctx) -> StageResult:
             "time/train_s": elapsed,
         }
     )
+    r.pipeline.ready[b.step] = dict(sorted(b.metrics.items()))
     return StageResult({"awaited": [b.step]}, step=b.step)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from kitchen.stage_api import StageResult
+from kitchen.stage_api import StageContext, StageResult
+from kitchen.workflows.common.config import TrainingConfig
 from kitchen.workflows.common.loop import adam_params
-from kitchen.workflows.preference.resources import Ctx
+from kitchen.workflows.common.resources import TrainingResources
+
+Ctx = StageContext[TrainingConfig, TrainingResources]
 
 
 def run(ctx: Ctx) -> StageResult:
     r = ctx.resources
-    step, _ = r.batch
+    step = r.step_in_hand
     params = adam_params(ctx.config, step, r.plan.total_steps)
     flight = r.pipeline.inflight[step]
     flight.optim = r.training.optim_step(params)
