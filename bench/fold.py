@@ -4,7 +4,7 @@ Measures, on a synthetic supervised run shaped like the real one (set-up stages,
 step, a checkpoint every 20 steps with retention, an evaluation every 50, a crash and a resume
 from a checkpoint half-way, teardown):
 
-- fold: events/s of ``kitchen.state.fold`` alone (the Recorded objects are built first);
+- fold: events/s of ``kitchen.engine.state.fold`` alone (the Recorded objects are built first);
 - ``kitchen replay RUN_ID`` wall and CPU time on a ``--events`` run stored in SQLite with the
   snapshots a runner writes (the real console script in a fresh process: start-up, read the
   snapshot and the tail, decode, fold, print the tail of the timeline and the state), and with
@@ -33,9 +33,9 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from kitchen import events as ev
-from kitchen import snapshots
-from kitchen.state import Recorded, RunState, advance, fold
+from kitchen.engine import events as ev
+from kitchen.engine import snapshots
+from kitchen.engine.state import Recorded, RunState, advance, fold
 
 KITCHEN = str(Path(sys.executable).with_name("kitchen"))
 RUN_ID = "bench-fold"
@@ -296,8 +296,8 @@ def bench_resume_fold(
 ) -> tuple[float, float, dict[str, float]]:
     """Median wall and CPU seconds of ``UnitOfWork.refold`` (resume's fold), and where the
     CPU time of one of them goes."""
+    from kitchen.engine.unit_of_work import UnitOfWork
     from kitchen.store import open_store
-    from kitchen.unit_of_work import UnitOfWork
 
     store = open_store(db_url)
     try:

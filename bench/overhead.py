@@ -114,7 +114,7 @@ def kitchen_step_time(
     tag: str,
     profiler: cProfile.Profile | None = None,
 ) -> float:
-    from kitchen import launch
+    from kitchen.engine import launch
     from kitchen.store import open_store
 
     os.environ["KITCHEN_HOME"] = str(home)
@@ -145,9 +145,9 @@ def plain_step_time(args: argparse.Namespace, batches: list[list[Any]], lr: floa
 
 GROUPS = {
     "store (appends, leases)": ("kitchen/store/", "/store/", "sqlalchemy", "psycopg", "sqlite3"),
-    "spans and metrics (OTel)": ("opentelemetry", "kitchen/telemetry.py"),
-    "machine (transitions)": ("kitchen/machine.py", "transitions/"),
-    "events and fold": ("kitchen/state.py", "kitchen/events.py", "pydantic"),
+    "spans and metrics (OTel)": ("opentelemetry", "kitchen/engine/telemetry.py"),
+    "machine (transitions)": ("kitchen/engine/machine.py", "transitions/"),
+    "events and fold": ("kitchen/engine/state.py", "kitchen/engine/events.py", "pydantic"),
     "step metrics (jsonl, progress)": ("log_step_metrics.py", "json/"),
 }
 

@@ -150,7 +150,7 @@ class LoopClock:
 
 
 def one_run(steps: int, db_url: str, home: Path, tag: str) -> tuple[float, float, float]:
-    from kitchen import launch
+    from kitchen.engine import launch
     from kitchen.store import open_store
 
     os.environ["KITCHEN_HOME"] = str(home)

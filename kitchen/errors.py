@@ -43,7 +43,7 @@ the attempt with ``AttemptInterrupted`` naming the fault (when the log can still
 and exits 75; ``kitchen resume`` continues once the fault is gone. Errors of the run itself (a
 diverged loss, bad data, a config the backend refuses) stay terminal: ``RunFailed``, exit 1.
 A full, read-only or failing disk arrives in the words of whichever library was writing
-(safetensors, torch, SQLite, Postgres …): ``kitchen.io_faults`` reads them into ``DiskFull``,
+(safetensors, torch, SQLite, Postgres …): ``kitchen.engine.io_faults`` reads them into ``DiskFull``,
 ``ReadOnlyStorage`` or ``StorageIOError``.
 """
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from kitchen.events import (
+from kitchen.engine.events import (
     Artifact,
     ArtifactDeleted,
     CheckpointDeleted,
@@ -26,10 +26,10 @@ from kitchen.events import (
     Event,
     LineageRef,
 )
+from kitchen.engine.state import ArtifactRecord, Checkpoint, RunState
 from kitchen.paths import STATE_DIR
 from kitchen.ports import BlobStore, DatasetStore, ServiceClient
-from kitchen.state import ArtifactRecord, Checkpoint, RunState
-from kitchen.workflow import Stage
+from kitchen.spec import Stage
 
 # Covariant: a stage written for the shared training config and resources also takes a
 # workflow's subclasses of them (the context is read-only; resources mutate inside).

@@ -1,9 +1,9 @@
-"""Recipes: each a :class:`kitchen.workflow.Recipe` (a name, a description, a pydantic config,
+"""Recipes: each a :class:`kitchen.spec.Recipe` (a name, a description, a pydantic config,
 a workflow and an adapters manifest), declared as ``RECIPE`` in its module.
 
 Recipe modules stay light (no torch at import) so ``kitchen recipes`` lists them instantly.
-They are found through ``kitchen.registry`` (built-ins, entry points in the group
-``kitchen.recipes``, or ``kitchen.registry.register``), as a ``Recipe``, a module holding one
+They are found through ``kitchen.engine.registry`` (built-ins, entry points in the group
+``kitchen.recipes``, or ``kitchen.engine.registry.register``), as a ``Recipe``, a module holding one
 as ``RECIPE``, or a module with the attributes recipes had before they were typed (``NAME``,
 ``DESCRIPTION``, ``WORKFLOW``, ``ADAPTERS``, ``Config``, ``RENAMED``), which is read into one.
 """
@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from kitchen import registry
+from kitchen.engine import registry
 from kitchen.errors import ConfigError
-from kitchen.workflow import Recipe
+from kitchen.spec import Recipe
 
 
 def load_recipe(name: str) -> Recipe:
@@ -32,7 +32,7 @@ def as_recipe(found: object, name: str) -> Recipe:
         if hasattr(found, "Config") and hasattr(found, "WORKFLOW"):
             return _from_module(found, name)
     raise ConfigError(
-        f"recipe {name!r} is {found!r}: neither a kitchen.workflow.Recipe nor a module that "
+        f"recipe {name!r} is {found!r}: neither a kitchen.spec.Recipe nor a module that "
         "holds one as RECIPE"
     )
 

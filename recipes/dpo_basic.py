@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from kitchen.workflow import Recipe
+from kitchen.spec import Recipe
 from kitchen.workflows.preference.config import PreferenceConfig
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from kitchen.workflow import Recipe
+from kitchen.spec import Recipe
 from kitchen.workflows.common.config import RENAMED
 from kitchen.workflows.rl.config import RLConfig
 

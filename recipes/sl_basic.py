@@ -8,7 +8,7 @@ line or in a YAML/TOML file; names follow tinker-cookbook's where they exist.
 
 from __future__ import annotations
 
-from kitchen.workflow import Recipe
+from kitchen.spec import Recipe
 from kitchen.workflows.common.config import RENAMED
 from kitchen.workflows.supervised.config import SupervisedConfig
 

@@ -11,8 +11,8 @@ import sqlite3
 from sqlalchemy import exc
 from sqlalchemy.engine import URL, Engine, make_url
 
+from kitchen.engine.io_faults import storage_fault
 from kitchen.errors import InfrastructureError, StoreError, StoreUnavailable
-from kitchen.io_faults import storage_fault
 from kitchen.paths import default_db_path
 
 from . import _dialects
@@ -87,7 +87,7 @@ def translate(error: BaseException, url: str, doing: str) -> StoreError | Infras
 
     A database whose disk is full, read-only or failing (SQLite's "database or disk is full",
     Postgres' SQLSTATE 53100 …) is the storage's fault, not the store's: ``DiskFull``,
-    ``ReadOnlyStorage`` or ``StorageIOError`` (``kitchen.io_faults``), which no retry fixes
+    ``ReadOnlyStorage`` or ``StorageIOError`` (``kitchen.engine.io_faults``), which no retry fixes
     and which ends an attempt resumable."""
     where = mask(url)
     detail = _first_line(getattr(error, "orig", None) or error)

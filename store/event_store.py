@@ -43,7 +43,7 @@ T = TypeVar("T")
 Hook = Callable[[str], None]
 """Called with the name of a moment inside an append (``append:before_commit``: the rows are
 inserted, the transaction not yet committed). The store never acts on it; kitchen's crash
-tests pass ``kitchen.faults.point`` to be killed exactly there."""
+tests pass ``kitchen.engine.faults.point`` to be killed exactly there."""
 _MAX_TIPS = 10_000
 
 

@@ -30,13 +30,13 @@ from kitchen.adapters._blob_common import (
     split_prefix,
     temp_name,
 )
+from kitchen.engine.io_faults import storage_fault
 from kitchen.errors import (
     BlobStoreUnavailable,
     ConfigError,
     KitchenError,
     NotFound,
 )
-from kitchen.io_faults import storage_fault
 from kitchen.ports import BlobRef
 
 
@@ -263,7 +263,7 @@ __all__ = ["LocalBlobStore", "create_store"]
 def _infrastructure(dest: Path, probe: Path | None = None) -> Iterator[None]:
     """A full, read-only or failing disk is the machine's fault, not the run's: say so with
     its own type, naming the blob's path. What the writing library raised is read first
-    (``kitchen.io_faults``); when it does not say why (``torch.save`` does not), the
+    (``kitchen.engine.io_faults``); when it does not say why (``torch.save`` does not), the
     filesystem at ``probe`` is asked, while the half-written temp folder still fills it."""
     try:
         yield

@@ -86,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     except Exception as exc:  # a bug, not the user's doing: still one line unless asked
-        from kitchen.io_faults import storage_fault
+        from kitchen.engine.io_faults import storage_fault
 
         fault = storage_fault(exc, then="try again")  # a full or read-only disk is not a bug
         if fault is not None:

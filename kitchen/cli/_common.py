@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from kitchen.errors import NotFound
 
 if TYPE_CHECKING:
-    from kitchen.state import Recorded, RunState
+    from kitchen.engine.state import Recorded, RunState
     from kitchen.store import EventStore, StoredEvent
 
 
@@ -51,8 +51,8 @@ def not_found(store: EventStore, run_id: str) -> NotFound:
 
 def records(rows: Iterable[StoredEvent]) -> list[Recorded]:
     """Decode stored rows (upcasting old schema versions) into what the fold takes."""
-    from kitchen import events as ev
-    from kitchen.state import Recorded
+    from kitchen.engine import events as ev
+    from kitchen.engine.state import Recorded
 
     return [
         Recorded(r.seq, r.recorded_at, ev.decode(r.type, r.schema_version, r.payload)) for r in rows
@@ -62,7 +62,7 @@ def records(rows: Iterable[StoredEvent]) -> list[Recorded]:
 def fold_run(store: EventStore, run_id: str, upto_seq: int | None = None) -> RunState:
     """The run's state (at ``upto_seq`` if given): its newest snapshot that verifies, and the
     events after it folded; NotFound if it has no events."""
-    from kitchen import snapshots
+    from kitchen.engine import snapshots
 
     return snapshots.load(store, run_id, upto_seq).state
 
@@ -72,7 +72,7 @@ def load_state(
 ) -> tuple[RunState, list[StoredEvent]]:
     """Fold every event of the run (those with seq <= ``upto_seq`` if given), for commands that
     also need the rows; NotFound if it has none."""
-    from kitchen.state import fold
+    from kitchen.engine.state import fold
 
     rows = store.read(run_id, upto_seq=upto_seq)
     if not rows:
@@ -159,7 +159,7 @@ def write_whole(out: Path, chunks: Iterable[str]) -> None:
     raised as one line naming ``out``."""
     import contextlib
 
-    from kitchen.io_faults import storage_fault
+    from kitchen.engine.io_faults import storage_fault
 
     tmp = out.with_name(out.name + ".tmp")
     try:

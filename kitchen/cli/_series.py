@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from kitchen.errors import ConfigError
 
 if TYPE_CHECKING:
-    from kitchen.state import RunState
+    from kitchen.engine.state import RunState
 
 Point = tuple[int, float]
 

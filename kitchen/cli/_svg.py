@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from kitchen.cli._series import Series
-    from kitchen.state import RunState
+    from kitchen.engine.state import RunState
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b")
 ENDED_COLOR = {

@@ -25,8 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _cancel(args: argparse.Namespace) -> int:
-    from kitchen import events as ev
     from kitchen.cli._common import fold_run, open_store
+    from kitchen.engine import events as ev
     from kitchen.errors import ConcurrencyConflict, ConfigError
     from kitchen.log_records import NewEvent
 

@@ -13,7 +13,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from kitchen.state import RunState
+    from kitchen.engine.state import RunState
 
 
 def register(sub: argparse._SubParsersAction) -> None:

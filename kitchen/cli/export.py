@@ -1,6 +1,6 @@
 """``kitchen export RUN_ID --out FILE``: a run's whole history as a file anyone can audit offline.
 
-The format and why it suffices are in :mod:`kitchen.export`. The head hash goes to stdout on
+The format and why it suffices are in :mod:`kitchen.engine.audit`. The head hash goes to stdout on
 its own (``HEAD=$(kitchen export …)``) because an auditor must get it by a separate channel
 from the file: only then does ``kitchen verify FILE --head HASH`` catch a rewritten history.
 """
@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _export(args: argparse.Namespace) -> int:
     from kitchen.cli._common import load_state, open_store, write_whole
-    from kitchen.export import export_lines
+    from kitchen.engine.audit import export_lines
 
     store = open_store()
     state, rows = load_state(store, args.run_id)

@@ -9,11 +9,11 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from kitchen.engine.runner import Reporter
+from kitchen.engine.state import RunState
 from kitchen.errors import InfrastructureError
-from kitchen.runner import Reporter
+from kitchen.spec import Stage, Workflow
 from kitchen.stage_api import CheckpointSaved, StageResult
-from kitchen.state import RunState
-from kitchen.workflow import Stage, Workflow
 
 
 class CliReporter(Reporter):

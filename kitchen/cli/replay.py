@@ -3,7 +3,7 @@
 Replay only reads: it folds the stored events and prints them. It opens no span, runs no stage
 and writes nothing, so it is safe on a run that a worker is driving right now.
 
-Long runs: the state comes from the newest snapshot that verifies (``kitchen.snapshots``) and
+Long runs: the state comes from the newest snapshot that verifies (``kitchen.engine.snapshots``) and
 the events after it, and the timeline shows its last ``--tail`` events unless ``--all`` asks
 for every one, so a run of a million events answers as fast as a short one. ``--at SEQ`` folds
 from the nearest snapshot at or before SEQ. On a terminal the output goes through a pager.
@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from kitchen import events as ev
-    from kitchen.state import Recorded, RunState
+    from kitchen.engine import events as ev
+    from kitchen.engine.state import Recorded, RunState
     from kitchen.store import EventStore, StoredEvent
 
 SUPERSEDED = "[superseded]"
@@ -119,7 +119,7 @@ def _fold(
     store: EventStore, run_id: str, upto: int | None, args: argparse.Namespace
 ) -> tuple[RunState, list[StoredEvent], list[Recorded]]:
     """The state from the newest usable snapshot + the events after it; the shown events."""
-    from kitchen import snapshots
+    from kitchen.engine import snapshots
 
     loaded = snapshots.load(store, run_id, upto)
     state = loaded.state
@@ -136,10 +136,10 @@ def _audit(
     store: EventStore, run_id: str, upto: int | None, args: argparse.Namespace
 ) -> tuple[RunState, list[StoredEvent], list[Recorded], dict[str, Any]]:
     """``--verify``: the chain, the fold of every event, the snapshots against it, the blobs."""
-    from kitchen import snapshots
     from kitchen.cli._common import kitchen_home, not_found
+    from kitchen.engine import snapshots
+    from kitchen.engine.state import fold
     from kitchen.errors import IntegrityViolation
-    from kitchen.state import fold
 
     rows = store.read(run_id)
     if not rows:
@@ -276,8 +276,8 @@ def _key_metric(state: RunState) -> tuple[str, ...]:
 
 def details(e: ev.Event, key_metrics: tuple[str, ...] = ()) -> str:
     """The few facts of an event a reader scans for; the full payload is in ``--json``."""
-    from kitchen import events as ev
     from kitchen.cli._common import fmt_metrics, fmt_value
+    from kitchen.engine import events as ev
 
     if isinstance(e, ev.StageCompleted):
         return _stage_outputs(e, key_metrics)
@@ -404,7 +404,7 @@ def verify_blobs(
     Raises CheckpointCorrupt (exit 1) at the first bad one. Remote references are the remote
     service's to verify.
     """
-    from kitchen.registry import run_blob_store
+    from kitchen.engine.registry import run_blob_store
 
     blobs = run_blob_store(state.config, state.blob_store, home)
     live = [c for c in state.live_checkpoints() if c.location == "local"]

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import jinja2
 
-    from kitchen.state import RunState
+    from kitchen.engine.state import RunState
     from kitchen.store import EventStore, StoredEvent
 
 

@@ -43,8 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from kitchen import faults, launch
     from kitchen.cli.progress import CliReporter
+    from kitchen.engine import faults, launch
     from kitchen.store import open_store
 
     prepared = launch.prepare(args.recipe, args.overrides, args.config_file)
@@ -61,9 +61,10 @@ SERVED_HINT = (
 
 
 def _resume(args: argparse.Namespace) -> int:
-    from kitchen import faults, launch
     from kitchen.cli._common import fold_run
     from kitchen.cli.progress import CliReporter
+    from kitchen.engine import faults, launch
+    from kitchen.paths import kitchen_home
     from kitchen.store import open_store
 
     store = open_store(hook=faults.point)
@@ -73,7 +74,7 @@ def _resume(args: argparse.Namespace) -> int:
     if state.workflow == "served":
         raise ConfigError(SERVED_HINT.format(run_id=args.run_id))
     print(args.run_id, flush=True)
-    reporter = CliReporter(args.run_id, str(launch.kitchen_home()), print_id=False)
+    reporter = CliReporter(args.run_id, str(kitchen_home()), print_id=False)
     return launch.resume(
         store,
         args.run_id,

@@ -11,7 +11,7 @@ import argparse
 import json
 from typing import Any
 
-# kitchen.state.STATUSES, repeated so that `kitchen --help` need not import pydantic (a test
+# kitchen.engine.state.STATUSES, repeated so that `kitchen --help` need not import pydantic (a test
 # pins the two together).
 STATUSES = ("created", "running", "interrupted", "crashed", "completed", "failed", "cancelled")
 

@@ -10,7 +10,7 @@ from kitchen.errors import NotFound
 from kitchen.paths import state_folder
 
 if TYPE_CHECKING:
-    from kitchen.state import Checkpoint, RunState
+    from kitchen.engine.state import Checkpoint, RunState
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -46,7 +46,8 @@ def _pick_checkpoint(state: RunState, name: str | None) -> Checkpoint:
 def _sample(args: argparse.Namespace) -> int:
     from kitchen import config as kconfig
     from kitchen.cli._common import fold_run
-    from kitchen.launch import build_ports, kitchen_home, manifest_of
+    from kitchen.engine.launch import build_ports, manifest_of
+    from kitchen.paths import kitchen_home
     from kitchen.recipes import load_recipe
     from kitchen.renderers import get_renderer
     from kitchen.store import open_store

@@ -3,9 +3,9 @@
 fastapi and uvicorn (the ``serve`` extra) are imported only when the server starts, so the
 rest of the CLI never pays for them.
 
-This is where the server is composed: :func:`open_ports` picks the training backend (through
-``kitchen.registry``) and opens the event log, and the app is built on them; ``kitchen.serve``
-itself imports neither an adapter nor the store.
+This is where the server is composed: :func:`open_ports` picks the training backend
+(through ``kitchen.engine.registry``) and opens the event log, and the app is built on them;
+``kitchen.serve`` itself imports neither an adapter nor the store.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from kitchen.serve.settings import ServeSettings
 
 BACKEND = "local_torch"
-"""The training backend served models train on (a name in ``kitchen.registry``)."""
+"""The training backend served models train on (a name in ``kitchen.engine.registry``)."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -150,9 +150,9 @@ def open_ports(settings: ServeSettings) -> Iterator[Ports]:
     folder, with the test fault points as its hook."""
     from types import SimpleNamespace
 
-    from kitchen import faults, registry
+    from kitchen.engine import faults, registry
+    from kitchen.engine.launch import versions
     from kitchen.errors import ConfigError
-    from kitchen.launch import versions
     from kitchen.ports import ServingClient
     from kitchen.serve.server import Ports
     from kitchen.store import open_store

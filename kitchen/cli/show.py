@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from kitchen.state import Attempt, RunState
+    from kitchen.engine.state import Attempt, RunState
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -125,7 +125,7 @@ def _ending(attempt: Attempt, last: bool, status: str) -> str:
 
 def _attempts(state: RunState, status: str) -> list[str]:
     from kitchen.cli._common import fmt_time, table
-    from kitchen.resume_policy import attempt_changes
+    from kitchen.engine.resume_policy import attempt_changes
 
     if not state.attempts:
         return ["", "attempts: none yet"]

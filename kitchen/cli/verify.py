@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from kitchen.export import verify_export
+    from kitchen.engine.audit import verify_export
 
     path = Path(args.file)
     if not path.is_file():

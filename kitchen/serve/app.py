@@ -19,8 +19,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kitchen._version import __version__
+from kitchen.engine.io_faults import storage_fault
 from kitchen.errors import InfrastructureError, KitchenError
-from kitchen.io_faults import storage_fault
 from kitchen.serve.errors import RETRY_AFTER_S, ApiError, unavailable
 from kitchen.serve.routers import futures, models, sampling, sessions, training, weights
 from kitchen.serve.server import Ports, Server

@@ -24,7 +24,7 @@ this module only.
 
 The log is reached through its port (:class:`ServedLog`, the engine's ``EventLog`` and two
 reads), handed in by whoever opened it, like the records its ``append`` takes: this module
-writes :mod:`kitchen.events` records and never imports the store.
+writes :mod:`kitchen.engine.events` records and never imports the store.
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from kitchen import events as ev
-from kitchen import registry
 from kitchen.config import config_hash
+from kitchen.engine import events as ev
+from kitchen.engine import registry
 from kitchen.errors import CheckpointCorrupt, KitchenError
 from kitchen.log_records import NewEvent, RunRow, StoredEvent
 from kitchen.ports import BlobRef, EventLog

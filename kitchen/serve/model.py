@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kitchen import faults
+from kitchen.engine import faults
 from kitchen.errors import InfrastructureError, KitchenError
 from kitchen.paths import checkpoint_key, checkpoint_name, state_folder
 from kitchen.ports import ServedTrainingClient, ServingClient

@@ -1,11 +1,11 @@
-"""Workflows by name, through ``kitchen.registry`` (built-ins, entry points in the group
-``kitchen.workflows``, or ``kitchen.registry.register``). Each is a
-:class:`kitchen.workflow.Workflow`: its table, its declarations, and its stage code."""
+"""Workflows by name, through ``kitchen.engine.registry`` (built-ins, entry points in the group
+``kitchen.workflows``, or ``kitchen.engine.registry.register``). Each is a
+:class:`kitchen.spec.Workflow`: its table, its declarations, and its stage code."""
 
 from __future__ import annotations
 
-from kitchen import registry
-from kitchen.workflow import Workflow
+from kitchen.engine import registry
+from kitchen.spec import Workflow
 
 
 def get_workflow(name: str) -> Workflow:

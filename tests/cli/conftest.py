@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from kitchen import events as ev
 from kitchen.adapters.blobs import LocalBlobStore
+from kitchen.engine import events as ev
 from kitchen.ports import BlobRef
 from kitchen.store import EventStore, NewEvent, open_store
 from kitchen.testing.cli import Kitchen, Result

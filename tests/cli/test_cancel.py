@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from kitchen import events as ev
 from kitchen.cli import main
+from kitchen.engine import events as ev
 from kitchen.store import EventStore, NewEvent
 from kitchen.testing.cli import Kitchen, one_line_error
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kitchen import events as ev
+from kitchen.engine import events as ev
 from kitchen.store import EventStore, NewEvent
 from kitchen.testing.cli import Kitchen
 

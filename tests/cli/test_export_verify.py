@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from kitchen.export import verify_export
+from kitchen.engine.audit import verify_export
 from kitchen.store import EventStore, open_store
 from kitchen.store.canonical import canonical_json, chain_hash
 from kitchen.store.schema import events
@@ -180,7 +180,7 @@ def test_a_non_canonical_stored_payload_is_exported_verbatim() -> None:
     checks and the oddity stays visible instead of being normalised away."""
     from datetime import UTC, datetime
 
-    from kitchen.export import event_line
+    from kitchen.engine.audit import event_line
     from kitchen.store import StoredEvent
 
     when = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)

@@ -15,7 +15,7 @@ from kitchen.testing.cli import Kitchen
 HEAVY = ("torch", "transformers", "peft", "datasets")
 # Replay and the commands that look at runs (diff, plot, report, export, verify) have no side
 # effects on the run: they must not even load what opens spans or drives stages.
-ENGINE = ("kitchen.runner", "kitchen.telemetry", "opentelemetry")
+ENGINE = ("kitchen.engine.runner", "kitchen.engine.telemetry", "opentelemetry")
 
 
 def _imported(stderr: str) -> set[str]:

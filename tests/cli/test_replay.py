@@ -10,8 +10,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from kitchen import events as ev
 from kitchen.cli.replay import details
+from kitchen.engine import events as ev
 from kitchen.store import EventStore
 from kitchen.testing.cli import Kitchen, one_line_error
 

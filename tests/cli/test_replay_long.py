@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from kitchen import snapshots
-from kitchen.state import fold
+from kitchen.engine import snapshots
+from kitchen.engine.state import fold
 from kitchen.store import EventStore
 from kitchen.testing.cli import Kitchen, one_line_error
 

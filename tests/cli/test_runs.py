@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 
 from kitchen.cli.runs import STATUSES
-from kitchen.state import STATUSES as FOLD_STATUSES
+from kitchen.engine.state import STATUSES as FOLD_STATUSES
 from kitchen.testing.cli import Kitchen
 
 

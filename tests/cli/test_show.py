@@ -7,7 +7,7 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
-from kitchen import events as ev
+from kitchen.engine import events as ev
 from kitchen.testing.cli import Kitchen, one_line_error
 
 HOST = socket.gethostname()

@@ -1,5 +1,5 @@
 """What a full, read-only or failing disk looks like when it reaches kitchen, library by
-library, and that ``kitchen.io_faults`` reads each of them as the storage's fault.
+library, and that ``kitchen.engine.io_faults`` reads each of them as the storage's fault.
 
 Every fault here is real: a tmpfs filled to its last page (ENOSPC) or remounted read-only
 (EROFS), written through the library itself (safetensors, ``torch.save``, pyarrow, SQLite,
@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 
+from kitchen.engine.io_faults import fault_errno, probe, storage_fault
 from kitchen.errors import (
     CheckpointCorrupt,
     DiskFull,
     ReadOnlyStorage,
     StorageIOError,
 )
-from kitchen.io_faults import fault_errno, probe, storage_fault
 from tests.disk.realfs import Tmpfs
 
 MakeFs = Callable[..., Tmpfs]

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from kitchen import events as ev
+from kitchen.engine import events as ev
+from kitchen.engine.state import Recorded, RunState, advance, apply, fold
 from kitchen.errors import EventSchemaError
-from kitchen.state import Recorded, RunState, advance, apply, fold
 
 GOLDEN = sorted((Path(__file__).parent / "golden").glob("*.json"))
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "events.md"

@@ -1,4 +1,4 @@
-"""The layers of DESIGN.md hold, and the import contracts that say so can actually fail.
+"""The layers of docs/architecture.md hold, and the import contracts that say so can actually fail.
 
 ``lint-imports`` (import-linter) reads the contracts from pyproject.toml. The checked tree is
 the package laid out as it is installed (``tools/assemble.py``) in a temporary folder, put
@@ -51,7 +51,7 @@ def test_the_checkout_keeps_every_contract(tmp_path: Path) -> None:
     [
         (
             "kitchen/workflows/supervised/stages/get_batch.py",
-            "import kitchen.runner",
+            "import kitchen.engine.runner",
             "workflows and their stages see only the stage API, ports, types and renderers",
         ),
         (
@@ -60,18 +60,18 @@ def test_the_checkout_keeps_every_contract(tmp_path: Path) -> None:
             "workflows and their stages see only the stage API, ports, types and renderers",
         ),
         (
-            "kitchen/runner.py",
+            "kitchen/engine/runner.py",
             "import torch",
             "the engine never imports an adapter or the training stack",
         ),
         (
-            "kitchen/state.py",
+            "kitchen/engine/state.py",
             "import kitchen.adapters.local_torch",
             "the engine never imports an adapter or the training stack",
         ),
         (
             "kitchen/stage_api.py",
-            "import kitchen.launch",
+            "import kitchen.engine.launch",
             "cli above launch above workflows above the stage API",
         ),
         (

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from kitchen import events as ev
-from kitchen import snapshots
-from kitchen.state import (
+from kitchen.engine import events as ev
+from kitchen.engine import snapshots
+from kitchen.engine.state import (
     ArtifactRecord,
     Attempt,
     Checkpoint,

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
+from kitchen.engine.machine import RunMachine
 from kitchen.errors import IllegalTransition
-from kitchen.machine import RunMachine
-from kitchen.workflow import Loop, Stage, Transition, Workflow
+from kitchen.spec import Loop, Stage, Transition, Workflow
 
 ALWAYS = {"save_due": lambda v: v["save"], "more": lambda v: v["more"]}
 

@@ -2,7 +2,7 @@
 ``kitchen resume`` with the fault gone gives the same bytes as an uninterrupted run.
 
 The fault is injected inside the real write (``KITCHEN_FAULT=POINT@N=ENOSPC``, see
-kitchen/faults.py): the first attempt's Nth pass through that write raises the ``OSError`` a
+kitchen/engine/faults.py): the first attempt's Nth pass through that write raises the ``OSError`` a
 full disk raises, and the real error handling (the blob store, ``metrics.jsonl``'s append, the
 runner) does the rest. A diverged loss, an error of the run itself, stays terminal.
 """

@@ -1,7 +1,7 @@
 """SIGKILL at every dangerous moment, resume until done: the result is bit-identical.
 
-Each case arms one fault point (``KITCHEN_FAULT``, see kitchen/faults.py) so the first process
-kills itself exactly there, then runs ``kitchen resume`` until the run completes. The final
+Each case arms one fault point (``KITCHEN_FAULT``, see kitchen/engine/faults.py) so the first
+process kills itself exactly there, then runs ``kitchen resume`` until the run completes. The final
 adapter must equal an uninterrupted run's byte for byte, every resume must start from the newest
 checkpoint that was valid at that moment, re-execute at most ``save_every`` steps, and the
 effective history must hold every optimizer step exactly once.

@@ -19,12 +19,12 @@ from typing import Any
 import pytest
 
 from kitchen import config as kconfig
-from kitchen import launch
-from kitchen import resume_policy as policy
+from kitchen.engine import launch
+from kitchen.engine import resume_policy as policy
+from kitchen.engine.registry import names
+from kitchen.engine.state import Attempt, RunState
 from kitchen.errors import ConfigError
 from kitchen.recipes import load_recipe
-from kitchen.registry import names
-from kitchen.state import Attempt, RunState
 from kitchen.testing.cli import make_kitchen, one_line_error
 from kitchen.testing.runs import adapter_sha, crash_sl, replay_json
 

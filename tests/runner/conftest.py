@@ -17,8 +17,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from kitchen.adapters.blobs import LocalBlobStore
+from kitchen.engine.telemetry import Telemetry
 from kitchen.store import EventStore, open_store
-from kitchen.telemetry import Telemetry
 
 sys.path.insert(0, str(Path(__file__).parent))
 

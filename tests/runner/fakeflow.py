@@ -32,12 +32,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
-from kitchen import events as ev
 from kitchen.config import config_hash, redacted
-from kitchen.runner import Identity, Runner
+from kitchen.engine import events as ev
+from kitchen.engine.runner import Identity, Runner
+from kitchen.engine.state import Recorded, RunState, fold
+from kitchen.spec import Loop, Stage, Workflow
 from kitchen.stage_api import Ports, StageContext, StageFn, StageResult
-from kitchen.state import Recorded, RunState, fold
-from kitchen.workflow import Loop, Stage, Workflow
 
 RUN_ID = "fake-run"
 VERSIONS = {"python": "3.11", "kitchen": "test"}

@@ -13,12 +13,12 @@ import pytest
 from fakeflow import RUN_ID, FakeConfig, created, make_runner
 from opentelemetry.trace import INVALID_SPAN
 
-from kitchen import events as ev
+from kitchen.engine import events as ev
+from kitchen.engine.runner import EXIT_OK
+from kitchen.engine.telemetry import Telemetry
+from kitchen.engine.unit_of_work import UnitOfWork, window_from_env
 from kitchen.errors import ConfigError
-from kitchen.runner import EXIT_OK
 from kitchen.store import EventStore
-from kitchen.telemetry import Telemetry
-from kitchen.unit_of_work import UnitOfWork, window_from_env
 
 
 def _step_started(seq: int) -> ev.StageStarted:

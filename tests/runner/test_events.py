@@ -13,9 +13,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from kitchen.adapters.blobs import LocalBlobStore
-from kitchen.runner import EXIT_FAILED, EXIT_OK, StageContext
+from kitchen.engine.runner import EXIT_FAILED, EXIT_OK, StageContext
+from kitchen.engine.telemetry import Telemetry
 from kitchen.store import EventStore, open_store
-from kitchen.telemetry import Telemetry
 
 S, C = "StageStarted", "StageCompleted"
 

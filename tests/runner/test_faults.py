@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 from fakeflow import RUN_ID, FakeConfig, created, folded, history, identity, make_runner
 
-from kitchen import unit_of_work
 from kitchen.adapters.blobs import LocalBlobStore
+from kitchen.engine import unit_of_work
+from kitchen.engine.runner import EXIT_FAILED, EXIT_OK, EXIT_TEMPFAIL, StageContext
 from kitchen.errors import (
     ConfigError,
     DiskFull,
@@ -24,7 +25,6 @@ from kitchen.errors import (
     StoreUnavailable,
     TrainingDiverged,
 )
-from kitchen.runner import EXIT_FAILED, EXIT_OK, EXIT_TEMPFAIL, StageContext
 from kitchen.store import EventStore
 
 CONFIG = FakeConfig(steps=6, save_every=2)

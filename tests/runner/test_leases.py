@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from fakeflow import RUN_ID, FakeConfig, created, folded, history, identity, make_runner
 
+from kitchen.engine.runner import EXIT_CONFLICT, EXIT_OK, StageContext
 from kitchen.errors import ConfigError, KitchenError, LeaseHeld
-from kitchen.runner import EXIT_CONFLICT, EXIT_OK, StageContext
 from kitchen.store import EventStore, open_store
 
 FAKEFLOW = Path(__file__).with_name("fakeflow.py")

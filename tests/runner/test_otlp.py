@@ -19,9 +19,9 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from kitchen.cli import main
-from kitchen.runner import EXIT_OK
+from kitchen.engine.runner import EXIT_OK
+from kitchen.engine.telemetry import Telemetry
 from kitchen.store import EventStore
-from kitchen.telemetry import Telemetry
 
 
 class Receiver(ThreadingHTTPServer):

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from fakeflow import RUN_ID, FakeConfig, created, folded, make_runner
 
-from kitchen import launch
 from kitchen.adapters.blobs import LocalBlobStore
 from kitchen.cli.show import describe
+from kitchen.engine import launch
+from kitchen.engine.runner import StageContext
 from kitchen.errors import ConfigError, OutOfMemory
-from kitchen.runner import StageContext
 from kitchen.store import EventStore
 
 CONFIG = FakeConfig(steps=6, save_every=2)

@@ -22,9 +22,9 @@ from fakeflow import (
     make_stages,
 )
 
-from kitchen import events as ev
 from kitchen.adapters.blobs import LocalBlobStore
-from kitchen.runner import EXIT_OK, Runner
+from kitchen.engine import events as ev
+from kitchen.engine.runner import EXIT_OK, Runner
 from kitchen.stage_api import Ports, StageContext, StageResult
 from kitchen.store import EventStore
 

@@ -15,7 +15,7 @@ import pytest
 from fakeflow import RUN_ID, FakeConfig, created, folded, history, identity, make_runner
 
 from kitchen.adapters.blobs import LocalBlobStore
-from kitchen.runner import EXIT_INTERRUPTED, EXIT_OK, StageContext
+from kitchen.engine.runner import EXIT_INTERRUPTED, EXIT_OK, StageContext
 from kitchen.store import EventStore
 
 FAKEFLOW = Path(__file__).with_name("fakeflow.py")

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from fakeflow import RUN_ID, FakeConfig, created, folded, identity, make_runner
 
-from kitchen import snapshots
 from kitchen.adapters.blobs import LocalBlobStore
-from kitchen.runner import EXIT_INTERRUPTED, EXIT_OK, StageContext
-from kitchen.state import RunState, fold
+from kitchen.engine import snapshots
+from kitchen.engine.runner import EXIT_INTERRUPTED, EXIT_OK, StageContext
+from kitchen.engine.state import RunState, fold
 from kitchen.store import EventStore
 
 BOTH_DATABASES = pytest.mark.parametrize(

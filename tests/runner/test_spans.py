@@ -17,9 +17,9 @@ from opentelemetry.trace import StatusCode
 from pydantic import SecretStr
 
 from kitchen.adapters.blobs import LocalBlobStore
-from kitchen.runner import EXIT_INTERRUPTED, EXIT_OK, StageContext
+from kitchen.engine.runner import EXIT_INTERRUPTED, EXIT_OK, StageContext
+from kitchen.engine.telemetry import Telemetry
 from kitchen.store import EventStore
-from kitchen.telemetry import Telemetry
 
 
 def _hex_ids(span: ReadableSpan) -> tuple[str, str]:
@@ -72,14 +72,14 @@ def test_every_stage_execution_is_one_child_span_of_the_attempt(
         assert span.context.trace_id == attempt.context.trace_id
         assert dict(span.attributes or {}) == {
             "kitchen.run_id": RUN_ID,
-            "kitchen.attempt": 1,
+            "kitchen.engine.attempt": 1,
             "kitchen.stage": event.payload["stage"],
             "kitchen.step": event.payload["step"],
             "kitchen.epoch": 0,
             "kitchen.event_seq": event.seq,
         }
     assert attempt.parent is None
-    assert dict(attempt.attributes or {}) == {"kitchen.run_id": RUN_ID, "kitchen.attempt": 1}
+    assert dict(attempt.attributes or {}) == {"kitchen.run_id": RUN_ID, "kitchen.engine.attempt": 1}
 
     attempt_started = store.read(RUN_ID)[1]
     assert attempt_started.type == "AttemptStarted"
@@ -116,7 +116,7 @@ def test_a_resumed_attempt_links_to_the_previous_attempts_span(
     assert [link.context.span_id for link in two.links] == [one.context.span_id]
     assert two.links[0].context.trace_id == one.context.trace_id
     assert dict(two.links[0].attributes or {}) == {"kitchen.link": "previous_attempt"}
-    assert {(s.attributes or {})["kitchen.attempt"] for s in stages} == {2}
+    assert {(s.attributes or {})["kitchen.engine.attempt"] for s in stages} == {2}
     assert all(s.parent is not None and s.parent.span_id == two.context.span_id for s in stages)
 
     attempt_ids = [

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from kitchen.errors import ConfigError
 from kitchen.recipes import as_recipe, load_recipe, recipe_names
-from kitchen.workflow import Recipe
+from kitchen.spec import Recipe
 
 
 @pytest.mark.parametrize("name", ["sl_basic", "dpo_basic", "rl_basic"])

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from kitchen import registry
-from kitchen.builtins import BUILTIN
-from kitchen.workflow import Workflow
+from kitchen.engine import registry
+from kitchen.engine.builtins import BUILTIN
+from kitchen.spec import Workflow
 
 PLUGIN = Path(__file__).parent / "plugin"
 

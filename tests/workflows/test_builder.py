@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from kitchen import registry
-from kitchen.builtins import BUILTIN
+from kitchen.engine import registry
+from kitchen.engine.builtins import BUILTIN
+from kitchen.engine.state import RunState
+from kitchen.spec import Rows, Stage, Workflow
 from kitchen.stage_api import Ports, StageContext
-from kitchen.state import RunState
-from kitchen.workflow import Rows, Stage, Workflow
 from kitchen.workflows.common import log_epoch_metrics, log_step_metrics, optim_step
 from kitchen.workflows.common.builder import SHARED_CODE, training_workflow
 from kitchen.workflows.common.conditions import CONDITIONS, STEP_CONDITIONS

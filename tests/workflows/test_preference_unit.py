@@ -12,11 +12,11 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+from kitchen.engine.state import ArtifactRecord, RunState
 from kitchen.ports import BlobRef
+from kitchen.spec import Stage
 from kitchen.stage_api import ArtifactDeleted, Ports, StageContext
-from kitchen.state import ArtifactRecord, RunState
 from kitchen.types import Datum, ForwardBackwardOutput, ModelInput, TensorData
-from kitchen.workflow import Stage
 from kitchen.workflows.preference import WORKFLOW
 from kitchen.workflows.preference.config import PreferenceConfig
 from kitchen.workflows.preference.resources import PreferenceResources

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
+from kitchen.engine.state import ArtifactRecord, Checkpoint, RunState
 from kitchen.ports import BlobRef
+from kitchen.spec import Stage
 from kitchen.stage_api import Ports, StageContext
-from kitchen.state import ArtifactRecord, Checkpoint, RunState
 from kitchen.types import CompletedFuture, ModelInput, SampledSequence, SampleResponse
-from kitchen.workflow import Stage
 from kitchen.workflows.common.loop import Cursor, Plan
 from kitchen.workflows.rl import WORKFLOW
 from kitchen.workflows.rl.arith import ProblemGroupBuilder

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
+from kitchen.engine.state import RunState
+from kitchen.spec import Stage
 from kitchen.stage_api import Ports, StageContext, StageResult, View
-from kitchen.state import RunState
 from kitchen.types import AdamParams, Datum, ForwardBackwardOutput, ModelInput, TensorData
-from kitchen.workflow import Stage
 from kitchen.workflows.common import log_step_metrics, optim_step, set_epoch
 from kitchen.workflows.common.loop import Cursor, Plan, epoch_order
 from kitchen.workflows.supervised import WORKFLOW

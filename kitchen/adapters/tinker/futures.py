@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from kitchen import faults
+from kitchen.engine import faults
 from kitchen.errors import ConfigError, ServiceUnavailable, TrainingDiverged
 
 T = TypeVar("T")

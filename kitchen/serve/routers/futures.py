@@ -7,7 +7,7 @@ import asyncio
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from kitchen import faults
+from kitchen.engine import faults
 from kitchen.serve import schemas
 from kitchen.serve.deps import Owner, ServerDep
 from kitchen.serve.errors import ApiError, not_found, not_implemented

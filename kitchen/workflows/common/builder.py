@@ -11,7 +11,7 @@
 
 A workflow names its set-up stages and the stages of one step; the builder adds the rest, the
 skeleton's conditions and the code of the stages every training workflow shares
-(``SHARED_CODE``). The result is a plain :class:`kitchen.workflow.Workflow`: the compiled
+(``SHARED_CODE``). The result is a plain :class:`kitchen.spec.Workflow`: the compiled
 table, the machine states and the stage names are exactly those of the same workflow written
 out by hand.
 
@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from kitchen.workflow import Condition, Loop, Node, Rows, Stage, Workflow
+from kitchen.spec import Condition, Loop, Node, Rows, Stage, Workflow
 from kitchen.workflows.common.conditions import CONDITIONS, STEP_CONDITIONS
 from kitchen.workflows.common.loader import stage_loader
 from kitchen.workflows.common.preflight import PARENT, check_training

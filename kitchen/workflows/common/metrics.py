@@ -9,8 +9,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from kitchen import faults
-from kitchen.io_faults import storage_fault
+from kitchen.engine import faults
+from kitchen.engine.io_faults import storage_fault
 
 
 def append_jsonl(run_dir: Path, attempt: int, steps: Mapping[int, Mapping[str, Any]]) -> None:

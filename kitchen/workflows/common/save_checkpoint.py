@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from kitchen import faults
+from kitchen.engine import faults
 from kitchen.paths import checkpoint_key, checkpoint_name, state_folder
 from kitchen.stage_api import (
     CheckpointDeleted,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kitchen import faults
+from kitchen.engine import faults
 from kitchen.paths import final_key
 from kitchen.stage_api import Artifact, StageContext, StageResult
 from kitchen.workflows.common.config import TrainingConfig

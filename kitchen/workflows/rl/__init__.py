@@ -20,7 +20,7 @@ This module is light (no torch): the stage code is imported only when a run star
 
 from __future__ import annotations
 
-from kitchen.workflow import Rows, Stage
+from kitchen.spec import Rows, Stage
 from kitchen.workflows.common.builder import training_workflow
 from kitchen.workflows.rl.data import check_prompt_row
 

@@ -11,7 +11,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from kitchen import faults
+from kitchen.engine import faults
 from kitchen.errors import ConfigError
 from kitchen.ports import SamplingClient
 from kitchen.types import Future, ModelInput, SampleResponse, SamplingParams

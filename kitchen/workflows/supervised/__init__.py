@@ -19,7 +19,7 @@ This module is light (no torch): the stage code is imported only when a run star
 
 from __future__ import annotations
 
-from kitchen.workflow import Rows
+from kitchen.spec import Rows
 from kitchen.workflows.common.builder import BATCH_STEP, training_workflow
 from kitchen.workflows.supervised.data import check_chat_row
 

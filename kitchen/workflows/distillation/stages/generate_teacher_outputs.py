@@ -14,7 +14,7 @@ import hashlib
 from dataclasses import replace
 from typing import Any
 
-from kitchen import faults
+from kitchen.engine import faults
 from kitchen.paths import artifact_key
 from kitchen.stage_api import Artifact, ArtifactDeleted, ArtifactRecord, StageResult
 from kitchen.types import SamplingParams

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from kitchen import faults
+from kitchen.engine import faults
 from kitchen.paths import artifact_key
 from kitchen.ports import TrainingClient
 from kitchen.stage_api import Artifact, ArtifactDeleted, ArtifactRecord, StageResult

@@ -8,7 +8,7 @@ what training changed in absolute terms (at step 0 every implicit reward is 0).
 
 from __future__ import annotations
 
-from kitchen import faults
+from kitchen.engine import faults
 from kitchen.stage_api import StageResult
 from kitchen.workflows.preference.loss import dpo_stats, sequence_logprobs
 from kitchen.workflows.preference.resources import Ctx

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from kitchen import faults
+from kitchen.engine import faults
 from kitchen.ports import SamplingClient
 from kitchen.stage_api import StageResult
 from kitchen.types import ModelInput, SamplingParams

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 
-from kitchen import faults
+from kitchen.engine import faults
 from kitchen.paths import artifact_key, step_file
 from kitchen.ports import BlobRef
 from kitchen.stage_api import Artifact, ArtifactRecord, StageResult

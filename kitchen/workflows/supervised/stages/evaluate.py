@@ -10,7 +10,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from kitchen import faults
+from kitchen.engine import faults
 from kitchen.ports import SamplingClient
 from kitchen.renderers import Renderer, TrainOnWhat
 from kitchen.stage_api import StageResult

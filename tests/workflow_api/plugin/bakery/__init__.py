@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from kitchen.workflow import Loop, Stage, Workflow
+from kitchen.spec import Loop, Stage, Workflow
 
 
 def _more(v: Any) -> bool:

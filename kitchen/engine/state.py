@@ -29,7 +29,7 @@ from operator import attrgetter
 from types import MappingProxyType
 from typing import Any
 
-from kitchen import events as ev
+from kitchen.engine import events as ev
 
 STATUSES = ("created", "running", "interrupted", "crashed", "completed", "failed", "cancelled")
 TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})

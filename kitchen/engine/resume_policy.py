@@ -14,12 +14,12 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from kitchen import events as ev
+from kitchen.engine import events as ev
+from kitchen.engine.state import Attempt, Checkpoint, RunState
 from kitchen.errors import BlobStoreUnavailable, ConfigError
 from kitchen.ports import BlobRef, BlobStore, ServiceClient
+from kitchen.spec import INITIAL
 from kitchen.stage_api import ResumePoint
-from kitchen.state import Attempt, Checkpoint, RunState
-from kitchen.workflow import INITIAL
 
 
 @dataclass(frozen=True)

@@ -44,10 +44,8 @@ from itertools import chain, repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kitchen import events as ev
-from kitchen.errors import NotFound
-from kitchen.settings import DEFAULT_SNAPSHOT_EVERY
-from kitchen.state import (
+from kitchen.engine import events as ev
+from kitchen.engine.state import (
     ArtifactRecord,
     Attempt,
     Checkpoint,
@@ -56,6 +54,8 @@ from kitchen.state import (
     RunState,
     fold,
 )
+from kitchen.errors import NotFound
+from kitchen.settings import DEFAULT_SNAPSHOT_EVERY
 
 if TYPE_CHECKING:
     from kitchen.ports import EventLog
@@ -67,7 +67,7 @@ KEEP = 2  # snapshots kept per run: the newest, and the one before it
 EVERY_ENV = "KITCHEN_SNAPSHOT_EVERY"
 
 # The modules whose code decides what a log folds to: their source is the fold's version.
-FOLD_MODULES = ("kitchen.events", "kitchen.state", "kitchen.snapshots")
+FOLD_MODULES = ("kitchen.engine.events", "kitchen.engine.state", "kitchen.engine.snapshots")
 
 # Events that end an attempt: after their commit a tenth of ``every`` suffices for a snapshot.
 MILESTONES = (

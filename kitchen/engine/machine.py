@@ -22,7 +22,7 @@ from typing import Any
 from transitions import Machine, MachineError
 
 from kitchen.errors import IllegalTransition
-from kitchen.workflow import (
+from kitchen.spec import (
     CANCEL_TRIGGER,
     CANCELLED,
     FAIL_TRIGGER,

@@ -1,6 +1,7 @@
 """The recipes, workflows and adapters that ship with kitchen: a catalogue of import targets
-(``module`` or ``module:attribute``) that ``kitchen.registry`` reads. Nothing is imported until
-a name is used. Code outside kitchen registers its own through ``kitchen.registry`` instead."""
+(``module`` or ``module:attribute``) that ``kitchen.engine.registry`` reads. Nothing is
+imported until a name is used. Code outside kitchen registers its own through
+``kitchen.engine.registry`` instead."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 An event is folded into the in-memory ``RunState`` the moment it is recorded and reaches the
 database at the next ``flush`` (group commit). When to commit is decided here and nowhere
 else: the runner says what happened (an attempt began, a stage started or ended, the attempt
-ended) and the commit-policy methods below commit at exactly the points ``kitchen.runner``'s
+ended) and the commit-policy methods below commit at exactly the points ``kitchen.engine.runner``'s
 docstring lists, and fire the ``stage:<name>:before`` and ``stage:<name>:after`` fault points.
 At a step boundary ``flush_due`` commits only once the commit window
 (``KITCHEN_COMMIT_WINDOW_MS``, default 50 ms) has passed since the last commit, so steps faster
@@ -14,7 +14,7 @@ unreachable raises ``StoreUnavailable``, an infrastructure error: the runner end
 resumable (exit 75) without trying to write anything more.
 
 Snapshots: the state is folded from the newest snapshot and the events after it
-(``kitchen.snapshots``), and after a commit the unit of work writes a new snapshot when its
+(``kitchen.engine.snapshots``), and after a commit the unit of work writes a new snapshot when its
 policy says one is due. Its state is then the fold of the committed events exactly: the
 batch's time, known only once the store has written it, is put in with ``state.stamp``.
 Writing a snapshot is an optimisation: if it fails, the run goes on without it.
@@ -27,12 +27,12 @@ import math
 import time
 from collections.abc import Iterable
 
-from kitchen import events as ev
-from kitchen import faults
-from kitchen import snapshots as snap
+from kitchen.engine import events as ev
+from kitchen.engine import faults
+from kitchen.engine import snapshots as snap
+from kitchen.engine.state import Recorded, RunState, advance, fold, stamp
 from kitchen.errors import KitchenError, StoreUnavailable
 from kitchen.ports import EventLog
-from kitchen.state import Recorded, RunState, advance, fold, stamp
 
 log = logging.getLogger(__name__)
 

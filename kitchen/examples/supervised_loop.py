@@ -5,7 +5,7 @@ chat rows, render them into Datums, and for each batch submit ``forward_backward
 ``optim_step`` and read the loss. Use it to learn the moving parts; use ``kitchen run sl_basic``
 for runs you need to resume, audit or replay.
 
-    python -m kitchen.recipes.sl_loop            # about a minute on two CPU cores
+    python -m kitchen.examples.supervised_loop            # about a minute on two CPU cores
 """
 
 from __future__ import annotations

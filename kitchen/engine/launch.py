@@ -23,18 +23,18 @@ from pathlib import Path
 from typing import Any
 
 from kitchen import config as kconfig
-from kitchen import events as ev
-from kitchen import lineage as klineage
-from kitchen import registry, snapshots
-from kitchen import resume_policy as policy
+from kitchen.engine import events as ev
+from kitchen.engine import lineage as klineage
+from kitchen.engine import registry, snapshots
+from kitchen.engine import resume_policy as policy
+from kitchen.engine.io_faults import storage_fault
+from kitchen.engine.runner import Identity, Reporter, Runner
+from kitchen.engine.unit_of_work import window_from_env
 from kitchen.errors import ConfigError, OutOfMemory
-from kitchen.io_faults import storage_fault
 from kitchen.paths import RUN_ID_RULE, kitchen_home, valid_run_id
 from kitchen.ports import EventLog
-from kitchen.runner import Identity, Reporter, Runner
+from kitchen.spec import Recipe, Workflow
 from kitchen.stage_api import Ports, Preflight
-from kitchen.unit_of_work import window_from_env
-from kitchen.workflow import Recipe, Workflow
 
 LIBRARIES = ("kitchen-posttrain", "torch", "transformers", "peft", "datasets", "tokenizers")
 
@@ -203,7 +203,7 @@ def _write_config(p: Prepared) -> Any:
 def _runner(
     p: Prepared, store: EventLog, run_id: str, reporter: Reporter, trace_console: bool
 ) -> Runner:
-    from kitchen.telemetry import Telemetry
+    from kitchen.engine.telemetry import Telemetry
 
     return Runner(
         store=store,

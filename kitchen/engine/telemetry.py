@@ -150,7 +150,7 @@ class Telemetry:
                 trace_flags=TraceFlags(TraceFlags.SAMPLED),
             )
             links.append(Link(ctx, {"kitchen.link": "previous_attempt"}))
-        attrs: dict[str, str | int] = {"kitchen.run_id": run_id, "kitchen.attempt": attempt}
+        attrs: dict[str, str | int] = {"kitchen.run_id": run_id, "kitchen.engine.attempt": attempt}
         with self.tracer.start_as_current_span(
             "attempt", attributes=attrs, links=links, record_exception=True
         ) as span:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from kitchen.store.canonical import GENESIS_HASH, canonical_json, chain_hash, format_timestamp
 
 if TYPE_CHECKING:
-    from kitchen.state import RunState
+    from kitchen.engine.state import RunState
     from kitchen.store import StoredEvent
 
 FORMAT = 1
@@ -215,8 +215,8 @@ def _check_summary(
 
 def _fold(run_id: str, events: list[dict[str, Any]]) -> RunState:
     """Fold exported events as ``kitchen show`` folds stored ones (upcasting old versions)."""
-    from kitchen import events as ev
-    from kitchen.state import Recorded, fold
+    from kitchen.engine import events as ev
+    from kitchen.engine.state import Recorded, fold
 
     recs = []
     for e in events:

@@ -1,10 +1,10 @@
 """Where recipes, workflows and adapters are found by name — open to code outside kitchen.
 
-Built-in names are listed in ``kitchen.builtins`` (a catalogue, not engine code) as import
+Built-in names are listed in ``kitchen.engine.builtins`` (a catalogue, not engine code) as import
 targets (``module`` or ``module:attribute``), so naming one costs nothing until it is used.
 Outside code adds its own in either of two ways:
 
-- a **registration call**, ``kitchen.registry.register("recipes", "my_recipe", "pkg.mod")``,
+- a **registration call**, ``kitchen.engine.registry.register("recipes", "my_recipe", "pkg.mod")``,
   from code that runs before the lookup (a test, a script, a plugin's import);
 - an **entry point** in its distribution's metadata, in the group ``kitchen.<kind>``
   (``kitchen.recipes``, ``kitchen.workflows``, ``kitchen.adapters.training``,
@@ -23,7 +23,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from kitchen.builtins import BUILTIN as _BUILTIN
+from kitchen.engine.builtins import BUILTIN as _BUILTIN
 from kitchen.errors import ConfigError, NotFound
 
 KINDS = ("recipes", "workflows", "training", "datasets", "blobs")

@@ -2,7 +2,8 @@
 
 A workflow is a sequence of :class:`Stage` and :class:`Loop` nodes plus a teardown. Compiling
 it yields a list of :class:`Transition` rows ``(trigger=stage, source, dest, conditions)``
-that ``kitchen.machine`` hands to a ``transitions`` Machine: the stages *are* the transitions.
+that ``kitchen.engine.machine`` hands to a ``transitions`` Machine: the stages *are* the
+transitions.
 
 Machine states are the *slots* between stages: the state after a stage ran is named after that
 stage (``get_batch``), or ``stage@qualifier`` when a workflow uses a stage more than once
@@ -248,7 +249,7 @@ class TransitionTable:
 class Recipe:
     """A recipe: a workflow run with its settings and its adapters, found by ``name``.
 
-    - ``workflow``: the name of the workflow it runs (``kitchen.registry``'s ``workflows``);
+    - ``workflow``: the name of the workflow it runs (``kitchen.engine.registry``'s ``workflows``);
     - ``config``: the pydantic model of its settings; its defaults are the recipe's;
     - ``adapters``: the manifest, port → adapter name (``adapters.<port>=NAME`` overrides it);
     - ``renamed``: keys that older versions recorded under another name → today's key, so that

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from kitchen.engine.events import LineageRef
+from kitchen.engine.state import RunState
 from kitchen.errors import ConfigError, NotFound
-from kitchen.events import LineageRef
 from kitchen.paths import state_folder
 from kitchen.ports import BlobRef
-from kitchen.state import RunState
 
 
 def resolve(role: str, source: str, home: Path) -> tuple[LineageRef, str]:
@@ -95,7 +95,7 @@ def changed(ref: LineageRef, home: Path) -> str | None:
 
 
 def _from_run(role: str, source: str, home: Path) -> tuple[LineageRef, str]:
-    from kitchen.registry import run_blob_store
+    from kitchen.engine.registry import run_blob_store
 
     run_id, _, pick = source[len("run:") :].partition("@")
     state = _fold(run_id, source)
@@ -143,8 +143,8 @@ def _from_run(role: str, source: str, home: Path) -> tuple[LineageRef, str]:
 
 
 def _fold(run_id: str, source: str) -> RunState:
-    from kitchen import events as ev
-    from kitchen.state import Recorded, fold
+    from kitchen.engine import events as ev
+    from kitchen.engine.state import Recorded, fold
     from kitchen.store import open_store
 
     with open_store() as store:

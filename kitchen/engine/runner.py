@@ -2,7 +2,7 @@
 
 Per transition: choose the next edge → ``StageStarted`` → the stage inside a span →
 ``StageCompleted`` (or ``StageFailed`` + ``RunFailed``) → the machine takes the edge. Events go
-into the unit of work (``kitchen.unit_of_work``), folded into the in-memory ``RunState`` at
+into the unit of work (``kitchen.engine.unit_of_work``), folded into the in-memory ``RunState`` at
 once; they reach the database by group commit, at points the unit of work alone decides (the
 runner tells it what happened, never when to commit):
 
@@ -17,7 +17,7 @@ runner tells it what happened, never when to commit):
 
 A fault outside the run (``InfrastructureError``: a full disk, the database or a remote service
 unreachable past its retries; a full, read-only or failing disk from anywhere counts too, in
-whatever words the writing library used: ``kitchen.io_faults``) is not a
+whatever words the writing library used: ``kitchen.engine.io_faults``) is not a
 failure of the run: wherever it arises in an attempt, the attempt ends with
 ``AttemptInterrupted`` naming the fault, committed when the log can still be written, and exit
 75 (``EX_TEMPFAIL``); ``kitchen resume`` continues once the fault is gone. When the database is
@@ -28,7 +28,8 @@ A crash therefore loses at most the uncommitted events of the step in flight, or
 of the last commit window when steps are faster than it, which resume re-executes anyway.
 Stages never touch the store or the machine: they get a ``StageContext`` and return a
 ``StageResult`` (``kitchen.stage_api``). The lease, signals and cancellation are
-``kitchen.attempt``'s; what a resume compares and where it continues, ``kitchen.resume_policy``.
+``kitchen.engine.attempt``'s; what a resume compares and where it continues,
+``kitchen.engine.resume_policy``.
 """
 
 from __future__ import annotations
@@ -43,10 +44,15 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from kitchen import events as ev
-from kitchen import faults, snapshots
-from kitchen import resume_policy as policy
-from kitchen.attempt import AttemptGuard
+from kitchen.engine import events as ev
+from kitchen.engine import faults, snapshots
+from kitchen.engine import resume_policy as policy
+from kitchen.engine.attempt import AttemptGuard
+from kitchen.engine.io_faults import storage_fault
+from kitchen.engine.machine import RunMachine
+from kitchen.engine.resume_policy import Identity
+from kitchen.engine.state import RunState
+from kitchen.engine.unit_of_work import UnitOfWork
 from kitchen.errors import (
     ConcurrencyConflict,
     ConfigError,
@@ -56,14 +62,9 @@ from kitchen.errors import (
     OutOfMemory,
     StoreUnavailable,
 )
-from kitchen.io_faults import storage_fault
-from kitchen.machine import RunMachine
 from kitchen.ports import EventLog
-from kitchen.resume_policy import Identity
+from kitchen.spec import FINISH_TRIGGER, INITIAL, Loop, Node, Stage, Transition, Workflow
 from kitchen.stage_api import Ports, ResumePoint, StageContext, StageFn, StageResult, View
-from kitchen.state import RunState
-from kitchen.unit_of_work import UnitOfWork
-from kitchen.workflow import FINISH_TRIGGER, INITIAL, Loop, Node, Stage, Transition, Workflow
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFLICT, EXIT_INTERRUPTED = 0, 1, 3, 130
 EXIT_TEMPFAIL = 75  # sysexits.h EX_TEMPFAIL: a fault outside the run; resume once it is gone
@@ -90,7 +91,7 @@ class Reporter:
 def as_fault(exc: BaseException) -> InfrastructureError | None:
     """``exc`` as a fault outside the run, or None when it is an error of the run itself:
     an ``InfrastructureError``, or a full, read-only or failing disk in whatever words the
-    library that was writing used (``kitchen.io_faults``)."""
+    library that was writing used (``kitchen.engine.io_faults``)."""
     return storage_fault(exc)
 
 
@@ -407,7 +408,7 @@ class Runner:
             stage.name,
             {
                 "kitchen.run_id": self.run_id,
-                "kitchen.attempt": s.attempt,
+                "kitchen.engine.attempt": s.attempt,
                 "kitchen.stage": stage.name,
                 "kitchen.step": s.step,
                 "kitchen.epoch": s.epoch,

@@ -1,0 +1,1 @@
+"""Short programs that show kitchen's parts without the engine, for reading."""
