@@ -3,7 +3,8 @@
 Public surface (pinned by a test)::
 
     open_store(url=None, *, migrate=True, hook=None) -> EventStore
-    resolve_db_url(url=None) -> str; upgrade(url=None) -> str; current_revision(url=None)
+    resolve_db_url(url=None) -> str; check_db_url(url=None); upgrade(url=None) -> str
+    current_revision(url=None)
     NewEvent, StoredEvent, RunRow, Lease, VerifyResult, Snapshot
     canonical_json, event_hash, GENESIS_HASH
 
@@ -20,7 +21,7 @@ from kitchen.log_records import (
     check_run_id,
 )
 
-from ._engine import resolve_db_url
+from ._engine import check_db_url, resolve_db_url
 from ._open import current_revision, head_revision, open_store, upgrade
 from .canonical import GENESIS_HASH, canonical_json, event_hash
 from .event_store import EventStore
@@ -35,6 +36,7 @@ __all__ = [
     "StoredEvent",
     "VerifyResult",
     "canonical_json",
+    "check_db_url",
     "check_run_id",
     "current_revision",
     "event_hash",

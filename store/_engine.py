@@ -29,6 +29,12 @@ def resolve_db_url(url: str | None = None) -> str:
     return f"sqlite:///{default_db_path()}"
 
 
+def check_db_url(url: str | None = None) -> None:
+    """Refuse, without connecting, a database URL that does not parse or names a database
+    kitchen does not support (``StoreUnavailable``, one line)."""
+    parse_url(resolve_db_url(url))
+
+
 def parse_url(url: str) -> URL:
     """Parse and normalise: plain ``postgresql://`` means psycopg 3, the driver we ship."""
     try:

@@ -45,8 +45,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     from kitchen.cli.progress import CliReporter
     from kitchen.engine import faults, launch
-    from kitchen.store import open_store
+    from kitchen.store import check_db_url, open_store
 
+    # What needs no model is checked before launch.prepare imports the training stack, so a
+    # mistyped run id or database URL is refused at once.
+    if args.run_id is not None:
+        launch.check_run_id(args.run_id)
+    check_db_url()
     prepared = launch.prepare(args.recipe, args.overrides, args.config_file)
     store = open_store(hook=faults.point)
     run_id = args.run_id or launch.new_run_id(prepared.recipe.name)

@@ -19,6 +19,7 @@ def test_public_names_are_pinned() -> None:
         "StoredEvent",
         "VerifyResult",
         "canonical_json",
+        "check_db_url",
         "check_run_id",
         "current_revision",
         "event_hash",
