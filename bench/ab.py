@@ -17,10 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,6 +41,19 @@ def measure(script: str, args: list[str], pythonpath: Path) -> dict[str, dict[st
     return dict(json.loads(out.strip().splitlines()[-1]))
 
 
+def lay_out(tree: Path) -> None:
+    """Put the checkout's store/, recipes/ and migrations/ under its kitchen/ as they are
+    installed, so that PYTHONPATH alone imports all of that commit (the installed package's
+    own mapping would otherwise supply the working tree's kitchen.store)."""
+    mapping = tomllib.loads((tree / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-dir"
+    ]
+    for package, folder in mapping.items():
+        target = tree / package.replace(".", "/")
+        if package != "kitchen" and not target.exists():
+            shutil.copytree(tree / folder, target)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("before", help="the earlier commit (A)")
@@ -54,6 +69,7 @@ def main() -> None:
             check=True,
             capture_output=True,
         )
+        lay_out(tree)
         try:
             runs: dict[str, list[dict[str, dict[str, float]]]] = {"A": [], "B": []}
             for r in range(ns.rounds):
