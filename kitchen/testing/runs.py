@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,22 @@ def crash_sl(
         extra_env={"KITCHEN_FAULT": point, **(env or {})},
     )
     assert r.code == -9, r.stderr[-800:]
+
+
+def kill_chain(kitchen: Kitchen, run: Sequence[str], run_id: str, points: Sequence[str]) -> None:
+    """``kitchen run *run --run-id run_id`` with ``points[0]`` armed, then one ``kitchen resume``
+    with each later point armed, each asserted to have fired (SIGKILL: exit -9), then a last
+    resume that must complete. A point's ``@N`` counts in the process it is armed in."""
+    for i, point in enumerate(points):
+        args = ("run", *run, "--run-id", run_id) if i == 0 else ("resume", run_id)
+        r = kitchen(*args, extra_env={"KITCHEN_FAULT": point})
+        assert r.code == -9, (
+            f"{point} (process {i + 1}) did not fire: exit {r.code}\n{r.stderr[-800:]}"
+        )
+    r = kitchen("resume", run_id)
+    assert r.code == 0, (
+        f"{run_id}: the resume after {points[-1]} failed: {r.code}\n{r.stderr[-800:]}"
+    )
 
 
 def adapter_sha(home: Path, run_id: str) -> str:

@@ -1,10 +1,14 @@
 """dpo_basic killed at its dangerous moments and resumed: bit-identical, one reference.
 
-Beside the engine's own points (mid-step, mid-checkpoint, the final save) the preference
-workflow adds two: ``reference:mid`` (during the reference computation) and
-``reference:after_blob`` (the blob written, its record not yet). Whatever the point, the final
-adapter equals an uninterrupted run's byte for byte, the effective history holds exactly one
-reference record, and once a reference is on record no resume computes it again.
+The preference workflow adds two fault points to the engine's: ``reference:mid`` (during the
+reference computation) and ``reference:after_blob`` (the blob written, its record not yet).
+They are chained in one run with the moments around the reference's record (each process
+imports torch and opens the model, so a kill per run would cost a run per point): the run is
+killed at the first point, each resume at the next, and the last resume completes. Kills the
+engine's own points would repeat (mid-step, mid-checkpoint, the final save) are left to the
+sl_basic chains in test_kill_points.py. The final adapter equals an uninterrupted run's byte for
+byte, the effective history holds exactly one reference record, and once a reference is on
+record no resume computes it again.
 """
 
 from __future__ import annotations
@@ -21,21 +25,22 @@ from kitchen.testing.dpo import (
     small_dpo_config,
     write_pairs,
 )
-from kitchen.testing.runs import adapter_sha, replay_json
+from kitchen.testing.runs import adapter_sha, kill_chain, replay_json
 
 KILLED = -9
 
-POINTS = [
-    "reference:mid@1",
-    "reference:after_blob",
-    "stage:compute_reference_logprobs:after",
-    "stage:get_batch:after@1",  # reference on record, no checkpoint yet: resume from the start
+# The points in the order they are armed: the run, then each resume. [from → to]: the step
+# the process starts from → the one the next resume starts from (6 steps, checkpoints after
+# steps 2 and 4).
+CHAIN = (
+    "reference:mid@1",  # the reference half computed, nothing written [0 → 0]
+    "reference:after_blob",  # computed again, its blob written, no record [0 → 0]
+    "stage:compute_reference_logprobs:after",  # the record made, not committed [0 → 0]
+    # the reference on record, no checkpoint yet: a resume from the start reads it back [0 → 0]
+    "stage:get_batch:after@1",
+    # step 2: a resume from a checkpoint reads the reference back too [0 → 2]
     "stage:forward_backward:after@3",
-    "stage:optim_step:before@4",
-    "checkpoint:mid_write@2",
-    "checkpoint:after_blob@1",
-    "final:mid_write",
-]
+)
 
 
 @pytest.fixture(scope="module")
@@ -71,17 +76,15 @@ def check_one_reference(kitchen: Kitchen, run_id: str, recomputed_after_failure:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("point", POINTS)
-def test_dpo_kill_point(tmp_path: Path, pairs: Path, uninterrupted: str, point: str) -> None:
+@pytest.mark.parametrize("points", [CHAIN], ids=["+".join(CHAIN)])
+def test_dpo_kill_points(
+    tmp_path: Path, pairs: Path, uninterrupted: str, points: tuple[str, ...]
+) -> None:
     kitchen = make_kitchen(tmp_path / "home")
-    run_id = "kill-" + point.replace(":", "-").replace("@", "-")
-    config = small_dpo_config(pairs)
-    r = kitchen("run", "dpo_basic", *config, "--run-id", run_id, extra_env={"KITCHEN_FAULT": point})
-    assert r.code == KILLED, (point, r.code, r.stderr[-800:])
-    resume_until_done(kitchen, run_id)
-    assert adapter_sha(tmp_path / "home", run_id) == uninterrupted
-    check_one_reference(kitchen, run_id, recomputed_after_failure=False)
-    verify = kitchen("replay", run_id, "--verify")
+    kill_chain(kitchen, ("dpo_basic", *small_dpo_config(pairs)), "kill-chain", points)
+    assert adapter_sha(tmp_path / "home", "kill-chain") == uninterrupted
+    check_one_reference(kitchen, "kill-chain", recomputed_after_failure=False)
+    verify = kitchen("replay", "kill-chain", "--verify")
     assert verify.code == 0, verify.stdout[-500:] + verify.stderr
 
 

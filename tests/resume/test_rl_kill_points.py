@@ -1,4 +1,12 @@
-"""SIGKILL a reduced rl_basic at every dangerous moment of a step, resume until done.
+"""SIGKILL a reduced rl_basic at the dangerous moments of its rollouts, resume until done.
+
+The moments are RL's own: while sampling, between the rollouts blob and its record, the record
+made but not committed, the record committed with no gradient yet, and the retention of old
+rollouts decided but not committed. They are chained, several to one run (each process imports
+torch and opens the model): the run is killed at a chain's first point, each resume at the
+next, and the last resume completes, so resumes that re-execute recorded steps are killed too.
+Kills at the engine's own points (mid-step, mid-checkpoint, the final save) would repeat the
+sl_basic chains in test_kill_points.py and are left to them.
 
 The final adapter must equal an uninterrupted run's byte for byte; counted from the log, the
 sampler ran once per step at most once that step's rollouts were on record (every later run
@@ -12,26 +20,34 @@ from pathlib import Path
 import pytest
 
 from kitchen.testing.cli import make_kitchen
-from kitchen.testing.runs import RL_STEPS, SMALL_RL_CONFIG, adapter_sha, replay_json, sampled_steps
+from kitchen.testing.runs import (
+    RL_STEPS,
+    SMALL_RL_CONFIG,
+    adapter_sha,
+    kill_chain,
+    replay_json,
+    sampled_steps,
+)
 
-KILLED = -9
-
-# (first process's fault point, faults armed in the resumes that follow, in order).
-# Step s is the (s+1)th hit of a per-step point; checkpoints are saved after steps 2, 4, 6.
-POINTS: list[tuple[str, tuple[str, ...]]] = [
-    ("rollouts:mid_sampling@2", ()),  # step 1, one group sampled, nothing written
-    ("rollouts:after_blob@2", ()),  # step 1's blob written, its record not yet
-    ("stage:rollouts:after@4", ()),  # step 3: the record made, not yet committed
-    ("stage:compute_advantages:before@2", ()),  # step 1's record committed, no gradient yet
-    ("stage:forward_backward:before@4", ()),  # step 3, after a checkpoint
-    ("stage:optim_step:after@2", ()),  # mid-step
-    ("stage:log_step_metrics:after@5", ()),
-    ("checkpoint:mid_write@2", ()),
-    ("checkpoint:after_blob@1", ()),  # no checkpoint on record: resume from the start
-    ("stage:save_checkpoint:after@2", ()),  # retention decided, not committed
-    ("final:mid_write", ()),
-    # killed again while resuming
-    ("stage:forward_backward:before@4", ("rollouts:mid_sampling@1", "rollouts:after_blob@1")),
+# The points of each chain in the order they are armed: the run, then each resume. Step s is
+# the (s+1)th hit of a per-step point in a run from the start; the rollouts points fire only
+# in steps that sample (a step whose rollouts are on record trains on them). Checkpoints are
+# saved after steps 2, 4 and 6 (the final one); the one after step 2 deletes the rollouts of
+# steps 0-1, the final one the checkpoint of step 2 and the rollouts of steps 2-3.
+# [from → to]: the step the process starts from → the one the next resume starts from.
+CHAINS: list[tuple[str, ...]] = [
+    (
+        "rollouts:after_blob@2",  # step 1's blob written, its record not yet [0 → 0]
+        # step 0 on record, step 1 sampled again; killed while sampling step 2 [0 → 2]
+        "rollouts:mid_sampling@2",
+        # the final checkpoint and its retention decided, not committed [2 → 4]
+        "stage:save_checkpoint:after@2",
+    ),
+    (
+        "stage:compute_advantages:before@2",  # step 1's record committed, no gradient [0 → 0]
+        # steps 0-1 on record, 2-3 sampled; step 3's record made, not committed [0 → 2]
+        "stage:rollouts:after@4",
+    ),
 ]
 
 
@@ -43,33 +59,14 @@ def rl_reference(tmp_path_factory: pytest.TempPathFactory) -> str:
     return adapter_sha(home, "reference")
 
 
-def _kill_and_resume(home: Path, run_id: str, point: str, again: tuple[str, ...]) -> None:
-    kitchen = make_kitchen(home)
-    env = {"KITCHEN_FAULT": point}
-    r = kitchen("run", "rl_basic", *SMALL_RL_CONFIG, "--run-id", run_id, extra_env=env)
-    assert r.code == KILLED, (point, r.code, r.stderr[-800:])
-    for i in range(len(again) + 2):
-        env = {"KITCHEN_FAULT": again[i]} if i < len(again) else {}
-        r = kitchen("resume", run_id, extra_env=env)
-        if i < len(again):
-            assert r.code == KILLED, (again[i], r.code, r.stderr[-800:])
-        elif r.code == 0:
-            return
-    raise AssertionError(f"{run_id} did not complete: {r.code} {r.stderr[-800:]}")
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    ("point", "again"), POINTS, ids=[p + ("+" + "+".join(a) if a else "") for p, a in POINTS]
-)
-def test_rl_kill_point(
-    tmp_path: Path, rl_reference: str, point: str, again: tuple[str, ...]
-) -> None:
+@pytest.mark.parametrize("points", CHAINS, ids=["+".join(c) for c in CHAINS])
+def test_rl_kill_points(tmp_path: Path, rl_reference: str, points: tuple[str, ...]) -> None:
     home = tmp_path / "home"
-    run_id = "rl-kill-" + point.replace(":", "-").replace("@", "-")
-    _kill_and_resume(home, run_id, point, again)
-    assert adapter_sha(home, run_id) == rl_reference
+    run_id = "rl-kill-" + points[0].replace(":", "-").replace("@", "-")
     kitchen = make_kitchen(home)
+    kill_chain(kitchen, ("rl_basic", *SMALL_RL_CONFIG), run_id, points)
+    assert adapter_sha(home, run_id) == rl_reference
     doc = replay_json(kitchen, run_id)
     runs = sampled_steps(doc)
     assert sorted(runs) == list(range(RL_STEPS))
@@ -77,7 +74,7 @@ def test_rl_kill_point(
         # the first committed run is the record; every later one reused it
         assert sampled[0] and not any(sampled[1:]), (step, sampled)
     reused = sum(len(v) - 1 for v in runs.values())
-    assert reused >= 1 or point.startswith("final"), runs  # some step trained on its record
+    assert reused >= 1, runs  # some step trained on its record
     state = doc["state"]
     assert state["status"] == "completed" and state["optim_steps"] == list(range(RL_STEPS))
     assert not state["mismatches"]
