@@ -23,6 +23,13 @@ pytest.register_assert_rewrite("kitchen.testing")
 
 POSTGRES_ENV = "KITCHEN_TEST_POSTGRES_URL"
 
+# One torch thread per process. The suite runs two workers (pyproject's addopts), each starting
+# `kitchen` processes; at torch's default of a thread per core, two of them ask for twice the
+# cores there are, and OpenMP's spinning threads then run a step several times slower than one
+# thread each (3.6x for two concurrent `kitchen run rl_basic` on 2 cores). The learning claims in
+# the README were measured with one thread too. A value the caller set is kept.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
