@@ -8,7 +8,13 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from kitchen.settings import DEFAULT_HOME, DEFAULT_SNAPSHOT_EVERY, DEFAULT_WINDOW_MS, PREFIX
+from kitchen.settings import (
+    DEFAULT_DIST_TIMEOUT_S,
+    DEFAULT_HOME,
+    DEFAULT_SNAPSHOT_EVERY,
+    DEFAULT_WINDOW_MS,
+    PREFIX,
+)
 
 
 class Settings(BaseSettings):
@@ -38,9 +44,15 @@ class Settings(BaseSettings):
         None, description="the pager of `kitchen replay` on a terminal (default: $PAGER, less)"
     )
     debug: bool = Field(False, description="print the traceback of an unexpected error")
+    dist_timeout_s: float = Field(
+        DEFAULT_DIST_TIMEOUT_S,
+        gt=0,
+        description="on several processes, how long a collective waits for the others",
+    )
     fault: str = Field(
         "",
-        description="tests only: POINT[@N][=ACTION] arms a fault point (SIGKILL by default)",
+        description="tests only: [rankR/]POINT[@N][=ACTION] arms a fault point (SIGKILL by "
+        "default)",
     )
     perturb_step: int | None = Field(
         None, ge=0, description="tests only: perturb this step's metric when it is re-executed"

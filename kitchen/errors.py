@@ -14,7 +14,9 @@ Hierarchy::
     │   ├── BlobStoreUnavailable      exit 75 the run's recorded blob store is unreachable
     │   ├── OutOfMemory               exit 71 the backend ran out of memory: resumable once an
     │   │                                     operating setting (micro-batch size …) changed
-    │   └── ServiceUnavailable        exit 75 a remote service unreachable past its retries
+    │   ├── ServiceUnavailable        exit 75 a remote service unreachable past its retries
+    │   └── PeerLost                  exit 75 another process of the run did not answer a
+    │                                         collective within KITCHEN_DIST_TIMEOUT_S
     ├── ConfigError                   exit 2  bad recipe, key, value, file
     ├── NotFound                      exit 2  unknown run id, recipe, checkpoint, dataset
     ├── StoreError                    exit 2  the event store refused or failed
@@ -32,6 +34,7 @@ Hierarchy::
     ├── EventSchemaError              exit 1  an event of an unknown type or newer schema_version
     ├── CheckpointCorrupt             exit 1  a checkpoint blob is missing or fails its sha256
     ├── TrainingDiverged              exit 1  NaN or infinite loss
+    ├── RanksDiverged                 exit 1  the processes of one run hold different weights
     └── OfflineMiss                   exit 2  a hub file or dataset not cached, no network
 
 The CLI prints ``str(error)`` as one line and exits with ``error.exit_code``; it never
@@ -112,6 +115,18 @@ class ServiceUnavailable(InfrastructureError):
     """A remote service (the Tinker API) unreachable or failing past its client's retries."""
 
     fault = "service_unavailable"
+
+
+class PeerLost(InfrastructureError):
+    """Another process of a run on several processes (``torchrun``) died or stopped answering:
+    a collective did not complete within ``KITCHEN_DIST_TIMEOUT_S``."""
+
+    fault = "peer_lost"
+
+
+class RanksDiverged(KitchenError):
+    """The processes of one run hold different weights or optimizer state (their digests at a
+    checkpoint differ): the run fails rather than go on training different models."""
 
 
 class ConfigError(KitchenError):

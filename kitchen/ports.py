@@ -332,6 +332,65 @@ class BlobRef:
 
 
 @runtime_checkable
+class Collectives(Protocol):
+    """The collective operations one run on several processes needs (``torchrun``).
+
+    Contract:
+    - every process (rank) of the group calls the same operations in the same order; an
+      operation returns on every rank once all have called it;
+    - ``broadcast`` returns ``src``'s object on every rank (the others pass anything);
+      ``all_gather`` returns every rank's object, in rank order, on every rank;
+      ``all_reduce_sum`` replaces each tensor, in place, by its sum over the ranks, the same
+      bits on every rank;
+    - ``split`` makes a new channel over the same ranks whose operations never interleave
+      with this one's (a training client's worker thread uses its own); every rank calls it;
+    - a peer that does not answer within the timeout raises ``kitchen.errors.PeerLost``.
+    """
+
+    @property
+    def rank(self) -> int: ...
+
+    @property
+    def world_size(self) -> int: ...
+
+    @property
+    def backend(self) -> str: ...
+
+    def broadcast(self, obj: Any, src: int = 0) -> Any: ...
+
+    def all_gather(self, obj: Any) -> list[Any]: ...
+
+    def all_reduce_sum(self, tensors: Sequence[Any]) -> None: ...
+
+    def barrier(self) -> None: ...
+
+    def split(self) -> Collectives: ...
+
+
+class SingleProcess:
+    """``Collectives`` of a run on one process: every operation is the identity."""
+
+    rank = 0
+    world_size = 1
+    backend = "none"
+
+    def broadcast(self, obj: Any, src: int = 0) -> Any:
+        return obj
+
+    def all_gather(self, obj: Any) -> list[Any]:
+        return [obj]
+
+    def all_reduce_sum(self, tensors: Sequence[Any]) -> None:
+        return None
+
+    def barrier(self) -> None:
+        return None
+
+    def split(self) -> SingleProcess:
+        return SingleProcess()
+
+
+@runtime_checkable
 class BlobStore(Protocol):
     """Stores checkpoints and weights.
 
@@ -411,6 +470,7 @@ class EventLog(Protocol):
 __all__ = [
     "BlobRef",
     "BlobStore",
+    "Collectives",
     "DatasetStore",
     "EventLog",
     "HubClient",
@@ -418,6 +478,7 @@ __all__ = [
     "ServedTrainingClient",
     "ServiceClient",
     "ServingClient",
+    "SingleProcess",
     "Tokenizer",
     "TrainingClient",
 ]

@@ -25,6 +25,7 @@ PREFIX = "KITCHEN_"
 DEFAULT_HOME = "kitchen-runs"
 DEFAULT_WINDOW_MS = 50.0
 DEFAULT_SNAPSHOT_EVERY = 10_000
+DEFAULT_DIST_TIMEOUT_S = 600.0
 
 
 HINTS = {
@@ -35,7 +36,8 @@ HINTS = {
     "snapshot_every": f"an integer >= 0 (0 turns snapshots off; default {DEFAULT_SNAPSHOT_EVERY})",
     "pager": "a command, e.g. less or cat",
     "debug": "1 or 0 (true/false)",
-    "fault": "POINT[@N][=ENOSPC|EDQUOT|ECONNREFUSED|SIGSTOP]",
+    "dist_timeout_s": f"a number of seconds above 0 (default {DEFAULT_DIST_TIMEOUT_S:g})",
+    "fault": "[rankR/]POINT[@N][=ENOSPC|EDQUOT|ECONNREFUSED|SIGSTOP]",
     "perturb_step": "a step number >= 0",
 }
 
