@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from typing import Any
 
-from kitchen.errors import ConfigError, NotFound
+from kitchen.errors import ConfigError, KitchenError, NotFound
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,7 +22,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("recipe", help="recipe name (see `kitchen recipes`)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     p.add_argument("--config", dest="config_file", metavar="FILE", help="YAML or TOML config file")
-    p.add_argument("--run-id", help="run id (default: RECIPE-DATE-TIME-XXXX)")
+    p.add_argument(
+        "--run-id", help="run id (default: RECIPE-DATE-TIME-XXXX; required under torchrun)"
+    )
+    p.add_argument(
+        "--if-exists",
+        choices=["fail", "resume"],
+        default=None,
+        help="when the run id exists: fail (the default), or resume it: continue an "
+        "interrupted or crashed run, exit 0 for a completed one, refuse another recipe or "
+        "config (exit 2). A restart by torchrun implies resume",
+    )
     p.add_argument("--trace", choices=["console"], help="print OpenTelemetry spans to stderr")
     p.set_defaults(func=_run)
 
@@ -42,21 +57,135 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.set_defaults(func=_resume)
 
 
+UNDER_TORCHRUN = "TORCHELASTIC_RUN_ID"  # set by torchrun for every worker it starts
+
+
+@contextlib.contextmanager
+def _processes() -> Iterator[Any]:
+    """The other processes of the run when torchrun started several (None: this one alone);
+    the group is left at the end."""
+    from kitchen.adapters import torch_distributed
+
+    collectives = torch_distributed.from_env()
+    try:
+        yield collectives
+    finally:
+        if collectives is not None:
+            torch_distributed.leave()
+
+
+def _lead(collectives: Any, body: Callable[[Any], int]) -> int:
+    """Rank 0 (or the only process): ``body(mirror)``; whatever ends it, the other processes
+    are told the exit code, so none waits for a step that will not come."""
+    from kitchen.engine.distributed import Mirror
+
+    if collectives is None:
+        return body(None)
+    mirror = Mirror(collectives)
+    code = 1
+    try:
+        code = body(mirror)
+        return code
+    except KitchenError as exc:
+        code = exc.exit_code
+        raise
+    finally:
+        mirror.end(code)
+
+
+def _follow(collectives: Any) -> int:
+    from kitchen.engine import launch
+
+    with tempfile.TemporaryDirectory(prefix=f"kitchen-rank{collectives.rank}-") as scratch:
+        from pathlib import Path
+
+        return launch.follow(collectives, Path(scratch))
+
+
 def _run(args: argparse.Namespace) -> int:
-    from kitchen.cli.progress import CliReporter
-    from kitchen.engine import faults, launch
-    from kitchen.store import check_db_url, open_store
+    from kitchen.engine import launch
+    from kitchen.store import check_db_url
 
     # What needs no model is checked before launch.prepare imports the training stack, so a
     # mistyped run id or database URL is refused at once.
     if args.run_id is not None:
         launch.check_run_id(args.run_id)
+    elif UNDER_TORCHRUN in os.environ:
+        raise ConfigError(
+            "under torchrun a run needs a name every process and every restart shares: pass "
+            "--run-id ID (torchrun's own rendezvous ids cannot name a run)"
+        )
     check_db_url()
+    with _processes() as collectives:
+        if collectives is not None and collectives.rank != 0:
+            return _follow(collectives)
+        return _lead(collectives, lambda mirror: _start(args, mirror))
+
+
+def _if_exists(args: argparse.Namespace) -> str:
+    from kitchen.adapters.torch_distributed import restart_count
+
+    if args.if_exists is None and restart_count() > 0:
+        return "resume"  # torchrun restarted the group: carry on where the run is
+    return args.if_exists or "fail"
+
+
+def _start(args: argparse.Namespace, mirror: Any) -> int:
+    from kitchen.cli.progress import CliReporter
+    from kitchen.engine import faults, launch
+    from kitchen.store import open_store
+
     prepared = launch.prepare(args.recipe, args.overrides, args.config_file)
     store = open_store(hook=faults.point)
     run_id = args.run_id or launch.new_run_id(prepared.recipe.name)
+    if args.run_id is not None and store.run_exists(run_id) and _if_exists(args) == "resume":
+        return _resume_existing(args, prepared, store, mirror)
     reporter = CliReporter(run_id, str(prepared.home))
-    return launch.start(prepared, store, run_id, reporter, trace_console=args.trace == "console")
+    return launch.start(
+        prepared,
+        store,
+        run_id,
+        reporter,
+        trace_console=args.trace == "console",
+        mirror=mirror,
+    )
+
+
+def _resume_existing(args: argparse.Namespace, prepared: Any, store: Any, mirror: Any) -> int:
+    """``--if-exists resume``: the same run carries on; another one is refused."""
+    import sys
+
+    from kitchen.cli._common import fold_run
+    from kitchen.cli.progress import CliReporter
+    from kitchen.engine import launch
+
+    run_id = args.run_id
+    state = fold_run(store, run_id)
+    if state.recipe != prepared.recipe.name or state.config_hash != prepared.config_hash:
+        what = (
+            f"recipe {state.recipe!r}"
+            if state.recipe != prepared.recipe.name
+            else "another config (identity keys)"
+        )
+        raise ConfigError(
+            f"run {run_id!r} exists with {what}; this command would start a different run: "
+            "give it another --run-id, or match the run's settings (`kitchen show "
+            f"{run_id}`)"
+        )
+    print(run_id, flush=True)
+    if state.status == "completed":
+        print(f"kitchen: run {run_id} is already completed; nothing to do", file=sys.stderr)
+        return 0
+    reporter = CliReporter(run_id, str(prepared.home), print_id=False)
+    return launch.resume(
+        store,
+        run_id,
+        state,
+        args.overrides,
+        reporter,
+        trace_console=args.trace == "console",
+        mirror=mirror,
+    )
 
 
 SERVED_HINT = (
@@ -66,6 +195,13 @@ SERVED_HINT = (
 
 
 def _resume(args: argparse.Namespace) -> int:
+    with _processes() as collectives:
+        if collectives is not None and collectives.rank != 0:
+            return _follow(collectives)
+        return _lead(collectives, lambda mirror: _resume_run(args, mirror))
+
+
+def _resume_run(args: argparse.Namespace, mirror: Any) -> int:
     from kitchen.cli._common import fold_run
     from kitchen.cli.progress import CliReporter
     from kitchen.engine import faults, launch
@@ -88,4 +224,5 @@ def _resume(args: argparse.Namespace) -> int:
         reporter,
         force=args.force,
         trace_console=args.trace == "console",
+        mirror=mirror,
     )

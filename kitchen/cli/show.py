@@ -142,12 +142,13 @@ def _attempts(state: RunState, status: str) -> list[str]:
                 a.worker,
                 a.host,
                 str(a.pid),
+                a.backend.get("world_size", "1"),
                 fmt_time(a.started_at),
                 _ending(a, last, status),
                 resumed,
             ]
         )
-    headers = ["#", "WORKER", "HOST", "PID", "STARTED (UTC)", "ENDED", "RESUMED FROM"]
+    headers = ["#", "WORKER", "HOST", "PID", "PROCS", "STARTED (UTC)", "ENDED", "RESUMED FROM"]
     lines = ["", "attempts:", *_indent(table(headers, rows))]
     for number, changes in attempt_changes(state):
         lines.append(f"  attempt {number} changed: {'; '.join(changes)}")

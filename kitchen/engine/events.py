@@ -104,9 +104,12 @@ class AttemptStarted(Event):
     secrets redacted; ``None`` for attempts recorded before v2); ``backend``: how the
     training backend describes itself (``backend``, ``device``, ``dtype``, ``torch_threads``).
 
-    v2 added ``operating`` and ``backend``."""
+    ``world_size``: how many processes run the attempt (``torchrun``), ``dist_backend`` the
+    collectives' transport (``gloo``, ``nccl``; ``None`` on one process).
 
-    schema_version: ClassVar[int] = 2
+    v2 added ``operating`` and ``backend``; v3 ``world_size`` and ``dist_backend``."""
+
+    schema_version: ClassVar[int] = 3
 
     attempt: int
     worker: str
@@ -118,6 +121,8 @@ class AttemptStarted(Event):
     torch_threads: int | None = None
     operating: dict[str, Any] | None = None
     backend: dict[str, str] = Field(default_factory=dict)
+    world_size: int = 1
+    dist_backend: str | None = None
 
 
 class RunResumed(Event):
@@ -349,6 +354,11 @@ def _attempt_started_v1(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "operating": None, "backend": {}}
 
 
+def _attempt_started_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """v3 added ``world_size`` and ``dist_backend``; every earlier attempt ran on one process."""
+    return {**data, "world_size": 1, "dist_backend": None}
+
+
 def _determinism_mismatch_v1(data: dict[str, Any]) -> dict[str, Any]:
     """v2 added ``relative_tolerance`` and ``changed``; v1 compared absolutely, always."""
     return {**data, "relative_tolerance": 0.0, "changed": []}
@@ -384,6 +394,7 @@ UPCASTERS: dict[tuple[str, int], Upcaster] = {
     ("RunCreated", 1): _run_created_v1,
     ("RunCreated", 2): _run_created_v2,
     ("AttemptStarted", 1): _attempt_started_v1,
+    ("AttemptStarted", 2): _attempt_started_v2,
     ("DeterminismMismatch", 1): _determinism_mismatch_v1,
     ("CheckpointSaved", 1): _checkpoint_saved_v1,
     ("StageCompleted", 1): _stage_completed_v1,

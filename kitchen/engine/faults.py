@@ -10,6 +10,11 @@ crash-recovery tests hit every dangerous moment on purpose instead of by timing 
 - ``SIGSTOP``: stop the process there, so that a test can break something outside it (stop
   the database server) and then let it continue with SIGCONT.
 
+On several processes (``torchrun``) ``rankR/`` before the name arms the point only in the
+process of rank R, and only in torchrun's first start of the group, so a restarted group runs
+on (``rank1/stage:optim_step:before@3``). Rank 0 reaches the engine's points; every rank
+reaches ``stage:<name>:before`` (a follower: before it runs the stage rank 0 dispatched).
+
 ``KITCHEN_PERTURB_STEP=N`` perturbs the step metric logged for step N when a resumed attempt
 re-executes it (to prove ``DeterminismMismatch`` fires), for any workflow and without a stage
 knowing. Both are read once at import; when unset the checks cost one comparison.
@@ -37,6 +42,11 @@ from kitchen import settings
 _ARMED = settings.text("fault") is not None or settings.text("perturb_step") is not None
 _SETTINGS = settings.current() if _ARMED else None
 _SPEC, _, _ACTION = (_SETTINGS.fault if _SETTINGS else "").partition("=")
+if _SPEC.startswith("rank") and "/" in _SPEC:
+    _RANK, _, _SPEC = _SPEC.partition("/")
+    _MINE = f"rank{os.environ.get('RANK', '0')}" == _RANK
+    if not _MINE or os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") != "0":
+        _SPEC = ""
 _NAME, _, _NTH = _SPEC.partition("@")
 _TARGET = int(_NTH) if _NTH else 1
 _ERRNOS = {"ENOSPC": errno.ENOSPC, "EDQUOT": errno.EDQUOT, "ECONNREFUSED": errno.ECONNREFUSED}

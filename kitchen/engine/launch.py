@@ -27,12 +27,13 @@ from kitchen.engine import events as ev
 from kitchen.engine import lineage as klineage
 from kitchen.engine import registry, snapshots
 from kitchen.engine import resume_policy as policy
+from kitchen.engine.distributed import Follower, FollowerBlobs, Mirror, Setup
 from kitchen.engine.io_faults import storage_fault
 from kitchen.engine.runner import Identity, Reporter, Runner
 from kitchen.engine.unit_of_work import window_from_env
 from kitchen.errors import ConfigError, OutOfMemory
 from kitchen.paths import RUN_ID_RULE, kitchen_home, valid_run_id
-from kitchen.ports import EventLog
+from kitchen.ports import Collectives, EventLog
 from kitchen.spec import Recipe, Workflow
 from kitchen.stage_api import Ports, Preflight
 
@@ -200,8 +201,61 @@ def _write_config(p: Prepared) -> Any:
     return write
 
 
+def distribute(p: Prepared, run_id: str, mirror: Mirror | None) -> Mirror | None:
+    """On several processes, rank 0's side of the run: the training backend made data-parallel,
+    and the mirror, which tells the other processes what to run, told what to build. None (no
+    mirror) on one process."""
+    if mirror is None or mirror.world_size <= 1:
+        return None
+    data_parallel(p.ports, p.manifest, mirror.collectives)
+    mirror.setup = Setup(
+        run_id=run_id,
+        workflow=p.recipe.workflow,
+        config=p.config,
+        manifest=dict(p.manifest),
+        lineage={ref.role: ref for ref in p.lineage},
+        lineage_paths=dict(p.lineage_paths),
+    )
+    return mirror
+
+
+def data_parallel(ports: Ports, manifest: dict[str, str], collectives: Collectives) -> None:
+    make_parallel = getattr(ports.training, "data_parallel", None)
+    if make_parallel is None:
+        raise ConfigError(
+            f"the {manifest['training']!r} training backend runs on one process; run it "
+            "without torchrun (or with --nproc-per-node 1)"
+        )
+    make_parallel(collectives)
+
+
+def follow(collectives: Collectives, scratch: Path) -> int:
+    """A process other than rank 0: follow rank 0's attempt (``kitchen.engine.distributed``)
+    and exit with its code. Nothing is read from or written to the run's store or home."""
+    from kitchen.workflows import get_workflow
+
+    def open_run(setup: Setup, home: Path) -> tuple[Workflow, Ports, dict[str, Any], Any]:
+        workflow = get_workflow(setup.workflow)
+        made = build_ports(setup.manifest, setup.config, home)
+        ports = Ports(
+            training=made.training,
+            datasets=made.datasets,
+            blobs=FollowerBlobs(collectives, home),
+        )
+        data_parallel(ports, setup.manifest, collectives)
+        code = workflow.code() if workflow.code is not None else {}
+        return workflow, ports, dict(code), workflow.resources()
+
+    return Follower(collectives, open_run, scratch).run()
+
+
 def _runner(
-    p: Prepared, store: EventLog, run_id: str, reporter: Reporter, trace_console: bool
+    p: Prepared,
+    store: EventLog,
+    run_id: str,
+    reporter: Reporter,
+    trace_console: bool,
+    mirror: Mirror | None = None,
 ) -> Runner:
     from kitchen.engine.telemetry import Telemetry
 
@@ -221,6 +275,7 @@ def _runner(
         commit_window_s=window_from_env(),
         operating=p.operating,
         float_moving=kconfig.float_moving_keys(p.recipe.config),
+        mirror=mirror,
     )
 
 
@@ -236,9 +291,10 @@ def start(
     run_id: str | None,
     reporter: Reporter,
     trace_console: bool = False,
+    mirror: Mirror | None = None,
 ) -> int:
     rid = check_run_id(run_id or new_run_id(p.recipe.name))
-    runner = _runner(p, store, rid, reporter, trace_console)
+    runner = _runner(p, store, rid, reporter, trace_console, distribute(p, rid, mirror))
     created = ev.RunCreated(
         recipe=p.recipe.name,
         workflow=p.recipe.workflow,
@@ -308,6 +364,7 @@ def resume(
     *,
     force: bool = False,
     trace_console: bool = False,
+    mirror: Mirror | None = None,
 ) -> int:
     from kitchen.recipes import load_recipe
 
@@ -328,7 +385,7 @@ def resume(
     was = kconfig.redacted(as_before)
     operating_changes = kconfig.changes(kconfig.operating_of(recipe.config, was), p.operating)
     _check_out_of_memory(run_id, state, operating_changes)
-    runner = _runner(p, store, run_id, reporter, trace_console)
+    runner = _runner(p, store, run_id, reporter, trace_console, distribute(p, run_id, mirror))
     threads = p.ports.training.describe().get("torch_threads")
     identity = Identity(
         p.config_hash,

@@ -48,6 +48,7 @@ from kitchen.engine import events as ev
 from kitchen.engine import faults, snapshots
 from kitchen.engine import resume_policy as policy
 from kitchen.engine.attempt import AttemptGuard
+from kitchen.engine.distributed import LeaderBlobs, Mirror
 from kitchen.engine.io_faults import storage_fault
 from kitchen.engine.machine import RunMachine
 from kitchen.engine.resume_policy import Identity
@@ -141,6 +142,7 @@ class Runner:
         commit_window_s: float = 0.0,
         operating: Mapping[str, Any] | None = None,
         float_moving: frozenset[str] = frozenset(),
+        mirror: Mirror | None = None,
     ) -> None:
         self.workflow = workflow
         self.table = workflow.compile()
@@ -159,6 +161,18 @@ class Runner:
         self.float_moving = float_moving
         self.on_created = on_created
         self.uow = UnitOfWork(store, run_id, snapshots.Policy(snapshot_every), commit_window_s)
+        # On several processes, rank 0 (this runner) tells the others each stage to run with
+        # the events recorded since the last one (kitchen.engine.distributed); its stages read
+        # blobs through a store that sends each answer to them too.
+        self.mirror = mirror
+        self._stage_ports = ports
+        if mirror is not None:
+            self.uow.tail = []
+            self._stage_ports = dataclasses.replace(
+                ports, blobs=LeaderBlobs(ports.blobs, mirror.collectives)
+            )
+        self._dispatched_interrupt = False
+        self._leader_blobs = self._stage_ports.blobs if mirror is not None else None
         self.guard = AttemptGuard(
             store,
             run_id,
@@ -267,6 +281,8 @@ class Runner:
             torch_threads=int(threads) if threads is not None else None,
             operating=self.operating,
             backend=backend,
+            world_size=self.mirror.world_size if self.mirror is not None else 1,
+            dist_backend=self.mirror.collectives.backend if self.mirror is not None else None,
         )
 
     def _attempt_span(self, attempt: int, previous: tuple[str, str] | None) -> Any:
@@ -287,6 +303,8 @@ class Runner:
                     close()
 
     def _drive(self, machine: RunMachine, *, rebuild: bool = False) -> int:
+        if self.mirror is not None:
+            self.mirror.begin_attempt()
         with self._attempt():
             self.reporter.started(self.state, self.workflow)
             code = self._rebuild(machine) if rebuild else None
@@ -348,8 +366,12 @@ class Runner:
         seq = self.uow.stage_started(started, hot=stage.hot, step_head=dest in self._heads)
         span = self._stage_span(stage, s, seq)
         t0 = time.perf_counter()
+        if self.mirror is not None:
+            self._dispatched_interrupt = self.guard.interrupted
+            assert self.uow.tail is not None
+            self.mirror.dispatch(stage, s, self.uow.tail, self._resume, self._dispatched_interrupt)
         try:
-            result = self.stages[stage.name](self._context(stage, s))
+            result = self._call(stage, s)
         except Exception as exc:
             if span is not None:
                 self.telemetry.end_with_error(span, exc)
@@ -393,13 +415,29 @@ class Runner:
             stage=stage,
             home=self.home,
             run_dir=self.run_dir,
-            ports=self.ports,
+            ports=self._stage_ports,
             resume=self._resume,
-            interrupted=lambda: self.guard.interrupted,
+            interrupted=self._interrupted,
             on_close=self._closers.append,
             lineage=self.lineage,
             lineage_paths=self.lineage_paths,
         )
+
+    def _call(self, stage: Stage, s: RunState) -> Any:
+        if not isinstance(self._leader_blobs, LeaderBlobs):
+            return self.stages[stage.name](self._context(stage, s))
+        self._leader_blobs.sharing = True
+        try:
+            return self.stages[stage.name](self._context(stage, s))
+        finally:
+            self._leader_blobs.sharing = False
+
+    def _interrupted(self) -> bool:
+        """Whether the attempt was asked to stop; on several processes, what every rank was
+        told when the stage began, so all of them take the same path through it."""
+        if self.mirror is not None:
+            return self._dispatched_interrupt
+        return self.guard.interrupted
 
     def _stage_span(self, stage: Stage, s: RunState, seq: int) -> Any:
         if self.telemetry is None or not getattr(self.telemetry, "recording", True):
@@ -468,6 +506,8 @@ class Runner:
         if move is not None:
             move()
         self.uow.end_attempt(event)
+        if self.mirror is not None:
+            self.mirror.end(code)
         self.reporter.finished(self.state, code)
         return code
 
@@ -522,6 +562,8 @@ class Runner:
         )
         recorded = self.uow.end_after_fault(stop, store_gone=isinstance(fault, StoreUnavailable))
         code = EXIT_OUT_OF_MEMORY if isinstance(fault, OutOfMemory) else EXIT_TEMPFAIL
+        if self.mirror is not None:
+            self.mirror.end(code)
         self.reporter.fault(fault, recorded)
         self.reporter.finished(self.state, code)
         return code

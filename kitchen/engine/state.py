@@ -337,10 +337,14 @@ def _run_created(s: RunState, r: Recorded, e: ev.RunCreated) -> Changes:
 
 
 def _backend_of(e: ev.AttemptStarted) -> dict[str, str]:
-    """The backend's description; a v1 attempt recorded only its torch threads."""
+    """The backend's description; a v1 attempt recorded only its torch threads. An attempt on
+    several processes adds ``world_size`` and ``dist_backend`` (v3)."""
     backend = dict(e.backend)
     if e.torch_threads is not None:
         backend.setdefault("torch_threads", str(e.torch_threads))
+    if e.world_size > 1:
+        backend["world_size"] = str(e.world_size)
+        backend["dist_backend"] = str(e.dist_backend)
     return backend
 
 

@@ -68,12 +68,17 @@ class UnitOfWork:
         self._buffer: list[ev.Event] = []
         self.window_s = window_s  # see flush_due
         self._committed_at = -math.inf  # time.monotonic() of the last commit
+        # When a list, every recorded event is also appended here, for whoever takes them
+        # (rank 0 sends them to the other processes of the run: kitchen.engine.distributed).
+        self.tail: list[tuple[int, ev.Event]] | None = None
 
     def record(self, event: ev.Event) -> int:
         """Add an event to the unit of work and fold it; returns its seq."""
         seq = self.state.last_seq + 1
         self._buffer.append(event)
         self.state = advance(self.state, Recorded(seq, None, event), self._owned)
+        if self.tail is not None:
+            self.tail.append((seq, event))
         return seq
 
     # ------------------------------------------------------------------ commit policy

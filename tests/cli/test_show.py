@@ -43,17 +43,19 @@ def test_a_completed_run(kitchen: Kitchen, runs_db: None, home: Path) -> None:
         "WORKER",
         "HOST",
         "PID",
+        "PROCS",
         "STARTED",
         "(UTC)",
         "ENDED",
         "RESUMED",
         "FROM",
     ]
-    assert attempts[1][:4] + attempts[1][6:] == [
+    assert attempts[1][:5] + attempts[1][7:] == [
         "1",
         f"{HOST}:4242:ab",
         HOST,
         "4242",
+        "1",
         "completed",
         "-",
     ]
@@ -81,9 +83,9 @@ def test_a_resumed_run_shows_attempts_mismatches_and_the_resume_hint(
     assert r.code == 0
     assert "status     interrupted" in r.stdout.splitlines()
     attempts = [line.split() for line in _section(r.stdout, "attempts:")][1:]
-    assert [a[:4] + a[6:] for a in attempts] == [
-        ["1", f"{HOST}:4242:ab", HOST, "4242", "crashed", "-"],
-        ["2", f"{HOST}:4343:ab", HOST, "4343", "interrupted", "step-000001", "(seq", "5)"],
+    assert [a[:5] + a[7:] for a in attempts] == [
+        ["1", f"{HOST}:4242:ab", HOST, "4242", "1", "crashed", "-"],
+        ["2", f"{HOST}:4343:ab", HOST, "4343", "1", "interrupted", "step-000001", "(seq", "5)"],
     ]
     assert _section(
         r.stdout, "determinism mismatches (re-executed step differs from the logged one):"
@@ -100,7 +102,7 @@ def test_a_dead_worker_shows_as_crashed_and_a_live_one_as_running(
 ) -> None:
     gone = kitchen("show", "gone").stdout.splitlines()
     assert "status     crashed (the log says running), in stage get_batch" in gone
-    assert [line.split()[6] for line in _section("\n".join(gone), "attempts:")[1:]] == ["crashed"]
+    assert [line.split()[7] for line in _section("\n".join(gone), "attempts:")[1:]] == ["crashed"]
     busy = kitchen("show", "busy").stdout.splitlines()
     assert "status     running, in stage get_batch" in busy
     assert "attempts: none yet" in kitchen("show", "fresh").stdout.splitlines()

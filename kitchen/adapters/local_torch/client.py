@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from kitchen.adapters.local_torch import batch as batching
+from kitchen.adapters.local_torch import data_parallel as dp
 from kitchen.adapters.local_torch import loading, memory, optim, state, weights_io, worker
 from kitchen.adapters.local_torch.decode import prompt_logprobs
 from kitchen.adapters.local_torch.losses import builtin
 from kitchen.adapters.local_torch.sampling import LocalSamplingClient
 from kitchen.errors import ConfigError, TrainingDiverged
+from kitchen.ports import Collectives
 from kitchen.types import (
     AdamParams,
     CustomLossFn,
@@ -60,7 +62,11 @@ class LocalTrainingClient:
         seed: int = 0,
         max_tokens_per_microbatch: int | None = batching.DEFAULT_MAX_TOKENS_PER_MICROBATCH,
         gradient_checkpointing: bool = False,
+        collectives: Collectives | None = None,
     ) -> None:
+        # On several processes (kitchen.adapters.local_torch.data_parallel): this client's
+        # own channel, used only from its worker thread.
+        self._dp = collectives if collectives is not None and collectives.world_size > 1 else None
         self._lora = loading.lora_settings(lora_rank, lora_alpha, lora_dropout, target_modules)
         self._device = loading.pick_device(device)
         torch_dtype = loading.pick_dtype(dtype)
@@ -182,6 +188,15 @@ class LocalTrainingClient:
     def _forward_backward(
         self, data: list[Datum], loss_fn: str, config: dict[str, float]
     ) -> ForwardBackwardOutput:
+        if self._dp is not None:
+            return dp.split_call(
+                self._dp, data, lambda share: self._forward_backward_here(share, loss_fn, config)
+            )
+        return self._forward_backward_here(data, loss_fn, config)
+
+    def _forward_backward_here(
+        self, data: list[Datum], loss_fn: str, config: dict[str, float]
+    ) -> ForwardBackwardOutput:
         """One backward per micro-batch; gradients accumulate, the loss is their sum. A call
         that fails part-way leaves the gradients as they were before it."""
         loss = builtin(loss_fn, config)
@@ -196,6 +211,15 @@ class LocalTrainingClient:
         return ForwardBackwardOutput(tuple(outputs), {"loss:sum": total})
 
     def _forward(
+        self, data: list[Datum], loss_fn: str, config: dict[str, float] | None = None
+    ) -> ForwardBackwardOutput:
+        if self._dp is not None:
+            return dp.split_call(
+                self._dp, data, lambda share: self._forward_here(share, loss_fn, config)
+            )
+        return self._forward_here(data, loss_fn, config)
+
+    def _forward_here(
         self, data: list[Datum], loss_fn: str, config: dict[str, float] | None = None
     ) -> ForwardBackwardOutput:
         """The pass ``_forward_backward`` takes, in the same (training) mode so a client-side
@@ -219,6 +243,11 @@ class LocalTrainingClient:
     ) -> ForwardBackwardOutput:
         """One batch: ``loss_fn`` on log-probs that carry the graph. Several micro-batches: two
         passes, so no graph outlives its micro-batch (``_custom_two_pass``)."""
+        if self._dp is not None:
+            raise ConfigError(
+                "forward_backward_custom runs on one process; on several, take the loss's "
+                "gradient client-side (forward, then forward_backward with it as weights)"
+            )
         groups = self._plan(data)
         if len(groups) > 1:
             return self._custom_two_pass(data, loss_fn, groups)
@@ -322,6 +351,8 @@ class LocalTrainingClient:
     def _optim_step(self, adam: AdamParams) -> OptimStepResponse:
         optim.set_hyperparams(self._optimizer, adam)
         params = list(self._params.values())
+        if self._dp is not None:
+            dp.sum_gradients(self._dp, params)
         norm = optim.grad_norm(params)
         if norm != norm or norm == float("inf"):
             self._optimizer.zero_grad(set_to_none=True)
@@ -338,9 +369,21 @@ class LocalTrainingClient:
     def _save_state(self, folder: Path) -> SavedState:
         header = {"step": self._step, "model": self._model_name, "lora": self._lora.as_json()}
         state.save(folder, self._params, self._optimizer, header)
+        if self._dp is not None:
+            dp.check_same_state(self._dp, folder, self._step)
         return SavedState(str(folder), self._step)
 
     def _load_state(self, folder: Path, with_optimizer: bool) -> SavedState:
+        if self._dp is None:
+            return self._load_state_here(folder, with_optimizer)
+        local, scratch = dp.from_rank0(self._dp, folder)
+        try:
+            return self._load_state_here(local, with_optimizer)
+        finally:
+            if scratch is not None:
+                scratch.cleanup()
+
+    def _load_state_here(self, folder: Path, with_optimizer: bool) -> SavedState:
         if (folder / "adapter_config.json").is_file():
             return self._load_adapter(folder)
         header = state.read_header(folder)

@@ -20,6 +20,7 @@ from kitchen.adapters.local_torch.batch import DEFAULT_MAX_TOKENS_PER_MICROBATCH
 from kitchen.adapters.local_torch.client import LocalTrainingClient
 from kitchen.adapters.local_torch.sampling import LocalSamplingClient
 from kitchen.errors import ConfigError
+from kitchen.ports import Collectives
 
 if TYPE_CHECKING:  # pragma: no cover
     from kitchen.ports import ServingClient
@@ -56,6 +57,13 @@ class LocalServiceClient:
         self._budget = max_tokens_per_microbatch
         self._checkpointing = gradient_checkpointing
         self._open: list[Any] = []
+        self._collectives: Collectives | None = None
+
+    def data_parallel(self, collectives: Collectives) -> None:
+        """Train data-parallel over ``collectives``' processes: each training client made from
+        now on takes its share of every batch and sums gradients with the other processes'
+        (``LocalTrainingClient``'s ``collectives``)."""
+        self._collectives = collectives
 
     def create_lora_training_client(
         self,
@@ -81,6 +89,7 @@ class LocalServiceClient:
             seed=0 if seed is None else seed,
             max_tokens_per_microbatch=self._budget,
             gradient_checkpointing=self._checkpointing,
+            collectives=self._collectives.split() if self._collectives is not None else None,
         )
         self._open.append(client)
         return client
