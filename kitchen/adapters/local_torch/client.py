@@ -67,6 +67,8 @@ class LocalTrainingClient:
         # On several processes (kitchen.adapters.local_torch.data_parallel): this client's
         # own channel, used only from its worker thread.
         self._dp = collectives if collectives is not None and collectives.world_size > 1 else None
+        # samplers share their calls out on a channel of their own (used from the caller's thread)
+        self._dp_sampling = self._dp.split() if self._dp is not None else None
         self._lora = loading.lora_settings(lora_rank, lora_alpha, lora_dropout, target_modules)
         self._device = loading.pick_device(device)
         torch_dtype = loading.pick_dtype(dtype)
@@ -155,7 +157,10 @@ class LocalTrainingClient:
     def sampling_client(self) -> LocalSamplingClient:
         """Snapshot the weights once every operation submitted so far has run (this waits)."""
         snapshot = self._submit(weights_io.sampling_snapshot, self._model).result()
-        return LocalSamplingClient(snapshot, self._tokenizer, seed=self._seed + self._step)
+        sampler = LocalSamplingClient(snapshot, self._tokenizer, seed=self._seed + self._step)
+        if self._dp_sampling is not None:
+            return dp.SplitSampler(sampler, self._dp_sampling)  # type: ignore[return-value]
+        return sampler
 
     def compute_logprobs(self, prompt: ModelInput) -> Future[list[float | None]]:
         return self._submit(self._compute_logprobs, prompt.to_ints())

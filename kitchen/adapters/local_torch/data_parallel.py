@@ -13,6 +13,9 @@ number agrees within float summation error.
 A state folder to load comes from rank 0's disk (``from_rank0``), so the other processes need
 no shared filesystem for it; after each save every process compares a digest of its weights
 and optimizer state with rank 0's (``check_same_state``).
+
+Sampling (RL's and on-policy distillation's rollouts) is shared out too: ``SplitSampler`` has
+each seeded ``sample`` call computed by one process and its result gathered by all.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kitchen.errors import RanksDiverged
+from kitchen.errors import KitchenError, RanksDiverged
 from kitchen.ports import Collectives
 from kitchen.types import Datum, ForwardBackwardOutput, TensorData
 
@@ -117,3 +120,98 @@ def check_same_state(collectives: Collectives, folder: Path, step: int) -> None:
             f"{', '.join(map(str, differ))} differ from rank 0's ({digests[0][:12]}): the "
             "processes no longer train one model (a nondeterministic kernel or a faulty device)"
         )
+
+
+_UNSET: Any = object()
+
+
+class _SharedCall:
+    """One seeded ``sample`` call of a ``SplitSampler``: computed by one process, known to all."""
+
+    def __init__(self, owner: SplitSampler, index: int, local: Any) -> None:
+        self._owner = owner
+        self.index = index
+        self.local = local  # this process's future, when the call is its to compute
+        self.value: Any = _UNSET
+        self.error: str | None = None
+
+    def result(self, timeout: float | None = None) -> Any:
+        if self.value is _UNSET and self.error is None:
+            self._owner.flush()
+        if self.error is not None:
+            raise SamplingFailed(self.error)
+        return self.value
+
+    def done(self) -> bool:
+        return self.value is not _UNSET or self.error is not None
+
+
+class SamplingFailed(KitchenError):
+    """A sample call failed on the process that computed it."""
+
+
+class SplitSampler:
+    """A sampling client whose seeded calls are shared out across the processes.
+
+    Every process makes the same calls in the same order (they run the same stage). Call ``i``
+    with a seed (or greedy) is computed by rank ``i mod N`` only; the first ``result()`` any
+    process asks for gathers every pending call's result from the process that computed it, so
+    all processes see all results. A seeded call's tokens depend only on its prompt, parameters
+    and seed, so the results are the same bytes whichever process computed them. A call without
+    a seed draws from the sampler's own stream, so every process computes it itself.
+    """
+
+    def __init__(self, inner: Any, collectives: Collectives) -> None:
+        self._inner = inner
+        self._c = collectives
+        self._pending: list[_SharedCall] = []
+        self._count = 0
+
+    def sample(self, prompt: Any, num_samples: int, sampling_params: Any) -> Any:
+        seeded = sampling_params.seed is not None or sampling_params.temperature == 0
+        if not seeded:
+            return self._inner.sample(prompt, num_samples, sampling_params)
+        index, self._count = self._count, self._count + 1
+        mine = index % self._c.world_size == self._c.rank
+        local = self._inner.sample(prompt, num_samples, sampling_params) if mine else None
+        call = _SharedCall(self, index, local)
+        self._pending.append(call)
+        return call
+
+    def flush(self) -> None:
+        calls, self._pending = self._pending, []
+        mine: dict[int, tuple[str, Any]] = {}
+        for call in calls:
+            if call.local is None:
+                continue
+            try:
+                mine[call.index] = ("ok", call.local.result())
+            except Exception as exc:
+                mine[call.index] = ("error", f"{type(exc).__name__}: {exc}")
+        merged: dict[int, tuple[str, Any]] = {}
+        for part in self._c.all_gather(mine):
+            merged.update(part)
+        for call in calls:
+            kind, value = merged[call.index]
+            if kind == "ok":
+                call.value = value
+            else:
+                call.error = str(value)
+
+    def sample_batch(self, *args: Any, **kwargs: Any) -> Any:
+        return self._inner.sample_batch(*args, **kwargs)
+
+    def compute_logprobs(self, prompt: Any) -> Any:
+        return self._inner.compute_logprobs(prompt)
+
+    def get_tokenizer(self) -> Any:
+        return self._inner.get_tokenizer()
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def __enter__(self) -> SplitSampler:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
