@@ -110,11 +110,16 @@ def test_rank0_killed_then_restarted_by_torchrun_ends_byte_identical(
     assert len(attempts) == 2 and attempts[1]["resumed_from"] is not None
 
 
-def test_rank1_killed_then_restarted_by_torchrun_ends_byte_identical(
-    one: Kitchen, two: Kitchen, home: Path, sl2: str
+def test_rank1_killed_then_resumed_with_torchrun_ends_byte_identical(
+    one: Kitchen, home: Path, sl2: str
 ) -> None:
+    """Without restarts the group stops when rank 1 dies; `torchrun … -m kitchen resume`
+    carries the run on."""
+    once = make_torchrun(home, nproc=2, max_restarts=0)
     env = {**ENV, "KITCHEN_FAULT": "rank1/stage:forward_backward:before@5"}
-    _done(two("run", "sl_basic", *SL, "--run-id", "sl2-kill1", timeout=600, extra_env=env))
+    r = once("run", "sl_basic", *SL, "--run-id", "sl2-kill1", timeout=600, extra_env=env)
+    assert r.code != 0
+    _done(once("resume", "sl2-kill1", timeout=600, extra_env=ENV))
     assert adapter_sha(home, "sl2-kill1") == adapter_sha(home, sl2)
     assert len(replay_json(one, "sl2-kill1")["state"]["attempts"]) == 2
 

@@ -162,6 +162,24 @@ def test_attempt_interrupted_v1_is_a_signal_and_v2_may_name_a_fault() -> None:
     assert new.payload() == payload
 
 
+def test_attempt_started_before_v3_ran_on_one_process() -> None:
+    v2 = {
+        "attempt": 1,
+        "worker": "vm:1:ab",
+        "host": "vm",
+        "pid": 1,
+        "torch_threads": 2,
+        "operating": {"device": "cpu"},
+        "backend": {"backend": "local_torch", "device": "cpu"},
+    }
+    old = ev.decode("AttemptStarted", 2, v2)
+    assert (old.world_size, old.dist_backend) == (1, None)
+    assert old.backend == {"backend": "local_torch", "device": "cpu"}
+    new = ev.decode("AttemptStarted", 3, {**v2, "world_size": 2, "dist_backend": "gloo"})
+    assert (new.world_size, new.dist_backend) == (2, "gloo")
+    assert ev.AttemptStarted.schema_version == 3
+
+
 def test_the_next_attempt_clears_the_fault() -> None:
     history = json.loads((Path(__file__).parent / "golden" / "fault_resume.json").read_text())
     records = _records(history)
