@@ -120,10 +120,16 @@ def float_moving_changes(
         if before.get(k) != after.get(k)
     ]
     for k in BACKEND_KEYS_THAT_MOVE_FLOATS:
-        old, new = then.backend.get(k), now.backend.get(k)
+        old, new = _backend(then, k), _backend(now, k)
         if old is not None and new is not None and old != new:
             out.append(f"{k} {old} -> {new}")
     return out
+
+
+def _backend(a: Attempt, key: str) -> str | None:
+    """An attempt's backend value; an attempt on one process records no ``world_size``."""
+    value = a.backend.get(key)
+    return "1" if value is None and key == "world_size" else value
 
 
 def attempt_changes(s: RunState) -> list[tuple[int, list[str]]]:
@@ -140,9 +146,10 @@ def attempt_changes(s: RunState) -> list[tuple[int, list[str]]]:
             for k, v in sorted(cur.operating.items())
             if k in before and before.get(k) != v
         ]
-        for k in sorted(set(prev.backend) & set(cur.backend)):
-            if prev.backend[k] != cur.backend[k]:
-                lines.append(f"backend {k} {prev.backend[k]} -> {cur.backend[k]}")
+        for k in sorted((set(prev.backend) & set(cur.backend)) | {"world_size"}):
+            old, new = _backend(prev, k), _backend(cur, k)
+            if old != new:
+                lines.append(f"backend {k} {old} -> {new}")
         if lines:
             out.append((cur.number, lines))
     return out
