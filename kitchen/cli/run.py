@@ -30,8 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=["fail", "resume"],
         default=None,
         help="when the run id exists: fail (the default), or resume it: continue an "
-        "interrupted or crashed run, exit 0 for a completed one, refuse another recipe or "
-        "config (exit 2). A restart by torchrun implies resume",
+        "interrupted or crashed run (waiting out a dead worker's lease), exit 0 for a "
+        "completed one, 1 for a failed or cancelled one, refuse another recipe or config "
+        "(exit 2). A restart by torchrun implies resume",
     )
     p.add_argument("--trace", choices=["console"], help="print OpenTelemetry spans to stderr")
     p.set_defaults(func=_run)
@@ -151,6 +152,37 @@ def _start(args: argparse.Namespace, mirror: Any) -> int:
     )
 
 
+def _wait_for_the_lease(store: Any, run_id: str) -> None:
+    """A requeued job may start before the lease of the worker it replaces has expired (the
+    node died, so the lease was never released): wait until it expires or is released, for
+    at most the time-to-live it had, and then carry on (a holder that is still renewing it
+    refuses the resume then: exit 3)."""
+    import sys
+    import time
+    from datetime import UTC, datetime
+
+    lease = store.get_lease(run_id)
+    noted = False
+    deadline: float | None = None  # at most the time-to-live the lease had when we looked
+    while lease is not None and lease.is_live():
+        left = (lease.expires_at - datetime.now(UTC)).total_seconds()
+        if deadline is None:
+            deadline = time.monotonic() + left
+        left = min(left, deadline - time.monotonic())
+        if left <= 0:
+            break
+        if not noted:
+            print(
+                f"kitchen: run {run_id} is leased to {lease.holder} on {lease.host} for "
+                f"{left:.0f} s more; waiting for it to expire or be released",
+                file=sys.stderr,
+                flush=True,
+            )
+            noted = True
+        time.sleep(min(2.0, max(left, 0.1)))
+        lease = store.get_lease(run_id)
+
+
 def _resume_existing(args: argparse.Namespace, prepared: Any, store: Any, mirror: Any) -> int:
     """``--if-exists resume``: the same run carries on; another one is refused."""
     import sys
@@ -176,6 +208,13 @@ def _resume_existing(args: argparse.Namespace, prepared: Any, store: Any, mirror
     if state.status == "completed":
         print(f"kitchen: run {run_id} is already completed; nothing to do", file=sys.stderr)
         return 0
+    if state.status in ("failed", "cancelled"):
+        raise KitchenError(
+            f"run {run_id!r} is {state.status}, which no resume undoes; start a new run with "
+            "another --run-id"
+        )
+    _wait_for_the_lease(store, run_id)
+    state = fold_run(store, run_id)
     reporter = CliReporter(run_id, str(prepared.home), print_id=False)
     return launch.resume(
         store,

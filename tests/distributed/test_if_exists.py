@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,35 @@ def test_under_torchrun_a_run_needs_an_id(home: Path) -> None:
     assert r.returncode != 0
     assert "kitchen: error: under torchrun a run needs a name" in r.stderr
     assert not (home / "nameless" / "kitchen.db").exists()
+
+
+def test_a_failed_run_is_not_resumed(kitchen: Kitchen) -> None:
+    diverge = ("sl_basic", *SL, "learning_rate=1e30", "--run-id", "nan")
+    assert kitchen("run", *diverge).code == 1
+    r = kitchen("run", *diverge, "--if-exists", "resume")
+    line = one_line_error(r)
+    assert r.code == 1
+    assert "is failed, which no resume undoes" in line, line
+
+
+def test_a_requeue_waits_for_the_lease_of_a_dead_node(kitchen: Kitchen, home: Path) -> None:
+    """The node that ran the job died holding the lease (another host: its process cannot be
+    checked from here); the requeued command waits for the lease to expire, then resumes."""
+    from kitchen.store import open_store
+
+    crash = {"KITCHEN_FAULT": "stage:optim_step:after@5"}
+    r = kitchen("run", "sl_basic", *SL, "--run-id", "requeued", extra_env=crash)
+    assert r.code == -9
+    store = open_store(f"sqlite:///{home / 'kitchen.db'}")
+    try:
+        store.acquire_lease(
+            "requeued", "dead-node:1:ab", host="dead-node", pid=1, attempt=2, ttl_s=6
+        )
+    finally:
+        store.close()
+    t0 = time.monotonic()
+    r = kitchen("run", "sl_basic", *SL, "--run-id", "requeued", "--if-exists", "resume")
+    assert r.code == 0, r.stderr[-2000:]
+    assert "leased to dead-node:1:ab on dead-node" in r.stderr
+    assert time.monotonic() - t0 >= 4
+    assert adapter_sha(home, "requeued") == adapter_sha(home, "done")
