@@ -75,6 +75,11 @@ class TorchCollectives:
     def backend(self) -> str:
         return self._backend
 
+    @property
+    def tensor_group(self) -> Any:
+        """This channel's process group for tensors (FSDP shards the base model over it)."""
+        return self._tensors
+
     @contextlib.contextmanager
     def _guard(self, what: str) -> Iterator[None]:
         try:

@@ -124,6 +124,19 @@ def test_rank1_killed_then_resumed_with_torchrun_ends_byte_identical(
     assert len(replay_json(one, "sl2-kill1")["state"]["attempts"]) == 2
 
 
+def test_a_sharded_base_trains_what_a_replicated_one_does_and_resumes(
+    one: Kitchen, two: Kitchen, home: Path, sl2: str
+) -> None:
+    """parallelism=fsdp shards the frozen base (FSDP2) and keeps LoRA whole: the same sums in
+    the same order as the replicated run, so the same bytes, through a kill and a restart."""
+    env = {**ENV, "KITCHEN_FAULT": "rank0/stage:optim_step:after@5"}
+    r = two("run", "sl_basic", *SL, "parallelism=fsdp", "--run-id", "fsdp", extra_env=env)
+    _done(r)
+    assert adapter_sha(home, "fsdp") == adapter_sha(home, sl2)
+    attempts = replay_json(one, "fsdp")["state"]["attempts"]
+    assert [a["operating"]["parallelism"] for a in attempts] == ["fsdp", "fsdp"]
+
+
 def test_dpo_on_two_processes(
     one: Kitchen, two: Kitchen, home: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:

@@ -63,15 +63,20 @@ class LocalTrainingClient:
         max_tokens_per_microbatch: int | None = batching.DEFAULT_MAX_TOKENS_PER_MICROBATCH,
         gradient_checkpointing: bool = False,
         collectives: Collectives | None = None,
+        shard_base: bool = False,
     ) -> None:
         # On several processes (kitchen.adapters.local_torch.data_parallel): this client's
         # own channel, used only from its worker thread.
         self._dp = collectives if collectives is not None and collectives.world_size > 1 else None
         # samplers share their calls out on a channel of their own (used from the caller's thread)
         self._dp_sampling = self._dp.split() if self._dp is not None else None
+        # FSDP2 shards the frozen base over this client's channel; one process has no one to
+        # share it with (data_parallel.shard_base)
+        self._sharded = shard_base and self._dp is not None
         self._lora = loading.lora_settings(lora_rank, lora_alpha, lora_dropout, target_modules)
         self._device = loading.pick_device(device)
         torch_dtype = loading.pick_dtype(dtype)
+        self._torch_dtype = torch_dtype
         if max_tokens_per_microbatch is not None and max_tokens_per_microbatch < 1:
             raise ConfigError(
                 f"max_tokens_per_microbatch must be at least 1 (or None: one batch a call), "
@@ -97,6 +102,9 @@ class LocalTrainingClient:
         )
         if self._checkpointing:
             loading.enable_checkpointing(self._model)
+        if self._sharded:
+            assert self._dp is not None
+            dp.shard_base(self._model, self._dp, self._device)
         self._tokenizer = loading.load_tokenizer(path)
         self._params = {n: p for n, p in self._model.named_parameters() if p.requires_grad}
         self._optimizer = optim.new_optimizer(self._params.values())
@@ -156,7 +164,8 @@ class LocalTrainingClient:
 
     def sampling_client(self) -> LocalSamplingClient:
         """Snapshot the weights once every operation submitted so far has run (this waits)."""
-        snapshot = self._submit(weights_io.sampling_snapshot, self._model).result()
+        take = self._sharded_snapshot if self._sharded else weights_io.sampling_snapshot
+        snapshot = self._submit(take, self._model).result()
         sampler = LocalSamplingClient(snapshot, self._tokenizer, seed=self._seed + self._step)
         if self._dp_sampling is not None:
             return dp.SplitSampler(sampler, self._dp_sampling)  # type: ignore[return-value]
@@ -207,12 +216,14 @@ class LocalTrainingClient:
         loss = builtin(loss_fn, config)
         outputs: list[dict[str, TensorData]] = [{} for _ in data]
         total = 0.0
+        groups = self._plan(data)
         with self._keeping_gradients():
-            for group in self._plan(data):
+            for group in groups:
                 packed = self._pack(data, group, loss.inputs)
                 logprobs = batching.target_logprobs(self._train_mode(), packed, self._vocab)
                 total += self._backward(loss.fn(logprobs, packed.inputs, config))
                 self._place(outputs, group, logprobs, packed)
+            self._even_out(len(groups), backward=True)
         return ForwardBackwardOutput(tuple(outputs), {"loss:sum": total})
 
     def _forward(
@@ -235,12 +246,14 @@ class LocalTrainingClient:
         loss = builtin(loss_fn, config)
         outputs: list[dict[str, TensorData]] = [{} for _ in data]
         total = 0.0
+        groups = self._plan(data)
         with torch.no_grad():
-            for group in self._plan(data):
+            for group in groups:
                 packed = self._pack(data, group, loss.inputs)
                 logprobs = batching.target_logprobs(self._train_mode(), packed, self._vocab)
                 total += float(loss.fn(logprobs, packed.inputs, config))
                 self._place(outputs, group, logprobs, packed)
+            self._even_out(len(groups), backward=False)
         return ForwardBackwardOutput(tuple(outputs), {"loss:sum": total})
 
     def _forward_backward_custom(
@@ -303,7 +316,20 @@ class LocalTrainingClient:
         return ForwardBackwardOutput(tuple(outputs), out)
 
     def _plan(self, data: list[Datum]) -> list[list[int]]:
+        if not data:
+            return []
         return batching.plan(batching.lengths_of(data), self._budget)
+
+    def _even_out(self, passes: int, *, backward: bool) -> None:
+        """With a sharded base every process must make as many passes as the others (each
+        pass gathers the base's shards from all of them): one with fewer micro-batches makes
+        idle passes that add nothing."""
+        if not self._sharded:
+            return
+        assert self._dp is not None
+        most = max(self._dp.all_gather(passes))
+        for _ in range(most - passes):
+            dp.idle_pass(self._train_mode(), self._device, backward=backward)
 
     def _pack(self, data: list[Datum], group: list[int], keys: Sequence[str]) -> batching.Batch:
         if len(group) == len(data):  # one batch, in the caller's order
@@ -370,6 +396,26 @@ class LocalTrainingClient:
         self._optimizer.zero_grad(set_to_none=True)
         self._step += 1
         return OptimStepResponse({"grad_norm": norm, "learning_rate": adam.learning_rate})
+
+    def _sharded_snapshot(self, model: Any) -> Any:
+        """A whole copy of the model for sampling while the base is sharded: the frozen base
+        from its files again (it never changes) with the current LoRA weights merged in. It
+        runs no collective, so each process samples its own share of the calls on it."""
+        rng = loading.capture_rng(self._device)
+        try:
+            copy = loading.load_lora_model(
+                loading.resolve_name(self._model_name),
+                self._lora,
+                self._device,
+                self._torch_dtype,
+                self._seed,
+            )
+        finally:
+            loading.restore_rng(rng, self._device)
+        mine = dict(copy.named_parameters())
+        for name, p in self._params.items():
+            mine[name].data.copy_(p.detach())
+        return weights_io.sampling_snapshot(copy)
 
     def _save_state(self, folder: Path) -> SavedState:
         header = {"step": self._step, "model": self._model_name, "lora": self._lora.as_json()}

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kitchen.errors import KitchenError, RanksDiverged
+from kitchen.errors import ConfigError, KitchenError, RanksDiverged
 from kitchen.ports import Collectives
 from kitchen.types import Datum, ForwardBackwardOutput, TensorData
 
@@ -46,9 +46,10 @@ def split_call(
     data: list[Datum],
     run: Callable[[list[Datum]], ForwardBackwardOutput],
 ) -> ForwardBackwardOutput:
-    """``run`` on this process's share of ``data``; the outputs of all shares, in order."""
+    """``run`` on this process's share of ``data`` (maybe none: it still runs, so a sharded
+    model's passes stay even); the outputs of all shares, in order."""
     lo, hi = share(len(data), collectives.rank, collectives.world_size)
-    mine = run(data[lo:hi]) if hi > lo else ForwardBackwardOutput((), {"loss:sum": 0.0})
+    mine = run(data[lo:hi])
     parts: list[tuple[tuple[dict[str, TensorData], ...], dict[str, float]]] = (
         collectives.all_gather((mine.loss_fn_outputs, mine.metrics))
     )
@@ -100,6 +101,33 @@ def from_rank0(collectives: Collectives, folder: Path) -> tuple[Path, Any]:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
     return root, scratch
+
+
+def shard_base(model: Any, collectives: Collectives, device: str) -> None:
+    """Shard every frozen base layer that LoRA wraps with FSDP2 (``fully_shard``) over the
+    channel's process group; the LoRA weights stay whole on every process, so their
+    gradients, optimizer state and checkpoints are those of a replicated run."""
+    from torch.distributed.device_mesh import DeviceMesh
+    from torch.distributed.fsdp import fully_shard
+
+    group = getattr(collectives, "tensor_group", None)
+    if group is None:
+        raise ConfigError("parallelism=fsdp needs torch.distributed between the processes")
+    mesh = DeviceMesh.from_group(group, device_type="cuda" if device.startswith("cuda") else "cpu")
+    for module in model.modules():
+        base = getattr(module, "base_layer", None)
+        if base is not None and not list(base.children()):
+            fully_shard(base, mesh=mesh, reshard_after_forward=True)
+
+
+def idle_pass(model: Any, device: str, *, backward: bool) -> None:
+    """A pass over one token that contributes nothing (its loss is multiplied by zero)."""
+    import torch
+
+    ids = torch.zeros((1, 1), dtype=torch.long, device=device)
+    logits = model(input_ids=ids).logits
+    if backward:
+        (logits.float().sum() * 0.0).backward()
 
 
 def state_digest(folder: Path) -> str:

@@ -51,7 +51,9 @@ class LocalServiceClient:
         dtype: str = "float32",
         max_tokens_per_microbatch: int | None = DEFAULT_MAX_TOKENS_PER_MICROBATCH,
         gradient_checkpointing: bool = False,
+        parallelism: str = "replicate",
     ) -> None:
+        self._parallelism = parallelism
         self._device = device
         self._dtype = dtype
         self._budget = max_tokens_per_microbatch
@@ -90,6 +92,7 @@ class LocalServiceClient:
             max_tokens_per_microbatch=self._budget,
             gradient_checkpointing=self._checkpointing,
             collectives=self._collectives.split() if self._collectives is not None else None,
+            shard_base=self._parallelism == "fsdp",
         )
         self._open.append(client)
         return client
@@ -272,6 +275,7 @@ def create_service(config: Any, home: Path) -> LocalServiceClient:
             config, "max_tokens_per_microbatch", DEFAULT_MAX_TOKENS_PER_MICROBATCH
         ),
         gradient_checkpointing=bool(getattr(config, "gradient_checkpointing", False)),
+        parallelism=str(getattr(config, "parallelism", "replicate")),
     )
 
 

@@ -85,6 +85,14 @@ class TrainingConfig(BaseModel):
         absent=False,
         description="recompute activations in the backward: less memory, about 1/3 more compute",
     )
+    parallelism: Literal["replicate", "fsdp"] = kconfig.operating(
+        "replicate",
+        moves_floats=True,
+        absent="replicate",
+        description="on several processes (torchrun): replicate the whole model on each, or "
+        "shard the frozen base with FSDP2 for a model that does not fit one device "
+        "(docs/distributed.md)",
+    )
     dtype: Literal["float32", "bfloat16"] = "float32"
     adapters: dict[str, str] = Field(
         default_factory=dict,
