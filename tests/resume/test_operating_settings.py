@@ -192,6 +192,7 @@ def test_operating_settings_change_at_a_resume_identity_does_not(
         "hf_token": None,
         "keep_checkpoints": 2,
         "max_tokens_per_microbatch": 16384,
+        "parallelism": "replicate",
         "pipeline": False,
         "torch_threads": 1,
     }

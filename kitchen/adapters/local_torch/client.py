@@ -202,6 +202,7 @@ class LocalTrainingClient:
     def _forward_backward(
         self, data: list[Datum], loss_fn: str, config: dict[str, float]
     ) -> ForwardBackwardOutput:
+        batching.lengths_of(data)  # an empty call is refused; a process's empty share is not
         if self._dp is not None:
             return dp.split_call(
                 self._dp, data, lambda share: self._forward_backward_here(share, loss_fn, config)
@@ -229,6 +230,7 @@ class LocalTrainingClient:
     def _forward(
         self, data: list[Datum], loss_fn: str, config: dict[str, float] | None = None
     ) -> ForwardBackwardOutput:
+        batching.lengths_of(data)
         if self._dp is not None:
             return dp.split_call(
                 self._dp, data, lambda share: self._forward_here(share, loss_fn, config)

@@ -8,6 +8,7 @@ cause are turned into one-line kitchen errors here, in one place.
 from __future__ import annotations
 
 import random
+import threading
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -141,12 +142,19 @@ def enable_checkpointing(model: PeftModel) -> None:
         base.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
+# One load at a time in a process: transformers imports parts of itself and of accelerate on a
+# first load, and two threads doing that at once (kitchen serve rebuilding a model while a
+# request loads another) can meet a partly imported module.
+_LOADING = threading.Lock()
+
+
 def from_pretrained(loader: Any, name: str, **kwargs: Any) -> Any:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # kitchen reports progress itself, on stderr
     try:
-        return loader.from_pretrained(name, **kwargs)
+        with _LOADING:
+            return loader.from_pretrained(name, **kwargs)
     except (OSError, ValueError) as exc:
         if Path(name).is_dir() or isinstance(exc, ValueError):
             raise ConfigError(
