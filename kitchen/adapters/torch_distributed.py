@@ -85,6 +85,8 @@ class TorchCollectives:
         try:
             yield
         except RuntimeError as exc:  # gloo and NCCL timeouts, a closed connection to a peer
+            global _lost
+            _lost = True
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise PeerLost(
                 f"rank {self.rank}: another process of the run is gone or did not answer "
@@ -177,10 +179,29 @@ def from_env() -> TorchCollectives | None:
     return TorchCollectives(backend, timeout, device)
 
 
+_lost = False  # a peer was lost: the group cannot be torn down cleanly
+
+
 def leave() -> None:
     """Leave the group (at exit), so torch does not warn about a group never destroyed."""
     import torch.distributed as dist
 
-    if dist.is_initialized():
+    if dist.is_initialized() and not _lost:
         with contextlib.suppress(Exception):
             dist.destroy_process_group()
+
+
+def peer_lost() -> bool:
+    """Whether a collective of this process met a peer that is gone."""
+    return _lost
+
+
+def exit_now(code: int) -> None:
+    """End the process with ``code`` at once (output flushed): after a peer was lost, gloo's
+    background threads would abort the interpreter's normal exit (SIGABRT)."""
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)

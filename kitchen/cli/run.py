@@ -75,6 +75,23 @@ def _processes() -> Iterator[Any]:
             torch_distributed.leave()
 
 
+def _in_group(collectives: Any, run: Callable[[], int]) -> int:
+    """``run()``; when a peer was lost on the way, this process ends at once with its code
+    (after printing its error), since a group with a peer gone cannot exit cleanly."""
+    from kitchen.adapters import torch_distributed
+    from kitchen.cli import fail
+
+    try:
+        code = run()
+    except KitchenError as exc:
+        if collectives is None or not torch_distributed.peer_lost():
+            raise
+        code = fail(str(exc), exc.exit_code)
+    if collectives is not None and torch_distributed.peer_lost():
+        torch_distributed.exit_now(code)
+    return code
+
+
 def _lead(collectives: Any, body: Callable[[Any], int]) -> int:
     """Rank 0 (or the only process): ``body(mirror)``; whatever ends it, the other processes
     are told the exit code, so none waits for a step that will not come."""
@@ -119,8 +136,8 @@ def _run(args: argparse.Namespace) -> int:
     check_db_url()
     with _processes() as collectives:
         if collectives is not None and collectives.rank != 0:
-            return _follow(collectives)
-        return _lead(collectives, lambda mirror: _start(args, mirror))
+            return _in_group(collectives, lambda: _follow(collectives))
+        return _in_group(collectives, lambda: _lead(collectives, lambda m: _start(args, m)))
 
 
 def _if_exists(args: argparse.Namespace) -> str:
@@ -236,8 +253,8 @@ SERVED_HINT = (
 def _resume(args: argparse.Namespace) -> int:
     with _processes() as collectives:
         if collectives is not None and collectives.rank != 0:
-            return _follow(collectives)
-        return _lead(collectives, lambda mirror: _resume_run(args, mirror))
+            return _in_group(collectives, lambda: _follow(collectives))
+        return _in_group(collectives, lambda: _lead(collectives, lambda m: _resume_run(args, m)))
 
 
 def _resume_run(args: argparse.Namespace, mirror: Any) -> int:

@@ -39,13 +39,19 @@ def crash_sl(
     assert r.code == -9, r.stderr[-800:]
 
 
-def kill_chain(kitchen: Kitchen, run: Sequence[str], run_id: str, points: Sequence[str]) -> None:
+def kill_chain(
+    kitchen: Kitchen,
+    run: Sequence[str],
+    run_id: str,
+    points: Sequence[str],
+    env: dict[str, str] | None = None,
+) -> None:
     """``kitchen run *run --run-id run_id`` with ``points[0]`` armed, then one ``kitchen resume``
     with each later point armed, each asserted to have fired (SIGKILL: exit -9), then a last
     resume that must complete. A point's ``@N`` counts in the process it is armed in."""
     for i, point in enumerate(points):
         args = ("run", *run, "--run-id", run_id) if i == 0 else ("resume", run_id)
-        r = kitchen(*args, extra_env={"KITCHEN_FAULT": point})
+        r = kitchen(*args, extra_env={**(env or {}), "KITCHEN_FAULT": point})
         assert r.code == -9, (
             f"{point} (process {i + 1}) did not fire: exit {r.code}\n{r.stderr[-800:]}"
         )

@@ -96,10 +96,16 @@ def check_history(doc: dict[str, Any]) -> None:
     assert state["optim_steps"] == list(range(STEPS))
 
 
-def _case(home: Path, db_url: str | None, reference: str, points: tuple[str, ...]) -> None:
+def _case(
+    home: Path,
+    db_url: str | None,
+    reference: str,
+    points: tuple[str, ...],
+    env: dict[str, str] | None = None,
+) -> None:
     kitchen = make_kitchen(home, db_url)
     run_id = "kill-" + points[0].replace(":", "-").replace("@", "-")
-    kill_chain(kitchen, ("sl_basic", *CONFIG), run_id, points)
+    kill_chain(kitchen, ("sl_basic", *CONFIG), run_id, points, env)
     assert adapter_sha(home, run_id) == reference
     doc = replay_json(kitchen, run_id)
     assert sum(e["type"] == "RunResumed" for e in doc["events"]) == len(points)
@@ -128,4 +134,6 @@ PG_CHAIN = (
 @pytest.mark.slow
 @pytest.mark.postgres
 def test_kill_points_on_postgres(tmp_path: Path, postgres_url: str, reference: str) -> None:
-    _case(tmp_path / "home", postgres_url, reference, PG_CHAIN)
+    # Every step its own commit: a count of appends (append:before_commit@25) then names the
+    # same moment however fast the steps run (a commit window groups fast steps).
+    _case(tmp_path / "home", postgres_url, reference, PG_CHAIN, {"KITCHEN_COMMIT_WINDOW_MS": "0"})
