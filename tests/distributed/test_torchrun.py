@@ -21,7 +21,7 @@ import pytest
 
 from kitchen.testing.cli import Kitchen, make_kitchen, make_torchrun
 from kitchen.testing.dpo import small_dpo_config, write_pairs
-from kitchen.testing.runs import adapter_sha, replay_json
+from kitchen.testing.runs import SMALL_RL_CONFIG, adapter_sha, replay_json
 
 pytestmark = pytest.mark.slow
 
@@ -34,16 +34,7 @@ SL = [
     "eval_examples=8",
     "eval_max_tokens=4",
 ]
-RL = [
-    "max_steps=4",
-    "save_every=2",
-    "eval_every=0",
-    "group_size=4",
-    "groups_per_batch=4",
-    "max_tokens=4",
-    "eval_examples=4",
-    "eval_max_tokens=4",
-]
+RL = [*SMALL_RL_CONFIG, "max_steps=4"]  # the RL crash tests' shape, 4 steps
 ENV = {"KITCHEN_DIST_TIMEOUT_S": "60"}
 
 
