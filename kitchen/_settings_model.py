@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from kitchen.settings import (
     DEFAULT_DIST_TIMEOUT_S,
+    DEFAULT_GRACE_S,
     DEFAULT_HOME,
     DEFAULT_SNAPSHOT_EVERY,
     DEFAULT_WINDOW_MS,
@@ -48,6 +49,17 @@ class Settings(BaseSettings):
         DEFAULT_DIST_TIMEOUT_S,
         gt=0,
         description="on several processes, how long a collective waits for the others",
+    )
+    grace_s: float = Field(
+        DEFAULT_GRACE_S,
+        gt=0,
+        description="after SIGTERM or SIGUSR1, how long a run has to save a preemption "
+        "checkpoint before it exits anyway (capped at 25 under torchrun)",
+    )
+    blobs_url: str | None = Field(
+        None,
+        description="where checkpoints and other blobs live: a folder or an fsspec URL "
+        "(s3://, gs://, …; default: KITCHEN_HOME)",
     )
     fault: str = Field(
         "",

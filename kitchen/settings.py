@@ -26,6 +26,7 @@ DEFAULT_HOME = "kitchen-runs"
 DEFAULT_WINDOW_MS = 50.0
 DEFAULT_SNAPSHOT_EVERY = 10_000
 DEFAULT_DIST_TIMEOUT_S = 600.0
+DEFAULT_GRACE_S = 25.0
 
 
 HINTS = {
@@ -37,7 +38,9 @@ HINTS = {
     "pager": "a command, e.g. less or cat",
     "debug": "1 or 0 (true/false)",
     "dist_timeout_s": f"a number of seconds above 0 (default {DEFAULT_DIST_TIMEOUT_S:g})",
-    "fault": "[rankR/]POINT[@N][=ENOSPC|EDQUOT|ECONNREFUSED|SIGSTOP]",
+    "grace_s": f"a number of seconds above 0 (default {DEFAULT_GRACE_S:g})",
+    "blobs_url": "a folder path or an fsspec URL, e.g. s3://BUCKET/PREFIX (default: KITCHEN_HOME)",
+    "fault": "[rankR/]POINT[@N][=ENOSPC|EDQUOT|ECONNREFUSED|SIGSTOP|SIGTERM|SIGUSR1|STALL]",
     "perturb_step": "a step number >= 0",
 }
 

@@ -38,6 +38,10 @@ TERMINAL_STATES = (COMPLETED, FAILED, CANCELLED)
 FINISH_TRIGGER = "finish"
 FAIL_TRIGGER = "fail"
 CANCEL_TRIGGER = "cancel"
+PREEMPTION_PENDING = "preemption_pending"
+"""A condition a workflow may declare: true while a preempted attempt must run on to the next
+checkpoint before it stops (steps still in flight). Without it, a preempted attempt stops
+at the next step's start at the latest."""
 
 
 @dataclass(frozen=True, slots=True)

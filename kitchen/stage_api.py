@@ -144,11 +144,14 @@ class Preflight(Generic[C]):
 
 @dataclass(frozen=True)
 class View(Generic[C, R]):
-    """What workflow conditions see when the runner decides the next edge."""
+    """What workflow conditions see when the runner decides the next edge; ``preempted``: the
+    attempt was asked to give its node back (SIGTERM, SIGUSR1) and ends at the next step
+    boundary, so a workflow that can checkpoint should do it now."""
 
     state: RunState
     config: C
     resources: R
+    preempted: bool = False
 
 
 __all__ = [

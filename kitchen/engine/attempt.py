@@ -1,8 +1,10 @@
 """An attempt's hold on its run: the lease, the signals that interrupt it, cancellation.
 
-Only one worker drives a run at a time (the lease, renewed between stages); SIGINT/SIGTERM ask
-the attempt to stop after the stage in flight (a second signal stops at once); ``kitchen
-cancel`` leaves a request that the attempt honours at its next check.
+Only one worker drives a run at a time (the lease, renewed between stages); SIGINT asks the
+attempt to stop after the stage in flight (a second SIGINT stops at once); SIGTERM and SIGUSR1
+preempt it: it stops at the next step boundary with a checkpoint on record, within
+``KITCHEN_GRACE_S`` (``kitchen.engine.preemption``); ``kitchen cancel`` leaves a request that
+the attempt honours at its next check.
 
 A database that cannot be reached when the lease is due for renewal is tolerated for half the
 lease's time-to-live (the unit of work retries its commits for about as long); past that the
@@ -23,6 +25,7 @@ import uuid
 from collections.abc import Iterator
 from types import FrameType
 
+from kitchen.engine import preemption
 from kitchen.errors import KitchenError, StoreUnavailable
 from kitchen.ports import EventLog
 
@@ -44,6 +47,8 @@ class AttemptGuard:
         self.handle_signals = handle_signals
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.signal: str | None = None  # the name of the signal that asked us to stop
+        self.preempted = False  # the signal was SIGTERM or SIGUSR1: checkpoint, then stop
+        self.grace_s = preemption.grace_s() if handle_signals else 0.0
         self._last_check = 0.0
         self._renewed = time.monotonic()  # when the lease was last acquired or renewed
 
@@ -91,23 +96,40 @@ class AttemptGuard:
 
     @contextlib.contextmanager
     def signals(self) -> Iterator[None]:
-        """SIGINT and SIGTERM ask for a stop while the attempt runs; the old handlers after."""
+        """SIGINT, SIGTERM and SIGUSR1 ask for a stop while the attempt runs; the old handlers
+        (and no watchdog) after."""
         if not self.handle_signals:
             yield
             return
-        old = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        sigs = (signal.SIGINT, *preemption.SIGNALS)
+        old = {sig: signal.signal(sig, self._on_signal) for sig in sigs}
         try:
             yield
         finally:
             for sig, handler in old.items():
                 signal.signal(sig, handler)
+            preemption.reset()
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        if self.signal is not None:  # a second signal: stop now
+        name = signal.Signals(signum).name
+        if signum in preemption.SIGNALS:
+            if self.signal is None or not self.preempted:
+                self._preempt(name)
+            return  # a scheduler repeats its signal (torchrun forwards it): nothing more to do
+        if self.signal is not None:  # a second SIGINT: stop now
             raise KeyboardInterrupt
-        self.signal = signal.Signals(signum).name
+        self.signal = name
         print(
             f"kitchen: {self.signal} received; stopping after the current stage "
             "(send it again to stop at once)",
+            file=sys.stderr,
+        )
+
+    def _preempt(self, name: str) -> None:
+        self.signal, self.preempted = name, True
+        preemption.begin(name, self.grace_s)
+        print(
+            f"kitchen: {name} received; preempted: the step in flight ends with a checkpoint, "
+            f"then exit {preemption.EXIT_PREEMPTED} (within {self.grace_s:g}s, KITCHEN_GRACE_S)",
             file=sys.stderr,
         )

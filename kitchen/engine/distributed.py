@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from kitchen.engine import events as ev
-from kitchen.engine import faults
+from kitchen.engine import faults, preemption
 from kitchen.engine.state import Recorded, RunState, advance
 from kitchen.errors import InfrastructureError
 from kitchen.ports import BlobRef, BlobStore, Collectives
@@ -206,10 +206,15 @@ class Follower:
     owned: set[str] = field(default_factory=set)
 
     def run(self) -> int:
-        """Follow rank 0 until it ends the attempt; its exit code."""
+        """Follow rank 0 until it ends the attempt; its exit code. Signals are rank 0's to
+        act on (``preemption.following``)."""
+        with preemption.following():
+            return self._loop()
+
+    def _loop(self) -> int:
+        closers: list[Callable[[], None]] = []
         world: tuple[Workflow, Ports, dict[str, StageFn], Any] | None = None
         setup: Setup | None = None
-        closers: list[Callable[[], None]] = []
         try:
             while True:
                 msg = self.collectives.broadcast(None)

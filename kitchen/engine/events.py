@@ -246,9 +246,12 @@ class StageFailed(Event):
 class CheckpointSaved(Event):
     """``location`` ``local``: ``uri`` is a blob folder under KITCHEN_HOME, verified by
     re-hashing it. ``remote``: ``uri`` is a service's reference (``tinker://…``), verified
-    by asking that service, restored through the training port."""
+    by asking that service, restored through the training port.
 
-    schema_version: ClassVar[int] = 2
+    ``preemption``: saved because the attempt was preempted (SIGTERM, SIGUSR1) at a step that
+    ``save_every`` would not have saved; v3 added it (earlier checkpoints were none)."""
+
+    schema_version: ClassVar[int] = 3
 
     name: str
     step: int  # optimizer steps contained = first step after resuming
@@ -260,6 +263,11 @@ class CheckpointSaved(Event):
     cursor: dict[str, Any] = Field(default_factory=dict)
     final: bool = False
     location: Literal["local", "remote"] = "local"
+    preemption: bool = False
+
+    def payload(self) -> dict[str, Any]:
+        """``preemption`` only when set: other checkpoints read as they did in v2."""
+        return self.model_dump(mode="json", exclude=set() if self.preemption else {"preemption"})
 
 
 class CheckpointInvalidated(Event):
@@ -336,6 +344,11 @@ def _checkpoint_saved_v1(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "location": "local"}
 
 
+def _checkpoint_saved_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """v3 added ``preemption``; no v2 checkpoint was saved for a preemption."""
+    return {**data, "preemption": False}
+
+
 def _attempt_interrupted_v1(data: dict[str, Any]) -> dict[str, Any]:
     """v2 added ``fault``, ``reason`` and ``stage``; every v1 interruption was a signal."""
     return {**data, "fault": None, "reason": None, "stage": None}
@@ -397,6 +410,7 @@ UPCASTERS: dict[tuple[str, int], Upcaster] = {
     ("AttemptStarted", 2): _attempt_started_v2,
     ("DeterminismMismatch", 1): _determinism_mismatch_v1,
     ("CheckpointSaved", 1): _checkpoint_saved_v1,
+    ("CheckpointSaved", 2): _checkpoint_saved_v2,
     ("StageCompleted", 1): _stage_completed_v1,
     ("AttemptInterrupted", 1): _attempt_interrupted_v1,
 }

@@ -8,7 +8,11 @@ crash-recovery tests hit every dangerous moment on purpose instead of by timing 
   would (at a write point, inside the real write, so the real error handling sees it);
 - ``ECONNREFUSED``: raise ``ConnectionRefusedError`` there, as a service that is gone would;
 - ``SIGSTOP``: stop the process there, so that a test can break something outside it (stop
-  the database server) and then let it continue with SIGCONT.
+  the database server) and then let it continue with SIGCONT;
+- ``SIGTERM`` / ``SIGUSR1``: the process sends itself that signal there (a preemption at a
+  known moment; the kernel delivers it as it would a scheduler's);
+- ``STALL``: print ``kitchen: fault point NAME: stalled`` to stderr and sleep there for an
+  hour, as an operation that never returns would (signal handlers still run).
 
 On several processes (``torchrun``) ``rankR/`` before the name arms the point only in the
 process of rank R, and only in torchrun's first start of the group, so a restarted group runs
@@ -32,6 +36,8 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import sys
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -50,8 +56,11 @@ if _SPEC.startswith("rank") and "/" in _SPEC:
 _NAME, _, _NTH = _SPEC.partition("@")
 _TARGET = int(_NTH) if _NTH else 1
 _ERRNOS = {"ENOSPC": errno.ENOSPC, "EDQUOT": errno.EDQUOT, "ECONNREFUSED": errno.ECONNREFUSED}
-if _ACTION and _ACTION not in (*_ERRNOS, "SIGSTOP"):
-    raise ValueError(f"KITCHEN_FAULT action {_ACTION!r}: use one of {[*_ERRNOS, 'SIGSTOP']}")
+_SIGNALS = {"SIGSTOP": signal.SIGSTOP, "SIGTERM": signal.SIGTERM, "SIGUSR1": signal.SIGUSR1}
+if _ACTION and _ACTION not in (*_ERRNOS, *_SIGNALS, "STALL"):
+    raise ValueError(
+        f"KITCHEN_FAULT action {_ACTION!r}: use one of {[*_ERRNOS, *_SIGNALS, 'STALL']}"
+    )
 _hits = 0
 PERTURB_STEP: int | None = _SETTINGS.perturb_step if _SETTINGS else None
 
@@ -68,9 +77,13 @@ def point(name: str) -> None:
         if _hits == _TARGET:  # once: the disk has room again (the service is back) after
             code = _ERRNOS[_ACTION]
             raise OSError(code, os.strerror(code))
-    elif _ACTION == "SIGSTOP":
+    elif _ACTION in _SIGNALS:
         if _hits == _TARGET:
-            os.kill(os.getpid(), signal.SIGSTOP)
+            os.kill(os.getpid(), _SIGNALS[_ACTION])
+    elif _ACTION == "STALL":
+        if _hits == _TARGET:
+            print(f"kitchen: fault point {name}: stalled", file=sys.stderr, flush=True)
+            time.sleep(3600)
     else:
         os.kill(os.getpid(), signal.SIGKILL)
 

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from kitchen.engine import events as ev
-from kitchen.engine import faults, snapshots
+from kitchen.engine import faults, preemption, snapshots
 from kitchen.engine import resume_policy as policy
 from kitchen.engine.attempt import AttemptGuard
 from kitchen.engine.distributed import LeaderBlobs, Mirror
@@ -64,12 +64,22 @@ from kitchen.errors import (
     StoreUnavailable,
 )
 from kitchen.ports import EventLog
-from kitchen.spec import FINISH_TRIGGER, INITIAL, Loop, Node, Stage, Transition, Workflow
+from kitchen.spec import (
+    FINISH_TRIGGER,
+    INITIAL,
+    PREEMPTION_PENDING,
+    Loop,
+    Node,
+    Stage,
+    Transition,
+    Workflow,
+)
 from kitchen.stage_api import Ports, ResumePoint, StageContext, StageFn, StageResult, View
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFLICT, EXIT_INTERRUPTED = 0, 1, 3, 130
 EXIT_TEMPFAIL = 75  # sysexits.h EX_TEMPFAIL: a fault outside the run; resume once it is gone
 EXIT_OUT_OF_MEMORY = 71  # sysexits.h EX_OSERR: out of memory; resume with other settings
+EXIT_PREEMPTED = preemption.EXIT_PREEMPTED  # 143: SIGTERM/SIGUSR1, a checkpoint on record
 
 
 class Reporter:
@@ -183,6 +193,7 @@ class Runner:
         self.resources = workflow.resources()
         self._closers: list[Callable[[], None]] = [ports.training.close]
         self._heads = _loop_heads(workflow.body)
+        self._rebuilding = False
         self._resume: ResumePoint | None = None
 
     @property
@@ -315,13 +326,16 @@ class Runner:
             return code
 
     def _next_row(self, machine: RunMachine) -> Transition:
-        row = machine.choose(View(self.state, self.config, self.resources))
+        row = machine.choose(self._view())
         if row is None:
             raise IllegalTransition(
                 f"no transition of workflow {self.workflow.name!r} applies in state "
                 f"{machine.state!r}"
             )
         return row
+
+    def _view(self) -> View[Any, Any]:
+        return View(self.state, self.config, self.resources, self.guard.preempted)
 
     def _step(self, machine: RunMachine, row: Transition) -> int | None:
         if row.trigger == FINISH_TRIGGER:
@@ -335,13 +349,17 @@ class Runner:
         Set-up can take minutes (loading a model), so signals, cancellation and the lease are
         honoured between its stages as between any others.
         """
-        for stage in self.workflow.stages():
-            if stage.setup:
-                code = self._boundary(machine)
-                if code is None:
-                    code = self._run_stage(stage, machine.state, machine.state, machine)
-                if code is not None:
-                    return code
+        self._rebuilding = True
+        try:
+            for stage in self.workflow.stages():
+                if stage.setup:
+                    code = self._boundary(machine)
+                    if code is None:
+                        code = self._run_stage(stage, machine.state, machine.state, machine)
+                    if code is not None:
+                        return code
+        finally:
+            self._rebuilding = False
         return None
 
     # ------------------------------------------------------------------ one stage
@@ -571,9 +589,14 @@ class Runner:
     def _boundary(self, machine: RunMachine) -> int | None:
         """Between stages: honour signals, cancellation and the lease."""
         s = self.state
-        if self.guard.signal is not None:
+        if self.guard.signal is not None and not self.guard.preempted:
             stop = ev.AttemptInterrupted(attempt=s.attempt, signal=self.guard.signal, step=s.step)
             return self._end(stop, EXIT_INTERRUPTED)
+        if self.guard.preempted and self._may_leave(machine):
+            stop = ev.AttemptInterrupted(
+                attempt=s.attempt, signal=self.guard.signal, step=s.step, reason="preempted"
+            )
+            return self._end(stop, EXIT_PREEMPTED)
         if not self.guard.cancel_requested():
             return None
         code = self._end(
@@ -582,6 +605,28 @@ class Runner:
         self.guard.clear_cancel()
         return code
 
+    def _may_leave(self, machine: RunMachine) -> bool:
+        """Whether a preempted attempt may stop here without losing a step: it is setting up;
+        or no step is in flight (the workflow's ``preemption_pending`` says) and either every
+        logged step is in the newest checkpoint (one saved since the signal, or one from
+        before it) or the next stage would begin another step (a workflow whose conditions
+        take no preemption checkpoint stops there)."""
+        if self._rebuilding:
+            return True
+        view = self._view()
+        pending = self.workflow.conditions.get(PREEMPTION_PENDING)
+        if pending is not None and pending(view):
+            return False
+        s = self.state
+        live = s.live_checkpoints()
+        held = live[-1].step if live else 0  # the number of steps the newest checkpoint holds
+        if not s.step_metrics or max(s.step_metrics) < held:
+            return True
+        row = machine.choose(view)
+        if row is None or row.trigger == FINISH_TRIGGER:
+            return True
+        return row.dest in self._heads
+
 
 __all__ = [
     "EXIT_CONFLICT",
@@ -589,6 +634,7 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_OK",
     "EXIT_OUT_OF_MEMORY",
+    "EXIT_PREEMPTED",
     "EXIT_TEMPFAIL",
     "Identity",
     "Reporter",

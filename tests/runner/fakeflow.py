@@ -13,10 +13,11 @@ Run as a script, it drives one attempt in a process of its own and exits with th
 code, for the tests that need signals or a process that dies::
 
     python fakeflow.py start|resume DB_URL HOME RUN_ID [--steps N] [--save-every K]
-        [--marker PATH --marker-at STAGE:STEP]
+        [--marker PATH --marker-at STAGE:STEP] [--stall]
 
 ``--marker`` writes PATH at that stage and step, then waits there until the process is
-signalled, so the signal lands at a known point.
+signalled, so the signal lands at a known point; with ``--stall`` it then stays there for a
+minute whatever happens, as a torch operation that a signal cannot interrupt would.
 """
 
 from __future__ import annotations
@@ -265,11 +266,11 @@ def folded(store: Any, run_id: str = RUN_ID) -> RunState:
 # --------------------------------------------------------------------------- worker process
 
 
-def _wait_for_signal(marker: Path) -> Hook:
+def _wait_for_signal(marker: Path, stall: bool = False) -> Hook:
     def wait(ctx: StageContext[Any, Any]) -> None:
         marker.write_text("started")
-        deadline = time.monotonic() + 30.0
-        while not ctx.interrupted() and time.monotonic() < deadline:
+        deadline = time.monotonic() + (60.0 if stall else 30.0)
+        while (stall or not ctx.interrupted()) and time.monotonic() < deadline:
             time.sleep(0.01)
 
     return wait
@@ -288,12 +289,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--save-every", type=int, default=0)
     parser.add_argument("--marker", type=Path)
     parser.add_argument("--marker-at", default="train:1")
+    parser.add_argument("--stall", action="store_true")
     args = parser.parse_args(argv)
 
     hooks: dict[tuple[str, int], Hook] = {}
     if args.marker is not None:
         stage, _, step = args.marker_at.partition(":")
-        hooks[(stage, int(step))] = _wait_for_signal(args.marker)
+        hooks[(stage, int(step))] = _wait_for_signal(args.marker, args.stall)
     config = FakeConfig(steps=args.steps, save_every=args.save_every)
     with open_store(args.db_url) as store:
         runner = make_runner(

@@ -1,5 +1,5 @@
-"""Interruption and resume: SIGTERM on a worker process, resume from its checkpoint in a new
-process, and re-executed steps compared with the logged ones."""
+"""Interruption and resume: SIGINT and SIGTERM on a worker process, resume from its checkpoint
+in a new process, and re-executed steps compared with the logged ones."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 from fakeflow import RUN_ID, FakeConfig, created, folded, history, identity, make_runner
 
 from kitchen.adapters.blobs import LocalBlobStore
-from kitchen.engine.runner import EXIT_INTERRUPTED, EXIT_OK, StageContext
+from kitchen.engine.runner import EXIT_INTERRUPTED, EXIT_OK, EXIT_PREEMPTED, StageContext
 from kitchen.store import EventStore
 
 FAKEFLOW = Path(__file__).with_name("fakeflow.py")
@@ -25,6 +25,9 @@ S, C = "StageStarted", "StageCompleted"
 BOTH_DATABASES = pytest.mark.parametrize(
     "db_url", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
 )
+
+
+SQLITE = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
 
 def _worker(*args: str) -> subprocess.Popen[str]:
@@ -48,18 +51,18 @@ def _wait_for(marker: Path, proc: subprocess.Popen[str], timeout_s: float = 60.0
 
 
 @BOTH_DATABASES
-def test_sigterm_interrupts_and_a_new_process_resumes_from_the_checkpoint(
+def test_sigint_interrupts_and_a_new_process_resumes_from_the_checkpoint(
     db_url: str, store: EventStore, home: Path, tmp_path: Path
 ) -> None:
     marker = tmp_path / "started"
     args = [db_url, str(home), RUN_ID, "--steps", "6", "--save-every", "2"]
     proc = _worker("start", *args, "--marker", str(marker), "--marker-at", "train:3")
     _wait_for(marker, proc)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
 
     assert proc.returncode == EXIT_INTERRUPTED == 130, err
-    assert "SIGTERM received" in err
+    assert "SIGINT received" in err
     # fmt: off
     assert history(store)[16:] == [
         (S, "save_checkpoint", 1), (C, "save_checkpoint", 1),
@@ -72,7 +75,7 @@ def test_sigterm_interrupts_and_a_new_process_resumes_from_the_checkpoint(
         ("AttemptInterrupted", 1),                                         # seq 30
     ]
     # fmt: on
-    assert store.read(RUN_ID)[-1].payload == {"attempt": 1, "signal": "SIGTERM", "step": 3}
+    assert store.read(RUN_ID)[-1].payload == {"attempt": 1, "signal": "SIGINT", "step": 3}
     state = folded(store)
     assert (state.status, state.attempts[-1].ended) == ("interrupted", "interrupted")
     assert store.get_lease(RUN_ID) is None
@@ -131,6 +134,70 @@ def test_sigterm_interrupts_and_a_new_process_resumes_from_the_checkpoint(
     assert sorted(state.superseded_metrics) == [2]  # step 3 was signalled before it logged
     assert state.mismatches == ()
     assert [c.step for c in state.checkpoints] == [2, 4]
+
+
+@SQLITE
+def test_sigterm_preempts_a_workflow_without_preemption_checkpoints_at_the_next_step(
+    db_url: str, store: EventStore, home: Path, tmp_path: Path
+) -> None:
+    """The fake workflow's conditions take no preemption checkpoint: the attempt finishes the
+    step in flight and stops before the next one begins, exit 143. (A signal that arrives
+    when every finished step is in a checkpoint stops the attempt at the next stage.)"""
+    marker = tmp_path / "started"
+    args = [db_url, str(home), RUN_ID, "--steps", "6", "--save-every", "4"]
+    proc = _worker("start", *args, "--marker", str(marker), "--marker-at", "train:2")
+    _wait_for(marker, proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+
+    assert proc.returncode == EXIT_PREEMPTED == 143, err
+    assert "SIGTERM received; preempted" in err
+    # fmt: off
+    assert history(store)[-7:] == [
+        (S, "get_batch", 1), (C, "get_batch", 2),
+        (S, "train", 2), (C, "train", 2),                                  # signalled here
+        (S, "log_step_metrics", 2), (C, "log_step_metrics", 2),
+        ("AttemptInterrupted", 1),                                         # not get_batch
+    ]
+    # fmt: on
+    stop = store.read(RUN_ID)[-1].payload
+    assert stop == {"attempt": 1, "signal": "SIGTERM", "step": 2, "reason": "preempted"}
+    assert store.get_lease(RUN_ID) is None
+
+
+@SQLITE
+def test_the_watchdog_ends_a_preempted_process_stuck_in_a_stage(
+    db_url: str, store: EventStore, home: Path, tmp_path: Path
+) -> None:
+    """A handler cannot interrupt a running operation: KITCHEN_GRACE_S after SIGUSR1 the
+    process exits 143 without ending the attempt, and the next attempt re-executes the steps
+    after the newest checkpoint."""
+    marker = tmp_path / "started"
+    args = [db_url, str(home), RUN_ID, "--steps", "6", "--save-every", "2"]
+    env = {**os.environ, "KITCHEN_GRACE_S": "1"}
+    stall = ("--marker", str(marker), "--marker-at", "train:3", "--stall")
+    proc = subprocess.Popen(
+        [sys.executable, str(FAKEFLOW), "start", *args, *stall],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    _wait_for(marker, proc)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGUSR1)
+    _, err = proc.communicate(timeout=60)
+
+    assert proc.returncode == EXIT_PREEMPTED, err
+    assert time.monotonic() - t0 < 20  # not the minute the stage would have taken
+    assert "no checkpoint on record 1s after the signal" in err
+    assert "AttemptInterrupted" not in {e[0] for e in history(store)}  # never ended on record
+    resumed = _worker("resume", *args)
+    _, err = resumed.communicate(timeout=120)
+    assert resumed.returncode == EXIT_OK, err
+    state = folded(store)
+    assert state.status == "completed"
+    assert sorted(state.superseded_metrics) == [2]  # step 2 ran again from checkpoint 2
 
 
 def test_a_resume_from_the_start_that_logs_a_different_loss_records_a_mismatch(

@@ -15,7 +15,7 @@ import pytest
 from kitchen.engine import registry
 from kitchen.engine.builtins import BUILTIN
 from kitchen.engine.state import RunState
-from kitchen.spec import Rows, Stage, Workflow
+from kitchen.spec import PREEMPTION_PENDING, Rows, Stage, Workflow
 from kitchen.stage_api import Ports, StageContext
 from kitchen.workflows.common import log_epoch_metrics, log_step_metrics, optim_step
 from kitchen.workflows.common.builder import SHARED_CODE, training_workflow
@@ -69,7 +69,8 @@ def test_the_builder_adds_the_shared_skeleton() -> None:
     ]
     assert [s.name for s in wf.stages() if s.setup] == ["load", "init_session"]
     assert {s.name for s in wf.stages() if s.hot} == {"train", "optim_step", "log_step_metrics"}
-    assert wf.compile().conditions() == set(STEP_CONDITIONS)
+    # preemption_pending is the runner's to ask when an attempt is preempted, not a row's
+    assert wf.compile().conditions() == set(STEP_CONDITIONS) - {PREEMPTION_PENDING}
     assert wf.conditions == STEP_CONDITIONS and wf.step_metric == "loss"
     assert wf.lineage == PARENT and wf.preflight is check_training
     assert isinstance(wf.resources(), SupervisedResources)  # imported when called
@@ -115,7 +116,8 @@ def test_in_epochs_the_loop_has_its_own_stages_and_the_epoch_means() -> None:
     slots = [s.slot for s in wf.stages()]
     assert slots[3] == "set_epoch" and slots[9] == "log_epoch_metrics"
     assert wf.stage_at("log_epoch_metrics").option("means") == (("loss", "epoch_mean_loss"),)
-    assert wf.compile().conditions() == set(CONDITIONS) and wf.conditions == CONDITIONS
+    assert wf.compile().conditions() == set(CONDITIONS) - {PREEMPTION_PENDING}
+    assert wf.conditions == CONDITIONS
 
 
 def test_a_plugin_names_its_own_package() -> None:

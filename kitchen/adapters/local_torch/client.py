@@ -20,6 +20,7 @@ from kitchen.adapters.local_torch import loading, memory, optim, state, weights_
 from kitchen.adapters.local_torch.decode import prompt_logprobs
 from kitchen.adapters.local_torch.losses import builtin
 from kitchen.adapters.local_torch.sampling import LocalSamplingClient
+from kitchen.engine import preemption
 from kitchen.errors import ConfigError, TrainingDiverged
 from kitchen.ports import Collectives
 from kitchen.types import (
@@ -422,7 +423,7 @@ class LocalTrainingClient:
     def _save_state(self, folder: Path) -> SavedState:
         header = {"step": self._step, "model": self._model_name, "lora": self._lora.as_json()}
         state.save(folder, self._params, self._optimizer, header)
-        if self._dp is not None:
+        if self._dp is not None and not preemption.saving_now():
             dp.check_same_state(self._dp, folder, self._step)
         return SavedState(str(folder), self._step)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from kitchen.spec import PREEMPTION_PENDING
 from kitchen.stage_api import View
 from kitchen.workflows.common.config import TrainingConfig
 from kitchen.workflows.common.resources import TrainingResources
@@ -27,9 +28,31 @@ def total_steps(v: V) -> int:
     return int(v.resources.plan.total_steps)
 
 
-def save_due(v: V) -> bool:
+def periodic_save_due(v: V) -> bool:
     n, every = steps_done(v), int(v.config.save_every)
     return every > 0 and n % every == 0 and n < total_steps(v)
+
+
+def save_due(v: V) -> bool:
+    """Every ``save_every`` steps; and after the step in flight when the attempt is preempted
+    (a *preemption* checkpoint), unless that step's checkpoint is on record."""
+    if periodic_save_due(v):
+        return True
+    n = steps_done(v)
+    inflight = bool(v.resources.pipeline.inflight)
+    return v.preempted and not inflight and n < total_steps(v) and not checkpoint_at(v, n)
+
+
+def preemption_pending(v: V) -> bool:
+    """A preempted attempt runs on while steps are in flight (the next ``await_future``
+    drains them all) or awaited but not yet logged; the checkpoint follows."""
+    p = v.resources.pipeline
+    return v.preempted and bool(p.inflight or p.ready)
+
+
+def checkpoint_at(v: V, step: int) -> bool:
+    live = v.state.live_checkpoints()
+    return bool(live) and live[-1].step == step
 
 
 def eval_due(v: V) -> bool:
@@ -52,8 +75,7 @@ def more_steps(v: V) -> bool:
 
 
 def final_checkpoint_due(v: V) -> bool:
-    live = v.state.live_checkpoints()
-    return not live or live[-1].step != steps_done(v)
+    return not checkpoint_at(v, steps_done(v))
 
 
 def eval_at_start(v: V) -> bool:
@@ -67,6 +89,7 @@ CONDITIONS: Mapping[str, Any] = {
     "more_epochs": more_epochs,
     "final_checkpoint_due": final_checkpoint_due,
     "eval_at_start": eval_at_start,
+    PREEMPTION_PENDING: preemption_pending,
 }
 
 STEP_CONDITIONS: Mapping[str, Any] = {
@@ -75,6 +98,7 @@ STEP_CONDITIONS: Mapping[str, Any] = {
     "more_steps": more_steps,
     "final_checkpoint_due": final_checkpoint_due,
     "eval_at_start": eval_at_start,
+    PREEMPTION_PENDING: preemption_pending,
 }
 
 

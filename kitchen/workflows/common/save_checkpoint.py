@@ -13,19 +13,22 @@ in the event either way.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from pathlib import Path
 from typing import Literal
 
-from kitchen.engine import faults
+from kitchen.engine import faults, preemption
 from kitchen.paths import checkpoint_key, checkpoint_name, state_folder
 from kitchen.stage_api import (
     CheckpointDeleted,
     CheckpointSaved,
     StageContext,
     StageResult,
+    View,
 )
+from kitchen.workflows.common.conditions import periodic_save_due
 from kitchen.workflows.common.config import TrainingConfig
 from kitchen.workflows.common.resources import TrainingResources
 
@@ -40,10 +43,15 @@ def run(ctx: Ctx) -> StageResult:
     name = checkpoint_name(c.step)
     key = checkpoint_key(ctx.run_id, name)
     remote: list[str] = []
+    # Taken because the attempt was preempted, at a step save_every would not have saved: a
+    # peer may be gone already, so the processes' cross-check of their states is skipped.
+    final = ctx.stage.qualifier == "end"
+    preempted = ctx.interrupted() and not final and not periodic_save_due(View(ctx.state, cfg, r))
 
     def fill(tmp: Path) -> None:
         state_folder(tmp).mkdir()
-        saved = r.training.save_state(state_folder(tmp)).result()
+        with preemption.saving() if preempted else contextlib.nullcontext():
+            saved = r.training.save_state(state_folder(tmp)).result()
         if "://" in saved.path:
             remote.append(saved.path)
         faults.point("checkpoint:mid_write")
@@ -64,8 +72,9 @@ def run(ctx: Ctx) -> StageResult:
         bytes=size,
         machine_state=ctx.stage.slot,
         cursor=c.as_dict(),
-        final=ctx.stage.qualifier == "end",
+        final=final,
         location=location,
+        preemption=preempted,
     )
     older = [k for k in ctx.state.live_checkpoints() if not k.final and k.uri != uri]
     drop = older[: max(0, len(older) - (cfg.keep_checkpoints - 1))]
