@@ -307,6 +307,13 @@ class Journal:
 
     # ------------------------------------------------------------------ reads
 
+    def spec_of(self, run_id: str) -> ModelSpec | None:
+        """A served model's spec from its first event alone, or None if the run is not one."""
+        rows = self.log.read(run_id, 0, 1)
+        if not is_served(rows):
+            return None
+        return ModelSpec.from_config(rows[0].payload["config"])
+
     def served_runs(self) -> list[str]:
         return [row.run_id for row in self.log.list_runs(recipe=SERVED)]
 

@@ -26,6 +26,13 @@ async def retrieve_future(
     body: schemas.FutureRetrieveRequest, owner: Owner, server: ServerDep
 ) -> Response | schemas.TryAgainResponse:
     entry = server.futures.get(body.request_id)
+    if entry is None:
+        # a model's request on record, of a model not yet taken up since a restart
+        model_id = body.request_id.rpartition(":req:")[0] or body.request_id.removesuffix(":create")
+        spec = await server.spec_of(model_id)
+        if spec is not None and spec.owner == owner:
+            await server.take_up(model_id)
+            entry = server.futures.get(body.request_id)
     if body.request_id.startswith("sample:"):
         faults.point("serve:retrieve:sample")  # a sample acknowledged, not yet answered
     if entry is None or entry.owner != owner:
@@ -36,7 +43,10 @@ async def retrieve_future(
     try:
         result = await asyncio.wait_for(asyncio.shield(entry.future), server.settings.long_poll_s)
     except TimeoutError:
-        return schemas.TryAgainResponse(request_id=body.request_id, queue_state="active")
+        state, reason = server.queue_state(body.request_id)
+        return schemas.TryAgainResponse(
+            request_id=body.request_id, queue_state=state, queue_state_reason=reason
+        )
     server.futures.mark_retrieved(body.request_id)
     return Response(result.body, media_type=result.content_type)
 
