@@ -71,8 +71,8 @@ class ServedModel:
         residency: Residency | None = None,
     ) -> None:
         self.spec = spec
-        self.gate = gate or FairGate()
-        self.residency = residency or Residency(None)
+        self.gate = FairGate() if gate is None else gate
+        self.residency = Residency(None) if residency is None else residency
         self.journal = journal
         self.futures = futures
         self.every = max(1, every)

@@ -34,7 +34,7 @@ class SamplerPool:
     ) -> None:
         self.futures = futures
         self.backend = backend
-        self.gate = gate or FairGate()
+        self.gate = FairGate() if gate is None else gate
         self.pending: dict[str, int] = {}  # samples queued or running, per key
         self._cache: OrderedDict[tuple[Any, ...], SamplingClient] = OrderedDict()
         self._lock = asyncio.Lock()
