@@ -1,8 +1,8 @@
 """The ASGI app: routers, the body-size limit, and errors in the SDK's shape.
 
 ``create_app(settings, ports)`` builds everything on the backend and the log its caller
-opened (``kitchen serve`` does, in ``kitchen.cli.serve``); the server starts (and rebuilds
-every served model) in the app's lifespan. Nothing user-controlled reaches a log line: keys
+opened (``kitchen serve`` does, in ``kitchen.cli.serve``); the server starts in the app's
+lifespan (a served model is rebuilt when a request first names it). Nothing user-controlled reaches a log line: keys
 never do, and bodies are not logged at all.
 """
 

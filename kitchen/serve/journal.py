@@ -64,7 +64,7 @@ LEASE_TTL_S = 30.0
 
 class ServedLog(EventLog, Protocol):
     """The log as the server uses it: the engine's ``EventLog`` (append, read, leases), where
-    a run's log ends, and the runs of a recipe (the served models, found again at start-up).
+    a run's log ends, and the runs of a recipe (the served models).
     ``kitchen.store.EventStore`` is one."""
 
     def last_seq(self, run_id: str) -> int: ...
