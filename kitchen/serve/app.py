@@ -2,8 +2,8 @@
 
 ``create_app(settings, ports)`` builds everything on the backend and the log its caller
 opened (``kitchen serve`` does, in ``kitchen.cli.serve``); the server starts in the app's
-lifespan (a served model is rebuilt when a request first names it). Nothing user-controlled reaches a log line: keys
-never do, and bodies are not logged at all.
+lifespan (a served model is rebuilt when a request first names it). Nothing user-controlled
+reaches a log line: keys never do, and bodies are not logged at all.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from kitchen.serve.deps import Owner, ServerDep
 from kitchen.serve.errors import ApiError, not_found, not_implemented
 
 router = APIRouter(prefix="/api/v1", tags=["futures"])
+PAUSED_ANSWER_S = 1.0
 
 
 # The answer is the future's own body (JSON, or protobuf for samples and forward_backward),
@@ -41,7 +42,16 @@ async def retrieve_future(
             raise ApiError(410, f"request {body.request_id} is gone: send it again")
         raise not_found(f"request {body.request_id[:120]!r}")
     try:
-        result = await asyncio.wait_for(asyncio.shield(entry.future), server.settings.long_poll_s)
+        # A request held up by a saturated server says so within a second (the SDK
+        # logs the reason and polls again); one that is running is awaited for the long poll.
+        first = min(PAUSED_ANSWER_S, server.settings.long_poll_s)
+        try:
+            result = await asyncio.wait_for(asyncio.shield(entry.future), first)
+        except TimeoutError:
+            if server.queue_state(body.request_id)[0] != "active":
+                raise
+            rest = server.settings.long_poll_s - first
+            result = await asyncio.wait_for(asyncio.shield(entry.future), rest)
     except TimeoutError:
         state, reason = server.queue_state(body.request_id)
         return schemas.TryAgainResponse(
