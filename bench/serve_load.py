@@ -106,6 +106,7 @@ def env_for(home: Path, **extra: str) -> dict[str, str]:
         TINKER_TELEMETRY="0",
         HF_HUB_OFFLINE="1",
         TOKENIZERS_PARALLELISM="false",
+        OMP_NUM_THREADS="1",  # one torch thread a process: 9 processes share 2 cores
         **extra,
     )
     return env
