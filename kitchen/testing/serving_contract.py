@@ -75,7 +75,7 @@ class ServingClientContract:
         service_, opened = service
         client = service_.create_served_training_client(base, 4, seed=seed, **switches)
         opened.append(client)
-        return client  # type: ignore[no-any-return]
+        return client
 
     def test_models_on_one_base_share_its_weights(
         self, services: Callable[[], Any], base_model: str, other_base: str
