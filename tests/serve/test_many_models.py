@@ -100,16 +100,25 @@ def test_many_models_on_two_bases_survive_a_kill(
     store = open_store(f"sqlite:///{home / 'kitchen.db'}")
     try:
         runs = store.list_runs(recipe="served")
-        saved = [
-            e.payload["name"]
+        saved = {
+            run.run_id: [
+                e.payload["name"] for e in store.read(run.run_id) if e.type == "CheckpointSaved"
+            ]
             for run in runs
-            for e in store.read(run.run_id)
-            if e.type == "CheckpointSaved"
-        ]
+        }
     finally:
         store.close()
     assert len(runs) == 8
-    unloads = [name for name in saved if "-u" in name]
-    assert unloads, saved  # 8 models through 3 places: some were unloaded and came back
+    unloaded = [run for run, names in saved.items() if any("-u" in n for n in names)]
+    assert unloaded, saved  # 8 models through 3 places: some were unloaded and came back
+    # an unload's checkpoint is an ordinary one: replay --verify re-hashes it with the rest
+    replay = subprocess.run(
+        [sys.executable, "-m", "kitchen.cli", "replay", unloaded[0], "--verify"],
+        env=base_env(home),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert replay.returncode == 0, replay.stderr
     log = "".join((home / f"server-{n}.log").read_text() for n in range(server.starts))
     assert "unloaded" in log and "taking up" in log
