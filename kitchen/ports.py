@@ -238,6 +238,13 @@ class ServingClient(ServiceClient, Protocol):
       building it leaves the random state of the training clients as it was.
     - Both block until the model is loaded (call them from a worker thread) and hand the
       client over: the caller closes it, ``close()`` does not.
+    - Clients of both kinds made on the same ``base_model`` share one copy of its frozen
+      weights: the first loads it, every further one costs its own LoRA (and a training
+      client its optimizer state), never another base. Sharing changes no result: a client
+      computes bit for bit what the same client made alone in a fresh service does, however
+      its calls interleave with other clients' on the same base. ``loaded_bases()`` names
+      each base in memory (by ``resolve_model``) with the bytes its weights take, once each
+      however many clients use it; a base stays loaded until the service is closed.
     - ``resolve_model(base_model)`` says where the model's files are (a local folder for a
       shipped or local model, else the hub id): what a client loads the tokenizer from.
     - ``vocab_size(base_model)`` is the size of the model's vocabulary, from its config.
@@ -265,6 +272,8 @@ class ServingClient(ServiceClient, Protocol):
     ) -> SamplingClient: ...
 
     def resolve_model(self, base_model: str) -> str: ...
+
+    def loaded_bases(self) -> Mapping[str, int]: ...
 
     def vocab_size(self, base_model: str) -> int: ...
 

@@ -58,6 +58,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(none: one batch a call; default 16384); each model keeps the value it was created "
         "with across restarts",
     )
+    p.add_argument(
+        "--max-resident-models",
+        type=int,
+        default=None,
+        metavar="N",
+        help="at most N served models hold their weights and optimizer state in memory; the "
+        "one idle longest is checkpointed and unloaded, and reloaded on its next request "
+        "(default: no bound). Models on one base model share its weights either way",
+    )
+    p.add_argument(
+        "--max-queued-per-key",
+        type=int,
+        default=256,
+        metavar="N",
+        help="requests of one API key accepted and not yet run; more get 429 with "
+        "Retry-After, which the SDK waits out (default 256)",
+    )
     p.add_argument("--max-body-mb", type=int, default=64, help="largest request body (default 64)")
     p.set_defaults(func=_serve)
     keys = p.add_subparsers(dest="serve_command", metavar="keys")
@@ -113,6 +130,12 @@ def _serve(args: argparse.Namespace) -> int:
 
     if args.checkpoint_every < 1:
         raise ConfigError("--checkpoint-every must be at least 1")
+    if args.max_resident_models is not None and args.max_resident_models < 1:
+        raise ConfigError(
+            f"--max-resident-models must be at least 1, got {args.max_resident_models}"
+        )
+    if args.max_queued_per_key < 1:
+        raise ConfigError(f"--max-queued-per-key must be at least 1, got {args.max_queued_per_key}")
     if not 0 < args.port < 65536:
         raise ConfigError(f"--port must be 1-65535, got {args.port}")
     settings = ServeSettings(
@@ -123,6 +146,8 @@ def _serve(args: argparse.Namespace) -> int:
         max_body_bytes=args.max_body_mb * 1024 * 1024,
         device=args.device,
         max_tokens_per_microbatch=args.max_tokens_per_microbatch,
+        max_resident_models=args.max_resident_models,
+        max_queued_per_key=args.max_queued_per_key,
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("kitchen serve: %(message)s"))

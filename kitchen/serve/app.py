@@ -1,9 +1,9 @@
 """The ASGI app: routers, the body-size limit, and errors in the SDK's shape.
 
 ``create_app(settings, ports)`` builds everything on the backend and the log its caller
-opened (``kitchen serve`` does, in ``kitchen.cli.serve``); the server starts (and rebuilds
-every served model) in the app's lifespan. Nothing user-controlled reaches a log line: keys
-never do, and bodies are not logged at all.
+opened (``kitchen serve`` does, in ``kitchen.cli.serve``); the server starts in the app's
+lifespan (a served model is rebuilt when a request first names it). Nothing user-controlled
+reaches a log line: keys never do, and bodies are not logged at all.
 """
 
 from __future__ import annotations
@@ -122,7 +122,8 @@ def create_app(settings: ServeSettings, ports: Ports) -> FastAPI:
 def _errors(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(exc.body(), status_code=exc.status)
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+        return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -19,11 +19,19 @@ Category = Literal["user", "server", "unknown"]
 class ApiError(Exception):
     """An HTTP error with the SDK's body shape; raised anywhere below a router."""
 
-    def __init__(self, status: int, message: str, category: Category = "user") -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        category: Category = "user",
+        *,
+        retry_after: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.category: Category = category
+        self.retry_after = retry_after
 
     def body(self) -> dict[str, str]:
         return {"error": self.message, "category": self.category}

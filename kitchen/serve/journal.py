@@ -64,7 +64,7 @@ LEASE_TTL_S = 30.0
 
 class ServedLog(EventLog, Protocol):
     """The log as the server uses it: the engine's ``EventLog`` (append, read, leases), where
-    a run's log ends, and the runs of a recipe (the served models, found again at start-up).
+    a run's log ends, and the runs of a recipe (the served models).
     ``kitchen.store.EventStore`` is one."""
 
     def last_seq(self, run_id: str) -> int: ...
@@ -306,6 +306,13 @@ class Journal:
         self._append(plan.spec.run_id, [event])
 
     # ------------------------------------------------------------------ reads
+
+    def spec_of(self, run_id: str) -> ModelSpec | None:
+        """A served model's spec from its first event alone, or None if the run is not one."""
+        rows = self.log.read(run_id, 0, 1)
+        if not is_served(rows):
+            return None
+        return ModelSpec.from_config(rows[0].payload["config"])
 
     def served_runs(self) -> list[str]:
         return [row.run_id for row in self.log.list_runs(recipe=SERVED)]

@@ -6,6 +6,12 @@ The executor runs the queue in order on the backend's client, resolves each futu
 every N-th optimizer step takes a server-side checkpoint (state + the results not yet
 retrieved) and records it. A rebuilt model queues the logged requests after its checkpoint
 first, with their original request ids, so a client still polling them gets its answer.
+
+The backend's client is loaded when the first request runs, not before, and may be unloaded
+when the server needs the room (:meth:`ServedModel.unload`): the model is checkpointed at its
+last request that left no gradient pending (``CheckpointSaved`` whose cursor names that
+request, as a restart would read it) and reloaded later from that checkpoint, with the
+``forward_backward`` requests after it run again, so it continues bit-exactly.
 """
 
 from __future__ import annotations
@@ -20,12 +26,13 @@ from typing import Any
 from kitchen.engine import faults
 from kitchen.errors import InfrastructureError, KitchenError
 from kitchen.paths import checkpoint_key, checkpoint_name, state_folder
-from kitchen.ports import ServedTrainingClient, ServingClient
+from kitchen.ports import BlobRef, ServedTrainingClient, ServingClient
 from kitchen.serve import ids
 from kitchen.serve.backend import wait
 from kitchen.serve.errors import ApiError, bad_request
 from kitchen.serve.futures import FutureTable, Result
 from kitchen.serve.journal import Journal, ModelSpec, RebuildPlan
+from kitchen.serve.scheduling import FairGate, Residency
 from kitchen.types import AdamParams
 
 log = logging.getLogger("kitchen.serve")
@@ -60,8 +67,12 @@ class ServedModel:
         futures: FutureTable,
         every: int,
         backend: ServingClient,
+        gate: FairGate | None = None,
+        residency: Residency | None = None,
     ) -> None:
         self.spec = spec
+        self.gate = FairGate() if gate is None else gate
+        self.residency = Residency(None) if residency is None else residency
         self.journal = journal
         self.futures = futures
         self.every = max(1, every)
@@ -80,6 +91,13 @@ class ServedModel:
         self._last_metrics: dict[str, float] = {}
         self._queued_steps = 0
         self.plan: RebuildPlan | None = None  # set when rebuilt from the log
+        self._lock = asyncio.Lock()  # held while a request runs, a load, or an unload
+        self._load_from: list[tuple[Path, bool]] = []
+        self._redo: list[Op] = []  # forward_backward requests since the last clean point
+        self._clean_seq = 0  # the last request event after which no gradient was pending
+        self._unloads = 0
+        self.pending = 0  # accepted requests not yet run
+        self.waiting_for: str | None = None  # why the next request does not run yet
 
     @property
     def model_id(self) -> str:
@@ -97,31 +115,82 @@ class ServedModel:
     # ------------------------------------------------------------------ start
 
     async def start(self, load: list[tuple[Path, bool]], restored: dict[str, Result]) -> None:
-        """Build the client, load ``load`` (folder, with optimizer) in order, run the queue."""
-        try:
-            spec = self.spec
-            self.client = await asyncio.to_thread(
-                lambda: self.backend.create_served_training_client(
-                    spec.base_model,
-                    spec.lora_rank,
-                    seed=spec.seed,
-                    train_attn=spec.train_attn,
-                    train_mlp=spec.train_mlp,
-                    max_tokens_per_microbatch=spec.max_tokens_per_microbatch,
-                )
-            )
-            for folder, optimizer in load:
-                await wait(self.client.load_state(folder, optimizer))
-            self.done_steps = self.client.step
-            self.steps = self.done_steps + self._queued_steps
-        except (KitchenError, OSError, ValueError) as exc:
-            self.broken = f"cannot build model {self.model_id}: {exc}"
-            log.error("%s", self.broken)
+        """Queue the work; the client is built (and ``load`` loaded, folder and with
+        optimizer, in order) when the first request runs."""
+        self._load_from = load
         for rid, result in restored.items():
             self.futures.create(rid, self.owner, self.model_id)
             self.futures.resolve(rid, result)
         self.ready.set()
         self._task = asyncio.create_task(self._run(), name=f"serve:{self.model_id}")
+
+    async def warm(self) -> None:
+        """Load the model now (a new model: a bad source shows at creation)."""
+        async with self._lock:
+            await self._ensure_loaded()
+
+    async def _ensure_loaded(self) -> None:
+        if self.broken is not None:
+            return
+        if self.client is not None:
+            self.residency.touch(self)
+            return
+        self.waiting_for = "waiting for a resident model's place"
+        await self.residency.admit(self)
+        self.waiting_for = "waiting for the model to load"
+        spec = self.spec
+        try:
+            async with self.gate.turn(self.owner, self.model_id):
+                client = await asyncio.to_thread(
+                    lambda: self.backend.create_served_training_client(
+                        spec.base_model,
+                        spec.lora_rank,
+                        seed=spec.seed,
+                        train_attn=spec.train_attn,
+                        train_mlp=spec.train_mlp,
+                        max_tokens_per_microbatch=spec.max_tokens_per_microbatch,
+                    )
+                )
+                self.client = client
+                for folder, optimizer in self._load_from:
+                    await wait(client.load_state(folder, optimizer))
+                for op in self._redo:  # gradients pending when it was unloaded
+                    p = op.payload
+                    out = await wait(client.forward_backward(p.data, p.loss_fn, p.loss_fn_config))
+                    self._losses.append(out.metrics.get("loss:sum", 0.0))
+            self.done_steps = client.step
+        except (KitchenError, OSError, ValueError) as exc:
+            self.broken = f"cannot build model {self.model_id}: {exc}"
+            log.error("%s", self.broken)
+            self.residency.drop(self)
+        finally:
+            self.waiting_for = None
+
+    def evictable(self) -> bool:
+        return self.client is not None and not self._lock.locked()
+
+    def has_work(self) -> bool:
+        return not self._queue.empty()
+
+    async def unload(self) -> bool:
+        """Checkpoint at the last clean point and release the client (see the module)."""
+        client = self.client
+        if client is None or self._lock.locked():
+            return False
+        async with self._lock:
+            self._unloads += 1
+            name = checkpoint_name(self.done_steps, f"a{self.attempt}-u{self._unloads}")
+            try:
+                ref = await self._write_checkpoint(client, name, self._clean_seq)
+            except (KitchenError, OSError) as exc:
+                log.error("cannot unload %s: %s", self.model_id, exc)
+                return False
+            self._load_from = [(state_folder(self.journal.blobs.local_path(ref.uri)), True)]
+            self._losses = []  # the forward_backward requests run again on the next load
+            self.client = None
+            await asyncio.to_thread(client.close)
+            log.info("unloaded %s at step %d", self.model_id, self.done_steps)
+            return True
 
     def enqueue_replay(self, op: Op) -> None:
         self.futures.create(op.request_id, self.owner, self.model_id)
@@ -166,6 +235,7 @@ class ServedModel:
                 self.steps = saved_step(Path(payload["folder"]), self.steps)
             self.next_seq_id = seq_id + 1
             self.futures.create(rid, self.owner, self.model_id)
+            self.pending += 1
             self._queue.put_nowait(Op(kind, seq_id, rid, event_seq, payload))
             self._cond.notify_all()
         return rid
@@ -179,25 +249,46 @@ class ServedModel:
             if op is None:
                 await asyncio.to_thread(self._record_rebuild, replayed_steps)
                 continue
-            if self.broken is not None:
-                self.futures.resolve(op.request_id, failed(self.broken, "server"))
-                continue
-            faults.point(f"serve:{'replay' if op.replay else 'execute'}:{op.kind}")
-            try:
-                result = await self._execute(op)
-            except ApiError as exc:
-                result = failed(exc.message, exc.category)
-            except InfrastructureError as exc:  # a full or read-only disk: the server's fault
-                result = failed(str(exc), "server")
-            except KitchenError as exc:
-                result = failed(str(exc))
-            except Exception as exc:  # a bug: fail this request, keep serving the rest
-                log.exception("request %s failed", op.request_id)
-                result = failed(f"{type(exc).__name__}: {exc}", "server")
-            self.futures.resolve(op.request_id, result)
-            if op.kind == "optim_step" and not result.failed:
-                replayed_steps += op.replay
-                await self._after_step(op)
+            async with self._lock:
+                await self._ensure_loaded()
+                if self.broken is not None:
+                    self._done(op, failed(self.broken, "server"))
+                    continue
+                faults.point(f"serve:{'replay' if op.replay else 'execute'}:{op.kind}")
+                self.waiting_for = "waiting for its turn"
+                async with self.gate.turn(self.owner, self.model_id):
+                    self.waiting_for = None
+                    result = await self._guarded(op)
+                self._done(op, result)
+                if op.kind == "optim_step" and not result.failed:
+                    replayed_steps += op.replay
+                    await self._after_step(op)
+            self.residency.touch(self)
+
+    def _done(self, op: Op, result: Result) -> None:
+        if not op.replay:
+            self.pending -= 1
+        self.futures.resolve(op.request_id, result)
+        if op.kind == "forward_backward":
+            self._redo.append(op)
+        elif op.kind in ("optim_step", "load_weights"):
+            self._redo = []
+            self._clean_seq = op.event_seq
+        elif not self._redo:
+            self._clean_seq = op.event_seq
+
+    async def _guarded(self, op: Op) -> Result:
+        try:
+            return await self._execute(op)
+        except ApiError as exc:
+            return failed(exc.message, exc.category)
+        except InfrastructureError as exc:  # a full or read-only disk: the server's fault
+            return failed(str(exc), "server")
+        except KitchenError as exc:
+            return failed(str(exc))
+        except Exception as exc:  # a bug: fail this request, keep serving the rest
+            log.exception("request %s failed", op.request_id)
+            return failed(f"{type(exc).__name__}: {exc}", "server")
 
     def _record_rebuild(self, replayed_steps: int) -> None:
         if self.plan is not None:
@@ -276,6 +367,14 @@ class ServedModel:
         client = self.client
         assert client is not None
         name = checkpoint_name(self.done_steps, f"a{self.attempt}")
+        try:
+            await self._write_checkpoint(client, name, op.event_seq)
+        except (KitchenError, OSError) as exc:
+            log.error("checkpoint of %s at step %d failed: %s", self.model_id, self.done_steps, exc)
+
+    async def _write_checkpoint(
+        self, client: ServedTrainingClient, name: str, request_seq: int
+    ) -> BlobRef:
         key = checkpoint_key(self.spec.run_dir, name)
         pending = {rid: r.as_json() for rid, r in self.futures.unretrieved(self.model_id).items()}
 
@@ -283,14 +382,12 @@ class ServedModel:
             client.save_state(state_folder(tmp)).result()
             (tmp / "results.json").write_text(json.dumps(pending, sort_keys=True))
 
-        try:
-            ref = await asyncio.to_thread(self.journal.blobs.write_dir, key, fill)
-            faults.point("serve:checkpoint:after_blob")
-            await asyncio.to_thread(
-                self.journal.record_checkpoint, self.spec, name, self.done_steps, ref, op.event_seq
-            )
-        except (KitchenError, OSError) as exc:
-            log.error("checkpoint of %s at step %d failed: %s", self.model_id, self.done_steps, exc)
+        ref = await asyncio.to_thread(self.journal.blobs.write_dir, key, fill)
+        faults.point("serve:checkpoint:after_blob")
+        await asyncio.to_thread(
+            self.journal.record_checkpoint, self.spec, name, self.done_steps, ref, request_seq
+        )
+        return ref
 
     async def close(self) -> None:
         if self._task is not None:

@@ -21,6 +21,7 @@ from kitchen.serve.backend import wait
 from kitchen.serve.errors import ApiError, bad_request
 from kitchen.serve.futures import FutureTable, Result
 from kitchen.serve.model import failed
+from kitchen.serve.scheduling import FairGate
 from kitchen.types import ModelInput, SamplingParams
 
 log = logging.getLogger("kitchen.serve")
@@ -28,9 +29,13 @@ CACHE = 8
 
 
 class SamplerPool:
-    def __init__(self, futures: FutureTable, backend: ServingClient) -> None:
+    def __init__(
+        self, futures: FutureTable, backend: ServingClient, gate: FairGate | None = None
+    ) -> None:
         self.futures = futures
         self.backend = backend
+        self.gate = FairGate() if gate is None else gate
+        self.pending: dict[str, int] = {}  # samples queued or running, per key
         self._cache: OrderedDict[tuple[Any, ...], SamplingClient] = OrderedDict()
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -69,13 +74,18 @@ class SamplerPool:
         sampler: SamplingClient,
         req: schemas.SampleRequest,
         eos: int | None,
+        weights: str | None = None,
     ) -> tuple[str, list[str]]:
-        """Queue one sample request; its future resolves to a protobuf SampleResponse."""
+        """Queue one sample request; its future resolves to a protobuf SampleResponse. It
+        waits its turn in the fair gate as the sampled weights' (``weights``: the
+        tinker:// path, None for the base model)."""
         rid = f"sample:{secrets.token_hex(12)}"
         self.futures.create(rid, owner)
         prompt = ModelInput.from_ints([t for c in req.prompt.chunks for t in c.tokens])
         params = to_params(req.sampling_params, eos)
-        task = asyncio.create_task(self._sample(rid, sampler, prompt, req, params))
+        self.pending[owner] = self.pending.get(owner, 0) + 1
+        lane = weights or "base"
+        task = asyncio.create_task(self._sample(rid, owner, lane, sampler, prompt, req, params))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return rid, [f"{rid}:{i}" for i in range(req.num_samples)]
@@ -83,6 +93,8 @@ class SamplerPool:
     async def _sample(
         self,
         rid: str,
+        owner: str,
+        lane: str,
         sampler: SamplingClient,
         prompt: ModelInput,
         req: schemas.SampleRequest,
@@ -91,16 +103,19 @@ class SamplerPool:
         from kitchen.serve import wire
 
         try:
-            resp = await wait(sampler.sample(prompt, req.num_samples, params))
-            logprobs = None
-            if req.prompt_logprobs:
-                logprobs = await wait(sampler.compute_logprobs(prompt))
+            async with self.gate.turn(owner, lane):
+                resp = await wait(sampler.sample(prompt, req.num_samples, params))
+                logprobs = None
+                if req.prompt_logprobs:
+                    logprobs = await wait(sampler.compute_logprobs(prompt))
             result = Result(wire.encode_sample(resp, logprobs), "application/x-protobuf")
         except (KitchenError, ApiError) as exc:
             result = failed(str(exc))
         except Exception as exc:
             log.exception("sample %s failed", rid)
             result = failed(f"{type(exc).__name__}: {exc}", "server")
+        finally:
+            self.pending[owner] -= 1
         self.futures.resolve(rid, result)
 
 

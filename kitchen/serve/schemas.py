@@ -270,6 +270,9 @@ class TryAgainResponse(Answer):
     type: Literal["try_again"] = "try_again"
     request_id: str
     queue_state: str
+    """``active``, or ``paused_capacity`` while the server is saturated (the SDK logs the
+    reason and keeps waiting)."""
+    queue_state_reason: str | None = None
 
 
 class Checkpoint(Answer):

@@ -1,10 +1,12 @@
 """The server's state: the journal, keys, models, samplers and futures.
 
 One :class:`Server` per app, created at start-up from the settings and the :class:`Ports`
-its caller opened (the backend, the log): it rebuilds every served model found in the log (in
-the background, so the server answers at once; a request to a model still being rebuilt
-waits for it) and owns every lookup that checks ownership. Anything owned by another key is
-reported exactly like something that does not exist.
+its caller opened (the backend, the log). Start-up reads nothing per model: a served model on
+record is taken up the first time a request names it (its log folded into a rebuild plan,
+a new attempt recorded, the requests after its checkpoint queued), and its weights are loaded
+when its first request runs, within ``--max-resident-models`` (:mod:`kitchen.serve.scheduling`).
+The server owns every lookup that checks ownership. Anything owned by another key is reported
+exactly like something that does not exist.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kitchen.errors import ConcurrencyConflict, KitchenError
+from kitchen.errors import ConcurrencyConflict
 from kitchen.paths import state_folder
 from kitchen.ports import ServingClient
 from kitchen.serve import ids
@@ -25,8 +27,15 @@ from kitchen.serve import journal as jr
 from kitchen.serve.errors import ApiError, bad_request, not_found
 from kitchen.serve.futures import FutureTable
 from kitchen.serve.keys import KeyRing
-from kitchen.serve.model import Op, ServedModel, as_json, load_checkpoint_results
+from kitchen.serve.model import (
+    Op,
+    ServedModel,
+    as_json,
+    load_checkpoint_results,
+    saved_step,
+)
 from kitchen.serve.sampling import SamplerPool
+from kitchen.serve.scheduling import FairGate, Residency
 from kitchen.serve.settings import ServeSettings
 
 log = logging.getLogger("kitchen.serve")
@@ -54,57 +63,116 @@ class Server:
         self.journal = jr.Journal(ports.log, settings.home)
         self.keys = KeyRing(settings.serve_dir)
         self.futures = FutureTable()
-        self.samplers = SamplerPool(self.futures, ports.backend)
-        self.models: dict[str, ServedModel] = {}
+        self.gate = FairGate(settings.concurrent_work)
+        self.residency = Residency(settings.max_resident_models)
+        self.samplers = SamplerPool(self.futures, ports.backend, self.gate)
+        self.models: dict[str, ServedModel] = {}  # taken up by this process
         self.versions = dict(ports.versions)
         self.secret = _file_secret(settings.serve_dir / "url-secret")
         self._vocab: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._specs: dict[str, jr.ModelSpec | None] = {}
+        self._taking_up: dict[str, asyncio.Future[ServedModel | None]] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        """Register every served model and rebuild it in the background."""
-        run_ids = await asyncio.to_thread(self.journal.served_runs)
-        for run_id in run_ids:
-            try:
-                plan = await asyncio.to_thread(self.journal.plan, run_id)
-                await self._rebuild(plan)
-            except KitchenError as exc:
-                log.error("cannot rebuild %s: %s", run_id, exc)
-
-    async def _rebuild(self, plan: jr.RebuildPlan) -> None:
-        spec = plan.spec
-        model = ServedModel(
-            spec, self.journal, self.futures, self.settings.checkpoint_every, self.backend
+        """Nothing to do per model: each is taken up when a request names it."""
+        log.info(
+            "serving; at most %s models resident",
+            self.settings.max_resident_models or "all",
         )
+
+    async def spec_of(self, model_id: str) -> jr.ModelSpec | None:
+        """A served model's spec (its RunCreated alone is read), or None if there is none."""
+        if model_id in self.models:
+            return self.models[model_id].spec
+        if model_id not in self._specs:
+            if ids.parse_model_id(model_id) is None:
+                return None
+            spec = await asyncio.to_thread(self.journal.spec_of, ids.run_id_of(model_id))
+            if spec is None or spec.model_id != model_id:
+                return None
+            self._specs[model_id] = spec
+        return self._specs[model_id]
+
+    async def take_up(self, model_id: str) -> ServedModel | None:
+        """The model as this process serves it, taken up from its log on first use (once,
+        however many requests ask at the same moment); None if there is no such model."""
+        found = self.models.get(model_id)
+        if found is not None:
+            return found
+        pending = self._taking_up.get(model_id)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        fut: asyncio.Future[ServedModel | None] = asyncio.get_running_loop().create_future()
+        self._taking_up[model_id] = fut
+        try:
+            model = None
+            if await self.spec_of(model_id) is not None:
+                plan = await asyncio.to_thread(self.journal.plan, ids.run_id_of(model_id))
+                model = await self._rebuild(plan)
+            fut.set_result(model)
+            return model
+        except BaseException as exc:
+            fut.set_exception(exc)
+            fut.exception()  # retrieved: a failure is reported to the caller, not logged twice
+            raise
+        finally:
+            del self._taking_up[model_id]
+
+    def _new_model(self, spec: jr.ModelSpec) -> ServedModel:
+        return ServedModel(
+            spec,
+            self.journal,
+            self.futures,
+            self.settings.checkpoint_every,
+            self.backend,
+            self.gate,
+            self.residency,
+        )
+
+    async def _rebuild(self, plan: jr.RebuildPlan) -> ServedModel:
+        spec = plan.spec
+        model = self._new_model(spec)
         model.next_seq_id = plan.next_seq_id
         model.attempt = plan.attempt
         model.plan = plan
-        self.models[spec.model_id] = model
-        created = self.futures.create(f"{spec.model_id}:create", spec.owner, spec.model_id)
-        created.future.set_result(as_json(self._created_body(spec)))
         await asyncio.to_thread(self.journal.begin_attempt, plan)
         load: list[tuple[Path, bool]] = []
         restored = {}
+        steps = 0
         if plan.checkpoint is not None:
             folder = self.journal.blobs.local_path(plan.checkpoint.uri)
             load.append((state_folder(folder), True))
             restored = load_checkpoint_results(folder)
+            steps = plan.checkpoint.step
+            model._clean_seq = plan.checkpoint.request_seq
         elif spec.source is not None:
-            load.append((self.settings.home / spec.source["uri"], bool(spec.source["optimizer"])))
+            source = self.settings.home / spec.source["uri"]
+            load.append((source, bool(spec.source["optimizer"])))
+            steps = saved_step(source, 0)
         for req in plan.replay:
             body = await asyncio.to_thread(self.journal.read_input, req)
             payload = self.decode(req.kind, body, model)
             model.enqueue_replay(Op(req.kind, req.seq_id, req.request_id, req.seq, payload, True))
+            if req.kind == "optim_step":
+                steps += 1
+            elif req.kind == "load_weights":
+                steps = saved_step(Path(payload["folder"]), steps)
+        model.steps = steps
         model.enqueue_marker()
+        self.models[spec.model_id] = model
+        created = self.futures.create(f"{spec.model_id}:create", spec.owner, spec.model_id)
+        created.future.set_result(as_json(self._created_body(spec)))
         log.info(
-            "rebuilding %s from %s, replaying %d requests",
+            "taking up %s from %s, replaying %d requests",
             spec.model_id,
             plan.checkpoint.name if plan.checkpoint else "the start",
             len(plan.replay),
         )
-        self._spawn(model.start(load, restored))
+        await model.start(load, restored)
+        return model
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
@@ -127,9 +195,12 @@ class Server:
             raise not_found(f"session {session_id[:80]!r}")
 
     async def model(self, owner: str, model_id: str) -> ServedModel:
-        """The caller's model, built and ready; 404 for anyone else's or an unknown id."""
-        model = self.models.get(model_id)
-        if model is None or model.owner != owner:
+        """The caller's model, taken up and ready; 404 for anyone else's or an unknown id."""
+        spec = await self.spec_of(model_id)
+        if spec is None or spec.owner != owner:
+            raise not_found(f"model {model_id[:80]!r}")
+        model = await self.take_up(model_id)
+        if model is None:
             raise not_found(f"model {model_id[:80]!r}")
         try:
             await asyncio.wait_for(model.ready.wait(), BUILD_WAIT_S)
@@ -138,6 +209,36 @@ class Server:
         if model.broken:
             raise ApiError(500, model.broken, "server")
         return model
+
+    def queued(self, owner: str) -> int:
+        """Requests of a key accepted and not yet run (training and samples)."""
+        training = sum(m.pending for m in self.models.values() if m.owner == owner)
+        return training + self.samplers.pending.get(owner, 0)
+
+    def check_queue(self, owner: str) -> None:
+        """Refuse (429, Retry-After) a key's request while it has its fill of queued work:
+        the SDK waits and sends it again; nothing is recorded."""
+        limit = self.settings.max_queued_per_key
+        if self.queued(owner) >= limit:
+            raise ApiError(
+                429,
+                f"this key has {limit} requests queued: wait for some to finish",
+                "user",
+                retry_after=1,
+            )
+
+    def queue_state(self, request_id: str) -> tuple[str, str | None]:
+        """What ``retrieve_future`` tells a client still waiting (tinker's queue_state): paused
+        for capacity while its model waits for a resident place or for its turn behind
+        other models' work, else active."""
+        model_id = request_id.rpartition(":req:")[0]
+        model = self.models.get(model_id)
+        reason = model.waiting_for if model is not None else None
+        if reason is None and request_id.startswith("sample:") and self.gate.queued:
+            reason = "waiting for its turn"
+        if reason is None:
+            return "active", None
+        return "paused_capacity", f"kitchen serve is busy: {reason}"
 
     def check_base_model(self, base_model: str) -> None:
         if base_model not in self.settings.base_models:
@@ -151,16 +252,19 @@ class Server:
             self._vocab[base_model] = self.backend.vocab_size(base_model)
         return self._vocab[base_model]
 
-    def resolve(self, owner: str, path: str) -> tuple[ids.TinkerPath, ServedModel, Path]:
-        """A tinker:// path of the caller's, and the folder it names (which must exist)."""
+    async def resolve(self, owner: str, path: str) -> tuple[ids.TinkerPath, jr.ModelSpec, Path]:
+        """A tinker:// path of the caller's, its model's spec, and the folder it names (which
+        must exist). The model is not taken up: its files are enough."""
         tp = ids.parse_tinker_path(path)
-        model = self.models.get(tp.model_id)
-        if model is None or model.owner != owner:
+        spec = await self.spec_of(tp.model_id)
+        if spec is None or spec.owner != owner:
             raise not_found(f"checkpoint {path[:120]!r}")
-        folder = model.folder(tp.kind, tp.name)
+        folder = ids.owner_path(
+            self.journal.owner_dir(spec.owner), "runs", spec.run_id, tp.kind, tp.name
+        )
         if not folder.is_dir():
             raise not_found(f"checkpoint {path[:120]!r}")
-        return tp, model, folder
+        return tp, spec, folder
 
     # ------------------------------------------------------------------ models
 
@@ -172,26 +276,28 @@ class Server:
     async def create_model(self, spec: jr.ModelSpec) -> str:
         """Record the model (idempotent per session and model_seq_id) and build it."""
         rid = f"{spec.model_id}:create"
-        existing = self.models.get(spec.model_id)
+        existing = await self.spec_of(spec.model_id)
         if existing is not None:
             if existing.owner != spec.owner:
                 raise not_found(f"session {spec.session_id!r}")
+            await self.take_up(spec.model_id)
             return rid
         try:
             await asyncio.to_thread(self.journal.create_model, spec, self.versions)
         except ConcurrencyConflict:
             raise ApiError(409, f"model {spec.model_id} is being created", "user") from None
-        model = ServedModel(
-            spec, self.journal, self.futures, self.settings.checkpoint_every, self.backend
-        )
+        model = self._new_model(spec)
         self.models[spec.model_id] = model
         entry = self.futures.create(rid, spec.owner, spec.model_id)
         load: list[tuple[Path, bool]] = []
         if spec.source is not None:
-            load.append((self.settings.home / spec.source["uri"], bool(spec.source["optimizer"])))
+            source = self.settings.home / spec.source["uri"]
+            load.append((source, bool(spec.source["optimizer"])))
+            model.steps = saved_step(source, 0)
 
         async def build() -> None:
             await model.start(load, {})
+            await model.warm()
             if model.broken:
                 entry.future.set_result(as_json({"error": model.broken, "category": "user"}))
             else:

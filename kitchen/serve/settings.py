@@ -34,6 +34,14 @@ class ServeSettings:
     max_tokens_per_microbatch: int | None = 16384
     """The local backend's micro-batch budget for models created from now on; each model
     records its own, so a restart rebuilds it with the value it was trained with."""
+    max_resident_models: int | None = None
+    """At most this many served models hold their weights and optimizer state in memory; the
+    one idle longest is checkpointed and unloaded to make room (None: no bound)."""
+    max_queued_per_key: int = 256
+    """Requests of one key accepted and not yet run; more get 429 with Retry-After."""
+    concurrent_work: int = 2
+    """Pieces of work (a request, a sample, a load) handed to the backend at once; the rest
+    wait their turn in a fair order (round-robin over keys, then over a key's models)."""
     extra: dict[str, str] = field(default_factory=dict)
 
     @property

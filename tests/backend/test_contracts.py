@@ -10,6 +10,7 @@ import pytest
 
 from kitchen.testing.factory_contract import ServiceClientContract
 from kitchen.testing.sampling_contract import SamplingClientContract
+from kitchen.testing.serving_contract import ServingClientContract
 from kitchen.testing.training_contract import TrainingClientContract
 
 
@@ -69,3 +70,28 @@ class TestLocalServiceClient(ServiceClientContract):
     @pytest.fixture
     def base_model(self, tiny_model_dir: Path) -> str:
         return str(tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
+def other_tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from kitchen.testing.tiny_llama import write_tiny_llama
+
+    return write_tiny_llama(tmp_path_factory.mktemp("tiny-llama-b"), seed=1)
+
+
+class TestLocalServingClient(ServingClientContract):
+    __test__ = True
+
+    @pytest.fixture
+    def make_service(self) -> Callable[[], Any]:
+        from kitchen.adapters.local_torch.service import LocalServiceClient
+
+        return lambda: LocalServiceClient(device="cpu")
+
+    @pytest.fixture
+    def base_model(self, tiny_model_dir: Path) -> str:
+        return str(tiny_model_dir)
+
+    @pytest.fixture
+    def other_base(self, other_tiny_dir: Path) -> str:
+        return str(other_tiny_dir)

@@ -44,6 +44,7 @@ class Server:
         self.home, self.port, self.every = home, port, every
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self.extra: list[str] = []  # more flags of kitchen serve
 
     @property
     def url(self) -> str:
@@ -70,6 +71,7 @@ class Server:
                 str(self.port),
                 "--checkpoint-every",
                 str(self.every),
+                *self.extra,
             ],
             env=env,
             stdout=log,

@@ -36,6 +36,8 @@ def test_a_rebuilt_model_trains_with_its_recorded_budget() -> None:
         backend = LocalServiceClient(device="cpu", max_tokens_per_microbatch=16384)
         model = ServedModel(spec, None, FutureTable(), 2, backend)  # type: ignore[arg-type]
         await model.start([], {})
+        assert model.client is None  # loaded when its first request runs, or when warmed
+        await model.warm()
         assert model.client is not None
         budget = model.client._budget  # type: ignore[attr-defined]
         model.client.close()

@@ -1,6 +1,7 @@
 """After ``kill -9`` a model is rebuilt from its newest checkpoint plus the requests logged
 after it: with a checkpoint every 2 optimizer steps and 5 steps taken, exactly the fifth
-step's two requests (forward_backward, optim_step) are re-applied, on top of step 4."""
+step's two requests (forward_backward, optim_step) are re-applied, on top of step 4. The
+restarted server rebuilds nothing until a request names the model."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.serve.conftest import Server, base_env
@@ -64,6 +66,16 @@ def test_a_restart_replays_only_the_steps_after_the_checkpoint(
     server.proc.send_signal(signal.SIGKILL)
     server.proc.wait()
     server.start()
+    model_id = done.stdout.strip().splitlines()[-1]
+    time.sleep(1.0)
+    assert events(home, "rebuild") == []  # start-up reads no model's log
+    answer = httpx.post(
+        f"{server.url}/api/v1/get_info",
+        json={"model_id": model_id},
+        headers={"X-API-Key": key},
+        timeout=60,
+    )
+    assert answer.status_code == 200, answer.text
     deadline = time.monotonic() + 120
     while not (rebuilt := events(home, "rebuild")) and time.monotonic() < deadline:
         time.sleep(0.2)

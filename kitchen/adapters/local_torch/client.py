@@ -65,6 +65,7 @@ class LocalTrainingClient:
         gradient_checkpointing: bool = False,
         collectives: Collectives | None = None,
         shard_base: bool = False,
+        bases: loading.SharedBases | None = None,
     ) -> None:
         # On several processes (kitchen.adapters.local_torch.data_parallel): this client's
         # own channel, used only from its worker thread.
@@ -88,6 +89,8 @@ class LocalTrainingClient:
         self._model_name = model_name
         self._seed = seed
         self._step = 0
+        # a base shared with the other clients made on it (kitchen serve); never sharded
+        self._bases = None if self._sharded else bases
         self._executor = worker.Lane()
         worker.run(
             memory.guarded(self._load, memory.LOAD_HINT),
@@ -99,7 +102,7 @@ class LocalTrainingClient:
         """On the torch thread, like every other torch operation (see ``worker``)."""
         loading.seed_everything(self._seed, self._device)
         self._model = loading.load_lora_model(
-            path, self._lora, self._device, torch_dtype, self._seed
+            path, self._lora, self._device, torch_dtype, self._seed, self._bases
         )
         if self._checkpointing:
             loading.enable_checkpointing(self._model)

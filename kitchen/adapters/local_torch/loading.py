@@ -187,19 +187,74 @@ def load_tokenizer(name: str) -> Any:
     return from_pretrained(AutoTokenizer, name)
 
 
-def load_lora_model(
-    name: str, lora: LoraSettings, device: str, dtype: torch.dtype, seed: int
-) -> PeftModel:
-    """Load the base model and wrap it; the LoRA init draws from a generator seeded here."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
+class SharedBases:
+    """One frozen copy of each base model, shared by every model wrapped on it.
 
+    ``instance(name, dtype, device)`` loads the base the first time it is asked for and
+    afterwards hands out a new module tree whose parameters and buffers *are* the first
+    one's tensors (a deep copy that copies no tensor the base holds): wrapping it in a LoRA
+    costs the LoRA, not another base. Nothing that runs on a shared base may write to its
+    frozen weights (merging an adapter in place would); a sampling snapshot copies before
+    it merges. The values are those of a fresh load, so a model on a shared base computes
+    exactly what the same model loaded alone does. Used from the torch thread only.
+    """
+
+    def __init__(self) -> None:
+        self._bases: dict[tuple[str, str, str], Any] = {}
+
+    def instance(self, name: str, dtype: torch.dtype, device: str) -> Any:
+        import copy
+
+        key = (name, str(dtype), device)
+        base = self._bases.get(key)
+        if base is None:
+            from transformers import AutoModelForCausalLM
+
+            check_folder(name)
+            base = from_pretrained(AutoModelForCausalLM, name, dtype=dtype).to(device)
+            base.requires_grad_(False)
+            self._bases[key] = base
+        shared: dict[int, Any] = {id(t): t for t in base.parameters()}
+        shared.update({id(t): t for t in base.buffers()})
+        return copy.deepcopy(base, memo=shared)
+
+    def loaded(self) -> dict[str, int]:
+        """Each base in memory and the bytes its tensors take (counted once)."""
+        out: dict[str, int] = {}
+        for (name, _, _), base in self._bases.items():
+            seen: dict[int, int] = {}
+            for t in [*base.parameters(), *base.buffers()]:
+                seen[t.data_ptr()] = t.numel() * t.element_size()
+            out[name] = out.get(name, 0) + sum(seen.values())
+        return out
+
+
+def check_folder(name: str) -> None:
     if (Path(name) / "config.json").is_file():  # without one, from_pretrained says what is wrong
         from kitchen.adapters.local_torch.architectures import check_model_folder
 
         check_model_folder(name)
-    base = from_pretrained(AutoModelForCausalLM, name, dtype=dtype)
+
+
+def load_lora_model(
+    name: str,
+    lora: LoraSettings,
+    device: str,
+    dtype: torch.dtype,
+    seed: int,
+    bases: SharedBases | None = None,
+) -> PeftModel:
+    """Load the base model (or take a shared one from ``bases``) and wrap it; the LoRA init
+    draws from a generator seeded here."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    if bases is not None:
+        base = bases.instance(name, dtype, device)
+    else:
+        check_folder(name)
+        base = from_pretrained(AutoModelForCausalLM, name, dtype=dtype)
     config = LoraConfig(
         r=lora.rank,
         lora_alpha=lora.alpha,

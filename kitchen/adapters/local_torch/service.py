@@ -59,6 +59,7 @@ class LocalServiceClient:
         self._budget = max_tokens_per_microbatch
         self._checkpointing = gradient_checkpointing
         self._open: list[Any] = []
+        self._bases = loading.SharedBases()  # served models share their base's weights
         self._collectives: Collectives | None = None
 
     def data_parallel(self, collectives: Collectives) -> None:
@@ -172,6 +173,7 @@ class LocalServiceClient:
             dtype=self._dtype,
             max_tokens_per_microbatch=max_tokens_per_microbatch,
             gradient_checkpointing=self._checkpointing,
+            bases=self._bases,
         )
 
     def create_served_sampling_client(
@@ -210,7 +212,8 @@ class LocalServiceClient:
             path = loading.resolve_name(base_model)
             lora = loading.lora_settings(rank, None, 0.0, targets)
             device = loading.pick_device(self._device)
-            model = loading.load_lora_model(path, lora, device, loading.pick_dtype(self._dtype), 0)
+            dtype = loading.pick_dtype(self._dtype)
+            model = loading.load_lora_model(path, lora, device, dtype, 0, self._bases)
             if adapter_dir is not None:
                 set_peft_model_state_dict(
                     model, load_file(str(adapter_dir / "adapter_model.safetensors"))
@@ -223,6 +226,11 @@ class LocalServiceClient:
 
     def resolve_model(self, base_model: str) -> str:
         return loading.resolve_name(base_model)
+
+    def loaded_bases(self) -> dict[str, int]:
+        """The shared bases in memory (by resolved name) and the bytes each takes."""
+        loaded: dict[str, int] = worker.run(self._bases.loaded)
+        return loaded
 
     def vocab_size(self, base_model: str) -> int:
         from transformers import AutoConfig

@@ -16,14 +16,14 @@ from kitchen.serve.server import Server
 router = APIRouter(prefix="/api/v1", tags=["sampling"])
 
 
-def _record(
+async def _record(
     server: Server, owner: str, model_path: str | None, base_model: str | None
 ) -> dict[str, Any]:
     if model_path is not None:
-        tp, model, _ = server.resolve(owner, model_path)
+        tp, spec, _ = await server.resolve(owner, model_path)
         if tp.kind != "sampler_weights":
             raise bad_request("sample from sampler weights (tinker://…/sampler_weights/<name>)")
-        return {"owner": owner, "base_model": model.spec.base_model, "model_path": model_path}
+        return {"owner": owner, "base_model": spec.base_model, "model_path": model_path}
     if base_model is None:
         raise bad_request("name a model_path or a base_model to sample from")
     server.check_base_model(base_model)
@@ -31,11 +31,11 @@ def _record(
 
 
 @router.post("/create_sampling_session")
-def create_sampling_session(
+async def create_sampling_session(
     body: schemas.CreateSamplingSessionRequest, owner: Owner, server: ServerDep
 ) -> schemas.CreateSamplingSessionResponse:
     server.check_session(owner, body.session_id)
-    record = _record(server, owner, body.model_path, body.base_model)
+    record = await _record(server, owner, body.model_path, body.base_model)
     sampler = ids.sampler_id(body.session_id, body.sampling_session_seq_id)
     server.journal.save_sampler(sampler, record)
     return schemas.CreateSamplingSessionResponse(sampling_session_id=sampler)
@@ -65,17 +65,17 @@ async def asample(
     if body.sampling_session_id is not None:
         record = _sampler(server, owner, body.sampling_session_id)
     else:
-        record = _record(server, owner, body.model_path, body.base_model)
+        record = await _record(server, owner, body.model_path, body.base_model)
     base = record["base_model"]
     s = server.settings
     check_request(body, s.max_samples, s.max_sample_tokens, server.vocab(base))
     if record.get("model_path"):
-        _, model, folder = server.resolve(owner, record["model_path"])
-        spec = model.spec
+        _, spec, folder = await server.resolve(owner, record["model_path"])
         switches = (spec.train_attn, spec.train_mlp)
         sampler = await server.samplers.client(base, spec.lora_rank, switches, Path(folder))
     else:
         sampler = await server.samplers.client(base)
     eos = sampler.get_tokenizer().eos_token_id
-    rid, sequence_ids = server.samplers.submit(owner, sampler, body, eos)
+    server.check_queue(owner)
+    rid, sequence_ids = server.samplers.submit(owner, sampler, body, eos, record.get("model_path"))
     return schemas.SampleFutureResponse(request_id=rid, sample_sequence_ids=sequence_ids)

@@ -45,6 +45,7 @@ async def forward_backward(
     )
     model = await server.model(owner, fb.model_id)
     kind = "forward" if fb.forward_only else "forward_backward"
+    server.check_queue(owner)
     rid = await model.accept(kind, fb.seq_id, body, fb)
     return schemas.UntypedFutureResponse(request_id=rid, model_id=model.model_id)
 
@@ -58,5 +59,6 @@ async def optim_step(
     model = await server.model(owner, body.model_id)
     payload = body.adam_params.model_dump()
     raw = json.dumps(payload, sort_keys=True).encode()
+    server.check_queue(owner)
     rid = await model.accept("optim_step", body.seq_id, raw, payload)
     return schemas.UntypedFutureResponse(request_id=rid, model_id=model.model_id)

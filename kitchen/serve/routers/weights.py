@@ -47,6 +47,7 @@ async def _save(
     if model.folder(kind, name).exists():
         raise bad_request(f"checkpoint tinker://{model.model_id}/{kind}/{name} exists")
     payload = {"kind": kind, "name": name, **(extra or {})}
+    server.check_queue(model.owner)
     rid = await model.accept(op, seq_id, _raw(payload), payload)
     return schemas.UntypedFutureResponse(request_id=rid, model_id=model.model_id)
 
@@ -92,7 +93,7 @@ async def load_weights(
 ) -> schemas.UntypedFutureResponse:
     if body.weights_access_token:
         raise bad_request("weights_access_token is not supported: load your own checkpoints")
-    tp, source, folder = server.resolve(owner, body.path)
+    tp, source, folder = await server.resolve(owner, body.path)
     if tp.kind != "weights":
         raise bad_request("load_weights takes a training state (tinker://…/weights/<name>)")
     uri = folder.relative_to(server.settings.home.resolve()).as_posix()
@@ -100,9 +101,9 @@ async def load_weights(
         if body.model_seq_id is None:
             raise bad_request("a load that creates a model needs session_id and model_seq_id")
         server.check_session(owner, body.session_id)
-        if body.base_model not in (None, source.spec.base_model):
+        if body.base_model not in (None, source.base_model):
             raise bad_request("base_model must match the checkpoint's base model")
-        s = source.spec
+        s = source
         spec = ModelSpec(
             model_id=ids.model_id(body.session_id, body.model_seq_id),
             session_id=body.session_id,
@@ -122,14 +123,12 @@ async def load_weights(
     if body.model_id is None:
         raise bad_request("load_weights needs a model_id, or a session_id and model_seq_id")
     model = await server.model(owner, body.model_id)
-    if (model.spec.base_model, model.spec.lora_rank) != (
-        source.spec.base_model,
-        source.spec.lora_rank,
-    ):
+    if (model.spec.base_model, model.spec.lora_rank) != (source.base_model, source.lora_rank):
         raise bad_request("that checkpoint was saved by a model of another base model or rank")
     payload = {"path": str(tp), "uri": uri, "optimizer": body.optimizer}
     raw = _raw(payload)
     payload["folder"] = str(folder)
+    server.check_queue(owner)
     rid = await model.accept("load_weights", body.seq_id, raw, payload)
     return schemas.UntypedFutureResponse(request_id=rid, model_id=model.model_id)
 
@@ -138,12 +137,14 @@ async def load_weights(
 async def list_checkpoints(
     model_id: str, owner: Owner, server: ServerDep
 ) -> schemas.CheckpointsResponse:
-    model = server.models.get(model_id)
-    if model is None or model.owner != owner:
+    spec = await server.spec_of(model_id)
+    if spec is None or spec.owner != owner:
         raise not_found(f"training run {model_id[:80]!r}")
     rows = []
     for kind, ctype in ids.KINDS.items():
-        base = model.folder(kind, "x").parent
+        base = ids.owner_path(
+            server.journal.owner_dir(owner), "runs", spec.run_id, kind, "x"
+        ).parent
         if not base.is_dir():
             continue
         for folder in sorted(
@@ -173,7 +174,7 @@ async def external_weights_urls(
 ) -> schemas.WeightsUrlsResponse:
     if kind != "external_weights":
         raise bad_request("download URLs exist for external weights only")
-    _, _, folder = server.resolve(owner, f"tinker://{model_id}/{kind}/{name}")
+    _, _, folder = await server.resolve(owner, f"tinker://{model_id}/{kind}/{name}")
     expires = int(time.time()) + URL_TTL_S
     base = str(request.base_url).rstrip("/")
     urls = {}
@@ -192,7 +193,7 @@ async def download(
     model_id: str, name: str, file: str, expires: int, sig: str, server: ServerDep
 ) -> FileResponse:
     """A signed URL from ``external_weights_urls``: no API key, the signature stands for it."""
-    model = server.models.get(model_id)
+    model = await server.spec_of(model_id)
     bad = ApiError(404, "no such file, or the link expired")
     if model is None or expires < time.time() or len(sig) != 64:
         raise bad
@@ -204,7 +205,7 @@ async def download(
     path = ids.owner_path(
         server.journal.owner_dir(model.owner),
         "runs",
-        model.spec.run_id,
+        model.run_id,
         "external_weights",
         name,
         file,
