@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -147,8 +146,9 @@ def plan(
     bad = sorted(k for k in asked if k not in allowed and k.partition(".")[0] not in operating)
     if bad:
         raise ConfigError(
-            f"fork of {run_id}: {bad[0]!r} cannot change at a fork (a {parent.workflow} fork "
-            f"may change {', '.join(workflow.fork_keys)}, and the operating settings)"
+            f"fork of {run_id}: {bad[0]!r} cannot change at a fork; a fork of a "
+            f"{parent.workflow} run may change {', '.join(workflow.fork_keys)} and the "
+            "operating settings"
         )
     max_steps = asked.get("max_steps")
     if isinstance(max_steps, int) and not isinstance(max_steps, bool) and max_steps <= step:
@@ -241,6 +241,7 @@ def reexecute(store: EventLog, p: Plan, home: Path, scratch: Path) -> Reexecuted
 
     parent, step = p.parent, p.step
     run_id = parent.run_id
+    (scratch / (parent.run_dir or run_id)).mkdir(parents=True, exist_ok=True)
     if p.start is not None:
         _link_tree(home / p.start.uri, scratch / p.start.uri)
     for a in parent.artifacts:
@@ -275,12 +276,6 @@ def reexecute(store: EventLog, p: Plan, home: Path, scratch: Path) -> Reexecuted
             prepared.data_fingerprint,
             launch.versions(),
             int(threads) if threads is not None else None,
-        )
-        print(
-            f"kitchen: {run_id} has no checkpoint at step {step}: re-executing steps "
-            f"{p.start.step if p.start else 0}..{step - 1} on its recorded data",
-            file=sys.stderr,
-            flush=True,
         )
         try:
             code = runner.resume(identity, force=True)

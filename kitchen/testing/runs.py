@@ -123,3 +123,21 @@ def sampled_steps(doc: dict[str, Any], stage: str = "rollouts") -> dict[int, lis
         if e["type"] == "StageCompleted" and p["stage"] == stage:
             out.setdefault(int(p["step"]), []).append(bool(p["outputs"]["sampled"]))
     return out
+
+
+def step_metrics(kitchen: Kitchen, run_id: str) -> dict[int, dict[str, Any]]:
+    """The step metrics of a run's effective history, by step, from ``kitchen replay --json``'s
+    events (a step logged twice, by a superseded attempt and again, keeps its last value)."""
+    out: dict[int, dict[str, Any]] = {}
+    for e in replay_json(kitchen, run_id)["events"]:
+        if e["type"] == "StageCompleted":
+            for step, metrics in (e["payload"].get("metrics") or {}).items():
+                out[int(step)] = dict(metrics)
+    return out
+
+
+def created_payload(kitchen: Kitchen, run_id: str) -> dict[str, Any]:
+    """The run's ``RunCreated`` event as ``kitchen replay --json`` shows it."""
+    first = replay_json(kitchen, run_id)["events"][0]
+    assert first["type"] == "RunCreated", first
+    return dict(first)
