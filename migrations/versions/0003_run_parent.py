@@ -11,9 +11,8 @@ events; the events themselves are not touched.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import json
+from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op

@@ -61,6 +61,9 @@ def test_forks_with_no_override_end_with_the_parents_adapter(home: Path, kitchen
     f6 = created_payload(kitchen, "f6")["payload"]["fork"]
     assert (f6["step"], f6["checkpoint"], f6["from_step"], f6["reexecuted"]) == (6, None, 4, 2)
     assert f6["mismatches"] == [] and f6["forced"] is False
+    assert any(
+        line.startswith("   └─ f6-7 ") for line in kitchen("runs", "--tree").stdout.splitlines()
+    )
 
     # the state is the fork's own first checkpoint, in its own folder, hashed as recorded
     events = replay_json(kitchen, "f6")["events"]
@@ -109,6 +112,23 @@ def test_a_new_learning_rate_changes_the_steps_after_the_fork_point(
     assert "forked from p at step 6, re-executed from step 4 (2 steps)" in shown
     assert "fork overrides: learning_rate=0.001" in shown
 
+    diff = kitchen("diff", "p", "lr").stdout.splitlines()
+    assert diff[0] == (
+        "lr forks from p at step 6: the two are one run up to it; changed from there: "
+        "learning_rate=0.0010"
+    )
+    assert any(
+        line.startswith("metrics (final; min and max from the branch point") for line in diff
+    )
+    plot = kitchen("plot", "p", "lr", "--metric", "train_mean_nll").stdout
+    assert plot.rstrip().endswith("| lr forks from p at step 6")
+    tree = kitchen("runs", "--tree").stdout.splitlines()
+    assert tree[1].startswith("p ")  # the parent heads the family; its forks are under it
+    assert any(line.startswith("└─ lr ") for line in tree[2:]), tree
+    out = home / "lr.jsonl"
+    assert kitchen("export", "lr", "--out", str(out)).code == 0
+    assert kitchen("verify", str(out)).code == 0
+
 
 @pytest.mark.parametrize(
     ("args", "says"),
@@ -131,6 +151,25 @@ def test_bad_input_is_one_line_and_writes_nothing(
     assert says in line, line
     assert sorted(p.name for p in home.iterdir()) == before
     assert kitchen("runs").stdout == runs
+
+
+def test_a_served_model_is_not_forked(home: Path, kitchen: Kitchen) -> None:
+    from kitchen.log_records import NewEvent
+    from kitchen.store import open_store
+
+    created = {
+        "recipe": "served",
+        "workflow": "served",
+        "config": {},
+        "config_hash": "0" * 64,
+        "seed": 0,
+        "versions": {},
+        "run_dir": "served-1",
+    }
+    with open_store(f"sqlite:///{home / 'kitchen.db'}") as store:  # as kitchen serve records one
+        store.append("served-1", [NewEvent("RunCreated", created, 3)], 0)
+    line = one_line_error(kitchen("fork", "served-1@1"))
+    assert "is a model served by `kitchen serve`" in line
 
 
 def test_a_reexecuted_step_that_differs_is_refused_unless_forced(
