@@ -257,7 +257,11 @@ def reexecute(store: EventLog, p: Plan, home: Path, scratch: Path) -> Reexecuted
     ]
     recipe = load_recipe(str(parent.recipe))
     before = policy.last_operating(parent)
-    operating = kconfig.operating_of(recipe.config, p.prepared.record)
+    operating = {  # the fork's operating settings; secrets come back from the environment
+        k: v
+        for k, v in kconfig.operating_of(recipe.config, p.prepared.record).items()
+        if v != kconfig.REDACTED
+    }
     cfg = kconfig.restore(
         recipe.config, parent.config, {**operating, "save_every": step}, recipe.renamed, before
     )

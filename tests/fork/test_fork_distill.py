@@ -39,7 +39,7 @@ def test_on_policy_distillation_forks_and_a_changed_teacher(tmp_path: Path) -> N
     assert between.code == 0, between.stderr
     want = adapter_sha(home, "s")
     assert (adapter_sha(home, "s2"), adapter_sha(home, "s3")) == (want, want)
-    lineage = created_payload(kitchen, "s3")["payload"]["lineage"]
+    lineage = created_payload(home, "s3")["payload"]["lineage"]
     assert [(x["role"], x["run_id"]) for x in lineage] == [("teacher", "teacher")]
 
     line = one_line_error(kitchen("fork", "s@3", "teacher_checkpoint=run:s2"))

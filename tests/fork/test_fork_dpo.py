@@ -7,22 +7,22 @@ from pathlib import Path
 
 import pytest
 
-from kitchen.testing.cli import Kitchen, make_kitchen
+from kitchen.testing.cli import make_kitchen
 from kitchen.testing.dpo import small_dpo_config, write_pairs
 from kitchen.testing.runs import (
     adapter_sha,
     created_payload,
-    replay_json,
+    events_of,
     step_metrics,
 )
 
 pytestmark = pytest.mark.slow
 
 
-def _stages(kitchen: Kitchen, run_id: str, stage: str) -> list[dict[str, object]]:
+def _stages(home: Path, run_id: str, stage: str) -> list[dict[str, object]]:
     return [
         e["payload"]["outputs"]
-        for e in replay_json(kitchen, run_id)["events"]
+        for e in events_of(home, run_id)
         if e["type"] == "StageCompleted" and e["payload"]["stage"] == stage
     ]
 
@@ -42,20 +42,20 @@ def test_dpo_forks_keep_the_parents_reference(tmp_path: Path) -> None:
     # recomputed from the weights at the fork point
     parent_ref = [
         a
-        for e in replay_json(kitchen, "d")["events"]
+        for e in events_of(home, "d")
         if e["type"] == "StageCompleted"
         for a in e["payload"].get("artifacts", [])
         if a["kind"] == "reference_logprobs"
     ]
     for fork_id in ("d4", "d3lr"):
-        carried = created_payload(kitchen, fork_id)["payload"]["fork"]["artifacts"]
+        carried = created_payload(home, fork_id)["payload"]["fork"]["artifacts"]
         assert [(a["kind"], a["sha256"]) for a in carried] == [
             ("reference_logprobs", parent_ref[0]["sha256"])
         ]
         assert carried[0]["uri"] == f"{fork_id}/artifacts/reference_logprobs/logprobs.safetensors"
-        assert [o["computed"] for o in _stages(kitchen, fork_id, "compute_reference_logprobs")] == [
+        assert [o["computed"] for o in _stages(home, fork_id, "compute_reference_logprobs")] == [
             False
         ]
-    parent, child = step_metrics(kitchen, "d"), step_metrics(kitchen, "d3lr")
+    parent, child = step_metrics(home, "d"), step_metrics(home, "d3lr")
     assert child[3]["dpo_loss"] == parent[3]["dpo_loss"]  # the parent's state at step 3
     assert child[4]["dpo_loss"] != parent[4]["dpo_loss"]

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from kitchen.testing.cli import Kitchen, make_kitchen
+from kitchen.testing.cli import make_kitchen
 from kitchen.testing.runs import (
     adapter_sha,
     created_payload,
-    replay_json,
+    events_of,
     step_metrics,
 )
 
@@ -31,10 +31,10 @@ RL_CONFIG = [
 """4 steps, checkpoints at 2 and (final) 4; rollouts of steps 0-1 deleted by retention."""
 
 
-def _stages(kitchen: Kitchen, run_id: str, stage: str) -> list[dict[str, object]]:
+def _stages(home: Path, run_id: str, stage: str) -> list[dict[str, object]]:
     return [
         e["payload"]["outputs"]
-        for e in replay_json(kitchen, run_id)["events"]
+        for e in events_of(home, run_id)
         if e["type"] == "StageCompleted" and e["payload"]["stage"] == stage
     ]
 
@@ -47,16 +47,16 @@ def test_rl_forks_from_a_checkpoint_from_the_start_and_between(tmp_path: Path) -
     # no live checkpoint before step 1: re-executed from the run's start
     from_start = kitchen("fork", "r@1", "--run-id", "r1")
     assert from_start.code == 0, from_start.stderr
-    assert created_payload(kitchen, "r1")["payload"]["fork"]["from_step"] == 0
+    assert created_payload(home, "r1")["payload"]["fork"]["from_step"] == 0
     lr = kitchen("fork", "r@3", "learning_rate=0.05", "--run-id", "r3lr")
     assert lr.code == 0, lr.stderr
     want = adapter_sha(home, "r")
     assert (adapter_sha(home, "r2"), adapter_sha(home, "r1")) == (want, want)
     assert adapter_sha(home, "r3lr") != want
     # step 3 re-executed from checkpoint 2 on its recorded rollouts; the fork samples its own
-    assert created_payload(kitchen, "r3lr")["payload"]["fork"]["reexecuted"] == 1
-    assert [o["sampled"] for o in _stages(kitchen, "r3lr", "rollouts")] == [True]
-    parent, child = step_metrics(kitchen, "r"), step_metrics(kitchen, "r3lr")
+    assert created_payload(home, "r3lr")["payload"]["fork"]["reexecuted"] == 1
+    assert [o["sampled"] for o in _stages(home, "r3lr", "rollouts")] == [True]
+    parent, child = step_metrics(home, "r"), step_metrics(home, "r3lr")
     assert child[3]["optim/loss"] == parent[3]["optim/loss"]
     assert child[3]["env/all/reward/total"] == parent[3]["env/all/reward/total"]
     assert child[3]["learning_rate"] != parent[3]["learning_rate"]
