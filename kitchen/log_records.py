@@ -76,6 +76,7 @@ class RunRow:
     last_seq: int
     attempts: int
     step: int | None
+    parent: str | None = None  # the run it was forked from (kitchen fork), if any
 
 
 def pid_alive(pid: int) -> bool:

@@ -126,7 +126,11 @@ class Workflow:
     - ``preflight``: checks of the settings that need no heavy work (renderer, teacher …),
       called with a ``kitchen.stage_api.Preflight`` before the run exists; raises ConfigError;
     - ``resources``: makes the typed resources object the stages share in one attempt;
-    - ``code``: stage name → function, imported only when a run starts.
+    - ``code``: stage name → function, imported only when a run starts;
+    - ``fork_keys``: the identity keys a fork (``kitchen fork``) may change: they act on the
+      steps after the fork point only (learning rate, schedule, ``max_steps``, cadences …);
+    - ``fork_artifacts``: the kinds of run-wide artifacts a fork carries over from its
+      parent (computed once from the parent's *starting* weights, so never recomputed).
     """
 
     name: str
@@ -142,6 +146,8 @@ class Workflow:
     preflight: Callable[[Any], None] | None = None
     resources: Callable[[], Any] = dict
     code: Callable[[], Mapping[str, Any]] | None = None
+    fork_keys: tuple[str, ...] = ()
+    fork_artifacts: tuple[str, ...] = ()
 
     def stages(self) -> Iterator[Stage]:
         def walk(nodes: Sequence[Node]) -> Iterator[Stage]:

@@ -31,6 +31,8 @@ def changes(type: str, payload: dict[str, Any], seq: int, recorded_at: datetime)
     if type == "RunCreated":
         out["recipe"] = payload.get("recipe")
         out["created_at"] = recorded_at
+        fork = payload.get("fork")
+        out["parent"] = fork.get("run_id") if isinstance(fork, dict) else None
     elif type == "AttemptStarted" and _is_int(payload.get("attempt")):
         out["attempts"] = payload["attempt"]
     step = payload.get("from_step") if type == "RunResumed" else payload.get("step")

@@ -80,6 +80,8 @@ runs = sa.Table(
     sa.Column("last_seq", sa.Integer, nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("step", sa.BigInteger, nullable=True),
+    # the run this one was forked from (RunCreated.fork.run_id; migration 0003)
+    sa.Column("parent", sa.String(64), nullable=True),
     sa.Index(None, "status"),
 )
 

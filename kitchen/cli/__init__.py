@@ -25,6 +25,7 @@ from kitchen.errors import KitchenError
 # ``register(subparsers) -> None`` that adds its parser(s) with ``set_defaults(func=...)``.
 _COMMAND_MODULES = (
     "kitchen.cli.run",
+    "kitchen.cli.fork",
     "kitchen.cli.recipes",
     "kitchen.cli.runs",
     "kitchen.cli.show",

@@ -68,11 +68,25 @@ def _lineage(state: RunState) -> dict[str, Any]:
         if ref.what:
             what = f"{what} {ref.what}"
         out[ref.role] = f"{what} sha256 {ref.sha256[:12]}" if ref.sha256 else what
+    if state.fork is not None:
+        f = state.fork
+        out["fork"] = f"{f.run_id}@{f.step} sha256 {f.sha256[:12]}"
     return out
 
 
-def _metrics(state: RunState) -> list[list[str]]:
-    """Per metric: the final value (run end, else last logged), then min and max with steps."""
+def branch_point(a: RunState, b: RunState) -> tuple[str, str, int] | None:
+    """(fork, parent, step) when one of the two runs is a fork of the other."""
+    for fork, parent in ((b, a), (a, b)):
+        if fork.fork is not None and fork.fork.run_id == parent.run_id:
+            return fork.run_id, parent.run_id, fork.fork.step
+    return None
+
+
+def _metrics(state: RunState, since: int = 0) -> list[list[str]]:
+    """Per metric: the final value (run end, else last logged), then min and max with steps
+    (from step ``since`` on: a parent compared with its fork from the branch point)."""
+    from dataclasses import replace
+
     from kitchen.cli._series import extremes, run_series
 
     final = dict(state.final_metrics) or {
@@ -81,6 +95,7 @@ def _metrics(state: RunState) -> list[list[str]]:
     }
     out = []
     for s in run_series(state):
+        s = replace(s, points=tuple(p for p in s.points if p[0] >= since))
         ends = extremes(s)
         lo = f"{ends[0][1]:.4g}@{ends[0][0]}" if ends else "-"
         hi = f"{ends[1][1]:.4g}@{ends[1][0]}" if ends else "-"
@@ -126,9 +141,23 @@ def render(a: RunState, b: RunState, status_a: str, status_b: str, everything: b
         lines += ["", f"{title}:" if rows else f"{title}: {empty}"]
         if rows:
             lines.append(_indent(table(["key", a.run_id, b.run_id, ""], rows)))
-    lines += ["", "metrics (final; min and max over the effective history, value@step):"]
-    ma = {r[0]: r[1:] for r in _metrics(a)}
-    mb = {r[0]: r[1:] for r in _metrics(b)}
+    branch = branch_point(a, b)
+    since = 0
+    if branch is not None:
+        fork, parent, since = branch
+        kept = a if a.run_id == fork else b
+        assert kept.fork is not None
+        changed = ", ".join(f"{k}={_show(v)}" for k, v in kept.fork.overrides.items())
+        lines[:0] = [
+            f"{fork} forks from {parent} at step {since}: the two are one run up to it"
+            + (f"; changed from there: {changed}" if changed else "; nothing changed"),
+            "",
+        ]
+        lines += ["", f"metrics (final; min and max from the branch point, step {since}, on):"]
+    else:
+        lines += ["", "metrics (final; min and max over the effective history, value@step):"]
+    ma = {r[0]: r[1:] for r in _metrics(a, since)}
+    mb = {r[0]: r[1:] for r in _metrics(b, since)}
     rows = []
     for name in list(dict.fromkeys([*ma, *mb])):
         ra, rb = ma.get(name, ["-"] * 3), mb.get(name, ["-"] * 3)

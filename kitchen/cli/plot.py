@@ -43,36 +43,52 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_plot)
 
 
-def gather(run_ids: Sequence[str], metrics: Sequence[str] | None) -> tuple[list[str], list[Series]]:
-    """Fold the runs and pick the metrics: (names in panel order, every series of the runs)."""
+Branch = tuple[str, str, int]  # (fork, parent, step): where a plotted fork leaves its parent
+
+
+def gather(
+    run_ids: Sequence[str], metrics: Sequence[str] | None
+) -> tuple[list[str], list[Series], list[Branch]]:
+    """Fold the runs and pick the metrics: (names in panel order, every series of the runs,
+    the branch points of the runs that are forks of another plotted run)."""
     from kitchen.cli._common import fold_run, open_store
     from kitchen.cli._series import run_series, select
 
     store = open_store()
     series: list[Series] = []
-    for run_id in dict.fromkeys(run_ids):
+    forks: list[Branch] = []
+    plotted = list(dict.fromkeys(run_ids))
+    for run_id in plotted:
         state = fold_run(store, run_id)
         series += run_series(state)
+        if state.fork is not None and state.fork.run_id in plotted:
+            forks.append((run_id, state.fork.run_id, state.fork.step))
     store.close()
     if not series:
         raise ConfigError(f"no metrics logged by {', '.join(run_ids)} yet; nothing to plot")
-    return select(series, metrics), series
+    return select(series, metrics), series, forks
 
 
 def _plot(args: argparse.Namespace) -> int:
-    names, series = gather(args.run_ids, args.metric)
+    names, series, forks = gather(args.run_ids, args.metric)
     if args.out:
         out = Path(args.out)
         if out.suffix.lower() != ".png":
             raise ConfigError(f"--out {args.out}: write a .png file")
-        png(names, series, out, dimmed=not args.no_superseded)
+        png(names, series, out, dimmed=not args.no_superseded, forks=forks)
         print(out)
     else:
-        terminal(names, series, dimmed=not args.no_superseded)
+        terminal(names, series, dimmed=not args.no_superseded, forks=forks)
     return 0
 
 
-def png(names: Sequence[str], series: Sequence[Series], out: Path, dimmed: bool) -> None:
+def png(
+    names: Sequence[str],
+    series: Sequence[Series],
+    out: Path,
+    dimmed: bool,
+    forks: Sequence[Branch] = (),
+) -> None:
     try:
         import matplotlib
     except ImportError:
@@ -106,6 +122,14 @@ def png(names: Sequence[str], series: Sequence[Series], out: Path, dimmed: bool)
                     linestyle=":",
                     label=f"{s.run_id} superseded",
                 )
+        for fork, parent, step in forks:
+            ax.axvline(
+                step,
+                color=colors.get(fork, "grey"),
+                linestyle="-.",
+                alpha=0.6,
+                label=f"{fork} forks from {parent}@{step}",
+            )
         ax.set_title(name)
         ax.set_xlabel("step")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
@@ -119,8 +143,11 @@ def png(names: Sequence[str], series: Sequence[Series], out: Path, dimmed: bool)
     plt.close(fig)
 
 
-def terminal(names: Sequence[str], series: Sequence[Series], dimmed: bool) -> None:
+def terminal(
+    names: Sequence[str], series: Sequence[Series], dimmed: bool, forks: Sequence[Branch] = ()
+) -> None:
     from kitchen.cli._textplot import chart
 
     blocks = ["\n".join(chart(n, [s for s in series if s.name == n], dimmed=dimmed)) for n in names]
-    print("\n\n".join(blocks))
+    marks = [f"| {fork} forks from {parent} at step {step}" for fork, parent, step in forks]
+    print("\n\n".join([*blocks, *(["\n".join(marks)] if marks else [])]))

@@ -178,6 +178,9 @@ def _lineage(state: RunState) -> list[str]:
         what = f"run {ref.run_id} ({ref.what})" if ref.kind == "run" else f"{ref.kind} {ref.source}"
         sha = f"  sha256 {ref.sha256[:16]}" if ref.sha256 else ""
         lines.append(f"  {ref.role:<8} {what}{sha}")
+    from kitchen.engine.lineage import fork_lines
+
+    lines += [f"  {line}" for line in fork_lines(state)]
     return ["", "lineage:", *lines] if lines else []
 
 

@@ -76,6 +76,35 @@ class LineageRef(BaseModel):
     bytes: int | None = None
 
 
+class ForkPoint(BaseModel):
+    """Where a fork (``kitchen fork ID@STEP``) starts: run ``run_id``'s exact state at
+    optimizer step ``step``.
+
+    ``checkpoint`` names the parent's checkpoint the state was taken from; when the parent
+    had none at ``step``, ``from_step`` is the step of the checkpoint it was re-executed from
+    (0: from the parent's start) and ``reexecuted`` the steps re-executed on the parent's
+    recorded data, each compared with the parent's log; ``mismatches`` are the steps that
+    differed (accepted only with ``--force``, then ``forced``). ``sha256``/``bytes`` hash the
+    state as the fork's own first checkpoint holds it; ``overrides`` are the identity keys
+    changed at the fork, ``{key: new value}``; ``artifacts`` are the parent's run-wide
+    artifacts the fork carries (DPO's reference, a teacher's completions), copied into the
+    fork's folder."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    run_id: str
+    step: int
+    checkpoint: str | None = None
+    from_step: int
+    reexecuted: int = 0
+    mismatches: list[str] = Field(default_factory=list)
+    forced: bool = False
+    sha256: str
+    bytes: int
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    artifacts: list[Artifact] = Field(default_factory=list)
+
+
 class RunCreated(Event):
     """A run exists. ``config`` is every key as the first attempt had it (secrets redacted);
     ``config_hash`` is the hash of its *identity* (every key but the operating settings: see
@@ -83,9 +112,11 @@ class RunCreated(Event):
     its location, never credentials or an endpoint), which every resume reads from.
 
     v2 added ``lineage``; v3 added ``blob_store``, and ``config_hash`` leaves out operating
-    settings (a resume compares hashes it computes itself, so older hashes stay valid)."""
+    settings (a resume compares hashes it computes itself, so older hashes stay valid);
+    v4 added ``fork``: where a fork starts (``None``: the run is no fork, and the payload
+    leaves the key out)."""
 
-    schema_version: ClassVar[int] = 3
+    schema_version: ClassVar[int] = 4
 
     recipe: str
     workflow: str
@@ -97,6 +128,11 @@ class RunCreated(Event):
     run_dir: str
     lineage: list[LineageRef] = Field(default_factory=list)
     blob_store: dict[str, Any] = Field(default_factory=lambda: {"adapter": "local"})
+    fork: ForkPoint | None = None
+
+    def payload(self) -> dict[str, Any]:
+        """A run that is no fork leaves ``fork`` out: its payload reads as in v3."""
+        return self.model_dump(mode="json", exclude={"fork"} if self.fork is None else set())
 
 
 class AttemptStarted(Event):
@@ -362,6 +398,11 @@ def _run_created_v2(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "blob_store": {"adapter": name}}
 
 
+def _run_created_v3(data: dict[str, Any]) -> dict[str, Any]:
+    """v4 added ``fork``; no run before it was a fork."""
+    return {**data, "fork": None}
+
+
 def _attempt_started_v1(data: dict[str, Any]) -> dict[str, Any]:
     """v2 added ``operating`` (unknown for a v1 attempt: None) and ``backend``."""
     return {**data, "operating": None, "backend": {}}
@@ -406,6 +447,7 @@ def _stage_completed_v1(data: dict[str, Any]) -> dict[str, Any]:
 UPCASTERS: dict[tuple[str, int], Upcaster] = {
     ("RunCreated", 1): _run_created_v1,
     ("RunCreated", 2): _run_created_v2,
+    ("RunCreated", 3): _run_created_v3,
     ("AttemptStarted", 1): _attempt_started_v1,
     ("AttemptStarted", 2): _attempt_started_v2,
     ("DeterminismMismatch", 1): _determinism_mismatch_v1,
@@ -457,6 +499,7 @@ __all__ = [
     "CheckpointSaved",
     "DeterminismMismatch",
     "Event",
+    "ForkPoint",
     "LineageRef",
     "RunCancelled",
     "RunCompleted",

@@ -137,7 +137,7 @@ def prepare(recipe_name: str, overrides: list[str], config_file: str | None) -> 
     file_data = kconfig.read_file(config_file) if config_file else {}
     cfg = kconfig.build(recipe.config, file_data, kconfig.parse_overrides(overrides))
     lineage, paths = _resolve_lineage(get_workflow(recipe.workflow), cfg, kitchen_home())
-    return _identify(recipe, cfg, lineage, paths)
+    return identify(recipe, cfg, lineage, paths)
 
 
 def _resolve_lineage(
@@ -155,13 +155,19 @@ def _resolve_lineage(
     return refs, paths
 
 
-def _identify(
-    recipe: Recipe, cfg: Any, lineage: list[ev.LineageRef], paths: dict[str, str]
+def identify(
+    recipe: Recipe,
+    cfg: Any,
+    lineage: list[ev.LineageRef],
+    paths: dict[str, str],
+    home: Path | None = None,
 ) -> Prepared:
+    """The checks and the ports of a run of ``recipe`` with ``cfg`` (in ``home``, by default
+    KITCHEN_HOME): what a start, a resume and a fork share."""
     from kitchen.workflows import get_workflow
 
     workflow = get_workflow(recipe.workflow)
-    home = kitchen_home()
+    home = kitchen_home() if home is None else home
     check_home_writable(home)
     manifest = manifest_of(recipe, cfg)
     ports = build_ports(manifest, cfg, home)
@@ -279,6 +285,13 @@ def _runner(
     )
 
 
+def make_runner(
+    p: Prepared, store: EventLog, run_id: str, reporter: Reporter, trace_console: bool = False
+) -> Runner:
+    """The runner of one process's run (a fork's, or the scratch copy a fork re-executes)."""
+    return _runner(p, store, run_id, reporter, trace_console)
+
+
 def check_run_id(rid: str) -> str:
     if not valid_run_id(rid):
         raise ConfigError(f"run id {rid!r} is not allowed: {RUN_ID_RULE}")
@@ -380,7 +393,7 @@ def resume(
     if changed and not force:
         raise ConfigError(f"run {run_id!r}: {changed[0]}; resume with --force to continue anyway")
     paths = {ref.role: klineage.local_path(ref, home) for ref in lineage}
-    p = _identify(recipe, cfg, lineage, paths)
+    p = identify(recipe, cfg, lineage, paths)
     _check_blob_store(run_id, state, p.blob_store)
     was = kconfig.redacted(as_before)
     operating_changes = kconfig.changes(kconfig.operating_of(recipe.config, was), p.operating)

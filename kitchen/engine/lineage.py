@@ -94,6 +94,12 @@ def changed(ref: LineageRef, home: Path) -> str | None:
     return None
 
 
+def step_of(pick: str) -> int | None:
+    """The step an ``@<checkpoint>`` names: ``20`` or ``step-000020`` (None: neither)."""
+    text = pick.removeprefix("step-")
+    return int(text) if text.isdigit() else None
+
+
 def _from_run(role: str, source: str, home: Path) -> tuple[LineageRef, str]:
     from kitchen.engine.registry import run_blob_store
 
@@ -158,3 +164,22 @@ def _fold(run_id: str, source: str) -> RunState:
             for r in rows
         ]
     return fold(run_id, recs)
+
+
+def fork_lines(s: RunState) -> list[str]:
+    """How ``kitchen show`` describes where a fork starts."""
+    f = s.fork
+    if f is None:
+        return []
+    if f.checkpoint is not None:
+        how = f"from its checkpoint {f.checkpoint}"
+    else:
+        how = f"re-executed from step {f.from_step} ({f.reexecuted} steps)"
+    lines = [f"forked from {f.run_id} at step {f.step}, {how}; state sha256 {f.sha256[:12]}"]
+    if f.overrides:
+        lines.append("fork overrides: " + ", ".join(f"{k}={v}" for k, v in f.overrides.items()))
+    for a in f.artifacts:
+        lines.append(f"fork carries {a.kind} {a.uri} sha256 {a.sha256[:12]}")
+    if f.mismatches:
+        lines.append("fork forced past: " + "; ".join(f.mismatches))
+    return lines

@@ -195,6 +195,9 @@ class Runner:
         self._heads = _loop_heads(workflow.body)
         self._rebuilding = False
         self._resume: ResumePoint | None = None
+        # Ends the attempt (interrupted, resumable) at the first stage boundary where it says
+        # so: a fork re-executing its parent's steps stops at the fork point.
+        self.stop_when: Callable[[RunState], bool] | None = None
 
     @property
     def state(self) -> RunState:
@@ -224,6 +227,44 @@ class Runner:
         self.reporter.created(self.state)
         return self._drive(RunMachine(self.table, self.workflow.conditions, INITIAL))
 
+    def fork(self, created: ev.RunCreated, state: ev.CheckpointSaved, identity: Identity) -> int:
+        """Start a fork: its creation, its first checkpoint (the state it starts from, already
+        written to its folder) and its first attempt, resumed from that checkpoint, are
+        committed together; then the attempt runs as any resumed one does."""
+        if self.uow.store.run_exists(self.run_id):
+            raise self._exists_error()
+        self.guard.acquire(1)
+        try:
+            with self._attempt_span(1, None) as span:
+                # seqs: 1 RunCreated, 2 the checkpoint, 3 AttemptStarted, 4 RunResumed
+                resumed = ev.RunResumed(
+                    attempt=1,
+                    from_checkpoint_seq=2,
+                    from_step=state.step,
+                    machine_state=state.machine_state,
+                    cursor=dict(state.cursor),
+                    config_hash=identity.config_hash,
+                    data_fingerprint=identity.data_fingerprint,
+                    versions=dict(identity.versions),
+                    torch_threads=identity.torch_threads,
+                )
+                try:
+                    self.uow.begin_attempt(
+                        created, state, self._attempt_started(1, span, 2), resumed
+                    )
+                except ConcurrencyConflict:
+                    raise self._exists_error() from None
+                ckpt = self.state.live_checkpoints()[-1]
+                return self._until_fault(lambda: self._first_fork_attempt(ckpt))
+        finally:
+            self.guard.release()
+
+    def _first_fork_attempt(self, ckpt: Any) -> int:
+        if self.on_created is not None:
+            self.on_created(self.run_dir)
+        self.reporter.created(self.state)
+        return self._next_attempt(ckpt)
+
     def _exists_error(self) -> ConfigError:
         return ConfigError(
             f"run {self.run_id!r} already exists; continue it with `kitchen resume {self.run_id}`"
@@ -239,6 +280,12 @@ class Runner:
             attempt = state.attempt + 1
             # the checkpoints first: a run folder made here would hide a blob store gone away
             ckpt, bad = policy.newest_valid_checkpoint(state, self.ports.blobs, self.ports.training)
+            if ckpt is None and state.fork is not None:
+                raise ConfigError(
+                    f"run {self.run_id!r} is a fork of {state.fork.run_id!r} and its checkpoints "
+                    "are all missing or corrupt, so its starting state is gone; fork "
+                    f"{state.fork.run_id}@{state.fork.step} again"
+                )
             self.run_dir.mkdir(parents=True, exist_ok=True)
             with self._attempt_span(attempt, policy.previous_span(state)) as span:
                 forced = bool(refused) and force
@@ -589,6 +636,9 @@ class Runner:
     def _boundary(self, machine: RunMachine) -> int | None:
         """Between stages: honour signals, cancellation and the lease."""
         s = self.state
+        if self.stop_when is not None and self.stop_when(s):
+            stop = ev.AttemptInterrupted(attempt=s.attempt, signal="stop", step=s.step)
+            return self._end(stop, EXIT_INTERRUPTED)
         if self.guard.signal is not None and not self.guard.preempted:
             stop = ev.AttemptInterrupted(attempt=s.attempt, signal=self.guard.signal, step=s.step)
             return self._end(stop, EXIT_INTERRUPTED)

@@ -130,6 +130,7 @@ _PLAIN = (
 )
 _CODED = (
     "lineage",
+    "fork",
     "created_at",
     "updated_at",
     "attempts",
@@ -221,6 +222,7 @@ def _encodable(state: RunState) -> dict[str, Any]:
     for name in _PLAIN:
         out[name] = getattr(state, name)
     out["lineage"] = [ref.model_dump(mode="json") for ref in state.lineage]
+    out["fork"] = None if state.fork is None else state.fork.model_dump(mode="json")
     out["created_at"] = _when(state.created_at)
     out["updated_at"] = _when(state.updated_at)
     out["attempts"] = [
@@ -259,6 +261,8 @@ def _decode(text: str) -> RunState:
             raise SnapshotUnreadable(f"not a format {FORMAT} snapshot")
         values: dict[str, Any] = {name: d[name] for name in _PLAIN}
         values["lineage"] = tuple(ev.LineageRef.model_validate(x) for x in d["lineage"])
+        fork = d.get("fork")  # absent from snapshots written before forks existed
+        values["fork"] = None if fork is None else ev.ForkPoint.model_validate(fork)
         values["created_at"] = _at(d["created_at"])
         values["updated_at"] = _at(d["updated_at"])
         attempts = []

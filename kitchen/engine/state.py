@@ -118,6 +118,7 @@ class RunState:
     run_dir: str | None = None
     lineage: tuple[ev.LineageRef, ...] = ()
     blob_store: dict[str, Any] = field(default_factory=dict)
+    fork: ev.ForkPoint | None = None  # where the run forked from another one, if it did
     created_at: datetime | None = None
     updated_at: datetime | None = None
     status: str = "created"
@@ -331,6 +332,12 @@ def _run_created(s: RunState, r: Recorded, e: ev.RunCreated) -> Changes:
         "run_dir": e.run_dir,
         "lineage": tuple(e.lineage),
         "blob_store": dict(e.blob_store),
+        "fork": e.fork,
+        # a fork's carried artifacts (DPO's reference …) are on record from its first event
+        "artifacts": tuple(
+            ArtifactRecord(r.seq, a.kind, a.uri, a.sha256, a.bytes, a.step, a.location)
+            for a in (e.fork.artifacts if e.fork is not None else ())
+        ),
         "created_at": r.recorded_at,
         "status": "created",
     }

@@ -123,3 +123,34 @@ def sampled_steps(doc: dict[str, Any], stage: str = "rollouts") -> dict[int, lis
         if e["type"] == "StageCompleted" and p["stage"] == stage:
             out.setdefault(int(p["step"]), []).append(bool(p["outputs"]["sampled"]))
     return out
+
+
+def events_of(home: Path, run_id: str) -> list[dict[str, Any]]:
+    """A run's events as stored (type, schema_version, payload), read in this process from
+    the SQLite log under ``home``: no ``kitchen`` process to start."""
+    from kitchen.store import open_store
+
+    with open_store(f"sqlite:///{home / 'kitchen.db'}", migrate=False) as store:
+        rows = store.read(run_id)
+    return [
+        {"seq": r.seq, "type": r.type, "schema_version": r.schema_version, "payload": r.payload}
+        for r in rows
+    ]
+
+
+def step_metrics(home: Path, run_id: str) -> dict[int, dict[str, Any]]:
+    """The step metrics a run logged, by step (a step logged again after a resume keeps its
+    last value)."""
+    out: dict[int, dict[str, Any]] = {}
+    for e in events_of(home, run_id):
+        if e["type"] == "StageCompleted":
+            for step, metrics in (e["payload"].get("metrics") or {}).items():
+                out[int(step)] = dict(metrics)
+    return out
+
+
+def created_payload(home: Path, run_id: str) -> dict[str, Any]:
+    """The run's ``RunCreated`` event (type, schema_version, payload)."""
+    first = events_of(home, run_id)[0]
+    assert first["type"] == "RunCreated", first
+    return first

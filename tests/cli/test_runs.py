@@ -63,6 +63,7 @@ def test_recipe_filter_and_json(kitchen: Kitchen, runs_db: None) -> None:
         "status": "running",
         "step": 0,
         "attempts": 1,
+        "parent": None,
         "last_seq": 3,
     }
     assert all(datetime.fromisoformat(s).utcoffset() is not None for s in stamps)

@@ -27,16 +27,16 @@ def test_upgrade_then_current_on_an_empty_sqlite_file(tmp_path: Path) -> None:
     before = _kitchen("db", "current", env=env)
     assert (before.returncode, before.stdout) == (0, "none\n")
     up = _kitchen("db", "upgrade", env=env)
-    assert (up.returncode, up.stdout) == (0, "0002\n")
+    assert (up.returncode, up.stdout) == (0, "0003\n")
     after = _kitchen("db", "current", env=env)
-    assert (after.returncode, after.stdout) == (0, "0002\n")
-    assert "code head: 0002" in after.stderr
+    assert (after.returncode, after.stdout) == (0, "0003\n")
+    assert "code head: 0003" in after.stderr
 
 
 def test_kitchen_home_is_honoured(tmp_path: Path) -> None:
     env = _env(KITCHEN_HOME=str(tmp_path / "home"))
     up = _kitchen("db", "upgrade", env=env)
-    assert (up.returncode, up.stdout) == (0, "0002\n")
+    assert (up.returncode, up.stdout) == (0, "0003\n")
     assert (tmp_path / "home" / "kitchen.db").is_file()
 
 

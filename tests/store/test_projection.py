@@ -19,7 +19,7 @@ T1 = datetime(2025, 1, 1, 0, 0, 1, tzinfo=UTC)
         (
             "RunCreated",
             {"recipe": "sl_basic"},
-            {"status": "created", "recipe": "sl_basic", "created_at": T1},
+            {"status": "created", "recipe": "sl_basic", "created_at": T1, "parent": None},
         ),
         ("AttemptStarted", {"attempt": 3}, {"status": "running", "attempts": 3}),
         ("AttemptInterrupted", {"attempt": 1, "step": 5}, {"status": "interrupted", "step": 5}),

@@ -43,6 +43,20 @@ SHARED_CODE: Mapping[str, str] = {
 }
 """Stage name → module under ``kitchen.workflows``, for the stages a workflow need not map."""
 
+FORK_KEYS = (
+    "learning_rate",
+    "lr_schedule",
+    "max_steps",
+    "save_every",
+    "eval_every",
+    "eval_examples",
+    "eval_max_tokens",
+)
+"""The identity keys every training workflow lets a fork change: the optimizer's schedule for
+the remaining steps, where training stops, and how often it checkpoints and evaluates. None of
+them is part of the state at the fork point (the learning rate is computed from the config at
+every step, the data order from the seed and the epoch)."""
+
 BATCH_STEP = ("get_batch", "forward_backward", "optim_step", "await_future", "log_step_metrics")
 """One step of a loop over a fixed list of examples: take a batch, submit its forward/backward
 and optimizer step, take the results (pipelined), log them."""
@@ -67,6 +81,8 @@ def training_workflow(
     lineage: Mapping[str, tuple[str, ...]] = PARENT,
     preflight: Callable[[Any], None] = check_training,
     package: str = "kitchen.workflows",
+    fork_keys: Sequence[str] = (),
+    fork_artifacts: Sequence[str] = (),
 ) -> Workflow:
     """A training workflow in the shared skeleton.
 
@@ -89,7 +105,9 @@ def training_workflow(
       names its own package; empty: full module names);
     - ``step_metric`` defaults to the first of ``progress_metrics``, ``conditions`` to the
       skeleton's, ``lineage`` and ``preflight`` to those of a training run (the parent weights,
-      the renderer); the rest is passed to :class:`Workflow` as it is.
+      the renderer); the rest is passed to :class:`Workflow` as it is;
+    - ``fork_keys``: identity keys a fork may change besides ``FORK_KEYS``;
+      ``fork_artifacts``: the run-wide artifact kinds a fork carries from its parent.
     """
     if epoch_means is not None and not epochs:
         raise ValueError(f"workflow {name!r}: epoch_means without epochs")
@@ -135,6 +153,8 @@ def training_workflow(
         lineage=lineage,
         preflight=preflight,
         resources=_lazy(prefix + resources) if isinstance(resources, str) else resources,
+        fork_keys=(*FORK_KEYS, *fork_keys),
+        fork_artifacts=tuple(fork_artifacts),
     )
     modules = _modules(workflow, prefix + stages, code or {}, prefix)
     return replace(workflow, code=stage_loader(modules, package=""))

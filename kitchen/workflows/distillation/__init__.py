@@ -70,6 +70,7 @@ ON_POLICY = training_workflow(
     progress_metrics=("optim/loss", "teacher_kl", "env/all/correct"),
     **BOTH,
     resources="distillation.resources.OnPolicyResources",
+    fork_keys=(*rl.FORK_KEYS, "kl_penalty_coef"),
 )
 
 OFF_POLICY = training_workflow(
@@ -94,4 +95,5 @@ OFF_POLICY = training_workflow(
     progress_metrics=("train_mean_nll", "learning_rate", "tokens_per_s"),
     **BOTH,
     resources="distillation.resources.OffPolicyResources",
+    fork_artifacts=("teacher_outputs",),  # the teacher's completions, generated once
 )

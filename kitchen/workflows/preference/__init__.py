@@ -38,6 +38,8 @@ WORKFLOW = training_workflow(
     epoch_means={"dpo_loss": "epoch_mean_dpo_loss", "accuracy": "epoch_mean_accuracy"},
     stages="preference.stages",
     code={"init_tokenizer": "preference.stages.init_tokenizer"},  # before the policy exists
+    fork_keys=("dpo_beta",),
+    fork_artifacts=("reference_logprobs",),  # the parent's reference, never the fork point's
     progress_metrics=("dpo_loss", "accuracy", "learning_rate"),
     summary_metrics=("test/accuracy", "test/policy_prefers_chosen", "test/dpo_loss"),
     rows=Rows(columns=COLUMNS, check=check_pair_row),

@@ -33,6 +33,16 @@ STEP = (
     "log_step_metrics",
 )
 """One step on the policy's own samples (on-policy distillation takes it too)."""
+FORK_KEYS = (
+    "loss_fn",
+    "temperature",
+    "max_tokens",
+    "format_coef",
+    "advantages_by_std",
+    "remove_constant_reward_groups",
+)
+"""What a fork of an RL run may change besides the schedule: the loss and how the steps after
+the fork point sample and reward (the problems each step sees stay the parent's)."""
 ROWS = Rows(columns=("prompt",), check=check_prompt_row)
 
 WORKFLOW = training_workflow(
@@ -46,4 +56,5 @@ WORKFLOW = training_workflow(
     summary_metrics=("test/accuracy", "test/format"),
     rows=ROWS,
     resources="rl.resources.RLResources",
+    fork_keys=FORK_KEYS,
 )
