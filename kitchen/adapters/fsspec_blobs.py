@@ -170,16 +170,16 @@ class FsspecBlobStore:
                 f"KITCHEN_BLOBS_URL={self.url}: bucket {anchor!r} does not exist; create it, "
                 "or set KITCHEN_BLOBS_URL to a bucket that exists"
             ) from None
-        except PermissionError as exc:
+        except Exception as exc:
+            if not isinstance(exc, PermissionError) and not _no_credentials(exc):
+                raise BlobStoreUnavailable(
+                    f"KITCHEN_BLOBS_URL={self.url} cannot be reached ({_one_line(exc)}); "
+                    f"{_FIX}, or try again once it answers"
+                ) from None
             raise ConfigError(
                 f"KITCHEN_BLOBS_URL={self.url}: access to {anchor!r} refused "
                 f"({_one_line(exc)}); set credentials that may read and write it "
                 "(e.g. AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
-            ) from None
-        except Exception as exc:
-            raise BlobStoreUnavailable(
-                f"KITCHEN_BLOBS_URL={self.url} cannot be reached ({_one_line(exc)}); "
-                f"{_FIX}, or try again once it answers"
             ) from None
 
     # ------------------------------------------------------------------ writes
@@ -454,6 +454,11 @@ def _mtime(info: dict[str, Any]) -> float:
         with contextlib.suppress(TypeError, ValueError):
             return float(value)
     return 0.0
+
+
+def _no_credentials(exc: BaseException) -> bool:
+    """botocore found no credentials at all (its NoCredentialsError, PartialCredentialsError)."""
+    return "Credentials" in type(exc).__name__
 
 
 def _protocol(fs: Any) -> str:
