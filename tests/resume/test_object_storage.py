@@ -105,9 +105,14 @@ def test_killed_run_resumes_on_another_machine_from_the_bucket(
     assert [p["from_step"] for p in resumed] == [5]
     assert _final_adapter_sha(url, run_id, tmp_path / "cache", env) == reference
 
-    # Another reader, on a third machine, verifies the run's blobs in the bucket.
-    r = make_kitchen(tmp_path / "node-c", db_url)("replay", run_id, "--verify", extra_env=env)
+    # Readers on a third machine find the run's blobs in the bucket: replay verifies them,
+    # show names the final adapter's place.
+    node_c = make_kitchen(tmp_path / "node-c", db_url)
+    r = node_c("replay", run_id, "--verify", extra_env=env)
     assert r.code == 0, r.stderr[-800:]
+    r = node_c("show", run_id, "--json", extra_env=env)
+    assert r.code == 0, r.stderr[-800:]
+    assert json.loads(r.stdout)["paths"]["final_adapter"] == f"{url}/{run_id}/final"
 
 
 def _refused(tmp_path: Path, env: dict[str, str]) -> str:
