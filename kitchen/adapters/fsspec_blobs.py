@@ -477,6 +477,13 @@ def _open(url: str) -> tuple[Any, str]:
             "(or fsspec with the backend of that URL)"
         ) from None
     protocol = url.split("://", 1)[0] if "://" in url else "file"
+    netloc = url.split("://", 1)[-1].split("/", 1)[0]
+    if "@" in netloc and ":" in netloc.split("@", 1)[0]:
+        raise ConfigError(
+            "KITCHEN_BLOBS_URL holds credentials (USER:SECRET@…), which the run would record; "
+            "give them the way the backend reads them instead (e.g. AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY)"
+        )
     options: dict[str, Any] = {"use_listings_cache": False, "skip_instance_cache": True}
     if protocol in ("s3", "s3a"):
         options["config_kwargs"] = S3_CONFIG

@@ -11,7 +11,7 @@ import pytest
 from kitchen.adapters.blobs import LocalBlobStore
 from kitchen.adapters.fsspec_blobs import FsspecBlobStore
 from kitchen.engine import launch, registry
-from kitchen.errors import BlobStoreUnavailable, NotFound
+from kitchen.errors import BlobStoreUnavailable, ConfigError, NotFound
 from kitchen.ports import BlobRef
 from kitchen.recipes import load_recipe
 from kitchen.testing.blob_contract import fill_one, fill_two_files
@@ -132,3 +132,8 @@ def test_the_setting_picks_a_new_runs_store(
     assert manifest["blobs"] == adapter
     store = registry.build_blob_store(adapter, None, tmp_path / "home")
     assert store.location() == location
+
+
+def test_a_url_holding_credentials_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"holds credentials \(USER:SECRET@…\)"):
+        FsspecBlobStore("s3://KEY:SECRET@bucket/runs", tmp_path / "cache")

@@ -115,7 +115,7 @@ def test_killed_run_resumes_on_another_machine_from_the_bucket(
     assert json.loads(r.stdout)["paths"]["final_adapter"] == f"{url}/{run_id}/final"
 
 
-def _refused(tmp_path: Path, env: dict[str, str]) -> str:
+def _refused(tmp_path: Path, env: dict[str, str], code: int) -> str:
     db = tmp_path / "db" / "kitchen.db"
     db.parent.mkdir(exist_ok=True)
     home = tmp_path / "home"
@@ -123,6 +123,7 @@ def _refused(tmp_path: Path, env: dict[str, str]) -> str:
         "run", "sl_basic", *SMALL_SL_CONFIG, "--run-id", "refused", extra_env=env
     )
     line = one_line_error(r)
+    assert r.code == code, r
     assert _events(db) == []
     assert not (home / "refused").exists()
     return line
@@ -133,7 +134,7 @@ def test_an_unreachable_endpoint_is_one_line_before_anything_is_written(
 ) -> None:
     down = f"http://127.0.0.1:{free_port()}"
     env = moto_s3.env(AWS_ENDPOINT_URL=down, KITCHEN_BLOBS_URL="s3://bucket/runs")
-    line = _refused(tmp_path, env)
+    line = _refused(tmp_path, env, 75)  # an outage, perhaps: a fault to try again after
     assert line.startswith("kitchen: error: KITCHEN_BLOBS_URL=s3://bucket/runs cannot be reached")
     assert down in line
 
@@ -142,7 +143,7 @@ def test_a_missing_bucket_is_one_line_before_anything_is_written(
     tmp_path: Path, moto_s3: MotoS3
 ) -> None:
     env = moto_s3.env(KITCHEN_BLOBS_URL="s3://no-such-bucket/runs")
-    assert _refused(tmp_path, env) == (
+    assert _refused(tmp_path, env, 2) == (
         "kitchen: error: KITCHEN_BLOBS_URL=s3://no-such-bucket/runs: bucket 'no-such-bucket' "
         "does not exist; create it, or set KITCHEN_BLOBS_URL to a bucket that exists"
     )
@@ -152,7 +153,7 @@ def test_refused_credentials_are_one_line_before_anything_is_written(tmp_path: P
     strict = StrictMotoS3().start()
     try:
         env = strict.env(KITCHEN_BLOBS_URL="s3://bucket/runs")
-        line = _refused(tmp_path, env)
+        line = _refused(tmp_path, env, 2)
     finally:
         strict.stop()
     start = "kitchen: error: KITCHEN_BLOBS_URL=s3://bucket/runs: access to 'bucket' refused"
