@@ -1,14 +1,20 @@
 """Blobs in a bucket (KITCHEN_BLOBS_URL=s3://…) on a local S3 server (moto), through the real
 ``kitchen`` CLI: a run killed on one machine resumes on another that shares only the database
 and the bucket, and ends with the adapter of an uninterrupted run; a store that cannot be used
-is one line before anything is written, and one that stops answering is a fault (exit 75) that
-invalidates no checkpoint."""
+is one line before anything is written, and one that stops answering, during a run or at a
+resume, is a fault (exit 75) that leaves no checkpoint half-written on record and invalidates
+none."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
+import signal
 import sqlite3
+import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from kitchen.adapters.fsspec_blobs import FsspecBlobStore
-from kitchen.testing.cli import make_kitchen, one_line_error
+from kitchen.testing.cli import Result, make_kitchen, one_line_error
 from kitchen.testing.runs import SMALL_SL_CONFIG
 from kitchen.testing.s3 import MotoS3, StrictMotoS3, free_port
 
@@ -41,6 +47,41 @@ def _events(db: Path) -> list[tuple[str, dict[str, object]]]:
     with sqlite3.connect(db) as con:
         rows = con.execute("select type, payload from events order by seq").fetchall()
     return [(t, json.loads(p)) for t, p in rows]
+
+
+def _env(home: Path, db_url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KITCHEN_", "OTEL_"))}
+    return {**env, "KITCHEN_HOME": str(home), "KITCHEN_DB_URL": db_url}
+
+
+def _stopped_at(point: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    """``kitchen ARGS`` in the background, returned once it has stopped itself at ``point``
+    (``KITCHEN_FAULT=point=SIGSTOP``): the test breaks the storage under it, then lets it go."""
+    proc = subprocess.Popen(
+        [shutil.which("kitchen") or "kitchen", *args],
+        env={**env, "KITCHEN_FAULT": f"{point}=SIGSTOP"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 300
+    while not _stopped(proc.pid):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"kitchen never stopped at {point}: {proc.communicate()[1]}")
+        time.sleep(0.02)
+    return proc
+
+
+def _stopped(pid: int) -> bool:
+    with open(f"/proc/{pid}/stat") as fh:
+        return fh.read().rsplit(")", 1)[1].split()[0] == "T"
+
+
+def _carry_on(proc: subprocess.Popen[str]) -> Result:
+    os.kill(proc.pid, signal.SIGCONT)
+    out, err = proc.communicate(timeout=300)
+    return Result(proc.returncode, out, err)
 
 
 def _final_adapter_sha(url: str, run_id: str, cache: Path, env: dict[str, str]) -> str:
@@ -78,10 +119,26 @@ def test_killed_run_resumes_on_another_machine_from_the_bucket(
     assert created["blob_store"] == {"adapter": "fsspec", "url": url}
     assert not (tmp_path / "node-a" / run_id / "checkpoints").exists()
 
-    # The endpoint stops answering: a resume is a fault, and judges no checkpoint.
+    # Node X resumes from step 5; once step 10's checkpoint is in the bucket, the endpoint
+    # stops answering: step 15's checkpoint cannot be written, and the attempt ends as a fault.
+    proc = _stopped_at(
+        "checkpoint:after_blob@1",
+        ["resume", run_id],
+        {**_env(tmp_path / "node-x", db_url), **env},
+    )
     moto_s3.stop()
     try:
-        r = make_kitchen(tmp_path / "node-x", db_url)("resume", run_id, extra_env=env)
+        r = _carry_on(proc)
+        assert r.code == 75, r
+        ended = [p for t, p in _events(db) if t == "AttemptInterrupted"][-1]
+        assert ended["fault"] == "blob_store_unavailable", ended
+        write = f"blob store {url}: checking blob key '{run_id}/checkpoints/step-000015' failed"
+        assert str(ended["reason"]).startswith(write), ended
+        saved = [p["step"] for t, p in _events(db) if t == "CheckpointSaved"]
+        assert saved == [5, 10]  # none half-written on record
+
+        # A resume while it is still down is a fault too, and judges no checkpoint.
+        r = make_kitchen(tmp_path / "node-y", db_url)("resume", run_id, extra_env=env)
     finally:
         moto_s3.start()
     assert r.code == 75, r
@@ -102,7 +159,7 @@ def test_killed_run_resumes_on_another_machine_from_the_bucket(
     assert r.code == 0, r.stderr[-800:]
     assert not any(t == "CheckpointInvalidated" for t, _ in _events(db))
     resumed = [p for t, p in _events(db) if t == "RunResumed"]
-    assert [p["from_step"] for p in resumed] == [5]
+    assert [p["from_step"] for p in resumed] == [5, 10]
     assert _final_adapter_sha(url, run_id, tmp_path / "cache", env) == reference
 
     # Readers on a third machine find the run's blobs in the bucket: replay verifies them,
