@@ -275,10 +275,13 @@ def follow(collectives: Collectives, scratch: Path) -> int:
 
     def open_run(setup: Setup, home: Path) -> tuple[Workflow, Ports, dict[str, Any], Any]:
         workflow = get_workflow(setup.workflow)
-        made = build_ports(setup.manifest, setup.config, home)
+        made = {  # not the run's blob store: rank 0 alone reads and writes it
+            port: registry.lookup(port, setup.manifest[port])(setup.config, home)
+            for port in ("training", "datasets")
+        }
         ports = Ports(
-            training=made.training,
-            datasets=made.datasets,
+            training=made["training"],
+            datasets=made["datasets"],
             blobs=FollowerBlobs(collectives, home),
         )
         data_parallel(ports, setup.manifest, collectives)
