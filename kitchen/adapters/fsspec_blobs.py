@@ -88,13 +88,21 @@ class FsspecBlobStore:
         return f"{self.root}/{key}" if key else self.root
 
     @contextlib.contextmanager
-    def _storage(self, what: str) -> Iterator[None]:
-        """Any failure of the storage itself becomes ``BlobStoreUnavailable``, naming the URL;
-        a missing object stays ``FileNotFoundError`` for the caller to judge."""
+    def _storage(self, what: str, *, writing: bool = False) -> Iterator[None]:
+        """Any failure of the storage itself becomes ``BlobStoreUnavailable``, naming the URL.
+        A missing object stays ``FileNotFoundError`` for a reader to judge; to a writer, which
+        looked up what it needed first, it means the bucket went away under it."""
         try:
             yield
-        except (KitchenError, FileNotFoundError):
+        except KitchenError:
             raise
+        except FileNotFoundError as exc:
+            if not writing:
+                raise
+            raise BlobStoreUnavailable(
+                f"blob store {self.url}: {what} failed ({_one_line(exc)}: the bucket or folder "
+                f"is gone?); {_FIX}, then resume"
+            ) from exc
         except Exception as exc:
             raise BlobStoreUnavailable(
                 f"blob store {self.url}: {what} failed ({_one_line(exc)}); {_FIX}, then resume"
@@ -200,7 +208,7 @@ class FsspecBlobStore:
     def _publish(self, key: str, staging: Path, sha: str, size: int) -> None:
         dest = self._remote(key)
         generation = temp_name("data", "gen")
-        with self._storage(f"writing blob {key!r}"):
+        with self._storage(f"writing blob {key!r}", writing=True):
             if self._is_file(dest):
                 self.fs.rm_file(dest)  # a file blob replaced by a folder: gone first
             for path in sorted(p for p in staging.rglob("*") if p.is_file()):
@@ -228,7 +236,7 @@ class FsspecBlobStore:
     def write_bytes(self, key: str, data: bytes) -> BlobRef:
         self._check_nesting(key)
         dest = self._remote(key)
-        with self._storage(f"writing blob {key!r}"):
+        with self._storage(f"writing blob {key!r}", writing=True):
             if self._marker(key) is not None:
                 self._delete_folder(dest)  # a folder blob replaced by a file: gone first
             self.fs.pipe_file(dest, data)
@@ -238,7 +246,7 @@ class FsspecBlobStore:
     def _check_nesting(self, key: str) -> None:
         check_key(key)
         parts = key.split("/")[:-1]
-        with self._storage(f"checking blob key {key!r}"):
+        with self._storage(f"checking blob key {key!r}", writing=True):
             for i in range(1, len(parts) + 1):
                 outer = "/".join(parts[:i])
                 if self._is_file(self._remote(outer)) or self._marker(outer) is not None:
@@ -255,7 +263,10 @@ class FsspecBlobStore:
     def exists(self, uri: str) -> bool:
         check_key(uri)
         with self._storage(f"looking up blob {uri!r}"):
-            return self._marker(uri) is not None or self._is_file(self._remote(uri))
+            if self._marker(uri) is not None or self._is_file(self._remote(uri)):
+                return True
+        self.check_reachable()  # a bucket gone reads as missing too: that is a fault
+        return False
 
     def local_path(self, uri: str) -> Path:
         """The blob downloaded into the cache, its digest checked against its marker."""
@@ -393,14 +404,15 @@ class FsspecBlobStore:
         sees it half-deleted."""
         check_key(uri)
         dest = self._remote(uri)
-        with self._storage(f"deleting blob {uri!r}"):
+        with self._storage(f"deleting blob {uri!r}", writing=True):
             if self._marker(uri) is not None:
                 self._delete_folder(dest)
             elif self._is_file(dest):
                 self.fs.rm_file(dest)
 
     def _delete_folder(self, dest: str) -> None:
-        self.fs.rm_file(f"{dest}/{MARKER}")
+        with contextlib.suppress(FileNotFoundError):  # another deleter was first
+            self.fs.rm_file(f"{dest}/{MARKER}")
         self._drop_generations(dest, keep=None)
         with contextlib.suppress(FileNotFoundError):
             if not self.fs.find(dest, withdirs=False):
@@ -412,7 +424,7 @@ class FsspecBlobStore:
         base = split_prefix(prefix)
         cutoff = time.time() - older_than_s
         swept: builtins.list[str] = []
-        with self._storage(f"sweeping {prefix!r}"):
+        with self._storage(f"sweeping {prefix!r}", writing=True):
             try:
                 found = self.fs.find(self._remote(base), withdirs=False, detail=True)
             except FileNotFoundError:

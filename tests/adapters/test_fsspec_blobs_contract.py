@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from kitchen.adapters.fsspec_blobs import FsspecBlobStore
-from kitchen.testing.blob_contract import BlobStoreContract
+from kitchen.errors import BlobStoreUnavailable
+from kitchen.testing.blob_contract import BlobStoreContract, fill_two_files
 from kitchen.testing.s3 import MotoS3
 
 
@@ -46,3 +47,18 @@ class TestS3BlobStore(BlobStoreContract):
         bucket = f"kitchen-{uuid.uuid4().hex[:12]}"
         s3_env.make_bucket(bucket)
         return FsspecBlobStore(f"s3://{bucket}/runs", tmp_path / "cache")
+
+
+def test_a_bucket_gone_is_a_fault_never_a_missing_blob(tmp_path: Path, s3_env: MotoS3) -> None:
+    bucket = f"kitchen-{uuid.uuid4().hex[:12]}"
+    s3_env.make_bucket(bucket)
+    store = FsspecBlobStore(f"s3://{bucket}/runs", tmp_path / "cache")
+    ref = store.write_dir("run-1/ckpt", fill_two_files)
+    store.fs.rm(bucket, recursive=True)  # the objects, then the bucket
+    gone = f"blob store s3://{bucket}/runs: '{bucket}' is not there"
+    with pytest.raises(BlobStoreUnavailable, match=gone):
+        store.verify(ref)
+    with pytest.raises(BlobStoreUnavailable, match=gone):
+        store.exists(ref.uri)
+    with pytest.raises(BlobStoreUnavailable, match=r"writing blob 'run-1/meta\.txt' failed"):
+        store.write_bytes("run-1/meta.txt", b"x")
