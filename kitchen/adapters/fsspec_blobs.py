@@ -61,7 +61,8 @@ S3_CONFIG = {
     "retries": {"max_attempts": 3, "mode": "standard"},
 }
 """botocore's settings for s3: an endpoint that does not answer fails within seconds, not
-after botocore's default minutes of retries."""
+after botocore's default minutes of retries. ``AWS_MAX_ATTEMPTS`` / ``AWS_RETRY_MODE``, where
+set, replace the retries."""
 
 _FIX = "check the URL, the endpoint (e.g. AWS_ENDPOINT_URL) and the credentials"
 
@@ -498,7 +499,10 @@ def _open(url: str) -> tuple[Any, str]:
         )
     options: dict[str, Any] = {"use_listings_cache": False, "skip_instance_cache": True}
     if protocol in ("s3", "s3a"):
-        options["config_kwargs"] = S3_CONFIG
+        config: dict[str, Any] = dict(S3_CONFIG)
+        if os.environ.get("AWS_MAX_ATTEMPTS") or os.environ.get("AWS_RETRY_MODE"):
+            del config["retries"]  # botocore's own retry settings, where set, win
+        options["config_kwargs"] = config
     if protocol in ("file", "local"):
         options["auto_mkdir"] = True
     try:

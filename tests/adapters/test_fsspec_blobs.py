@@ -86,6 +86,7 @@ def test_an_unreachable_endpoint_is_a_fault_never_a_missing_blob(
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # botocore's own setting: no retries to wait for
     store = FsspecBlobStore("s3://bucket/runs", tmp_path / "cache")
     with pytest.raises(BlobStoreUnavailable, match="blob store s3://bucket/runs"):
         store.verify(BlobRef("run-1/ckpt", "0" * 64, 1))
