@@ -194,16 +194,19 @@ def _identify(
     lineage: list[ev.LineageRef],
     paths: dict[str, str],
     blob_location: dict[str, Any] | None = None,
+    *,
+    new_run: bool = True,
 ) -> Prepared:
     """``blob_location``: the blob store's place as the run recorded it (a resume without
-    KITCHEN_BLOBS_URL); None for a new run, whose store is checked before anything is written."""
+    KITCHEN_BLOBS_URL). A new run's store is checked before anything is written (a resume's is
+    checked once it is known to be the run's own)."""
     from kitchen.workflows import get_workflow
 
     workflow = get_workflow(recipe.workflow)
     home = kitchen_home()
     check_home_writable(home)
     manifest = manifest_of(recipe, cfg)
-    ports = build_ports(manifest, cfg, home, blob_location, check_blobs=blob_location is None)
+    ports = build_ports(manifest, cfg, home, blob_location, check_blobs=new_run)
     if workflow.preflight is not None:
         roles = {ref.role: ref for ref in lineage}
         workflow.preflight(Preflight(cfg, ports, roles, paths))
@@ -437,7 +440,7 @@ def resume(
     if changed and not force:
         raise ConfigError(f"run {run_id!r}: {changed[0]}; resume with --force to continue anyway")
     paths = {ref.role: klineage.local_path(ref, home) for ref in lineage}
-    p = _identify(recipe, cfg, lineage, paths, _recorded_location(state, parsed))
+    p = _identify(recipe, cfg, lineage, paths, _recorded_location(state, parsed), new_run=False)
     _check_blob_store(run_id, state, p.blob_store)
     reachable = getattr(p.ports.blobs, "check_reachable", None)
     if reachable is not None:
