@@ -22,12 +22,13 @@ MARKER = ".kitchen-blob"
 """File at the top of every folder blob, written last: a folder without it is not a blob
 (a writer was killed before the end). It holds the digest as JSON, for people reading it."""
 
-_TEMP_RE = re.compile(r"^\.(?P<name>.+)\.kitchen-(?P<kind>tmp|old)-[0-9a-f]{32}$")
+_TEMP_RE = re.compile(r"^\.(?P<name>.+)\.kitchen-(?P<kind>tmp|old|gen)-[0-9a-f]{32}$")
 _CHUNK = 1 << 20
 
 
 def temp_name(name: str, kind: str) -> str:
-    """A hidden sibling name for ``name``: ``tmp`` while written, ``old`` while replaced."""
+    """A hidden sibling name for ``name``: ``tmp`` while written, ``old`` while replaced,
+    ``gen`` for one generation of a folder blob's files on a store without a rename."""
     return f".{name}.kitchen-{kind}-{uuid.uuid4().hex}"
 
 

@@ -47,8 +47,11 @@ class LocalBlobStore:
     another machine and the URIs in the event log still resolve.
     """
 
-    def __init__(self, root: Path | str) -> None:
+    def __init__(self, root: Path | str, *, recorded: bool = False) -> None:
+        """``recorded``: the folder is not KITCHEN_HOME but one KITCHEN_BLOBS_URL named, which
+        the run records (``location``) so that a resume and every reader find it."""
         self.root = Path(root).expanduser().absolute()
+        self.recorded = recorded
 
     @staticmethod
     def hash_path(path: Path | str) -> tuple[str, int]:
@@ -137,9 +140,26 @@ class LocalBlobStore:
     # ------------------------------------------------------------------ where, and reachable
 
     def location(self) -> dict[str, str]:
-        """Where blobs live, as RunCreated records it: nothing beyond the adapter's name, since
-        local URIs are relative to KITCHEN_HOME, which may move from machine to machine."""
-        return {}
+        """Where blobs live, as RunCreated records it: nothing beyond the adapter's name for
+        KITCHEN_HOME, since local URIs are relative to it and it may move from machine to
+        machine; the folder (``root``) when KITCHEN_BLOBS_URL named another."""
+        return {"root": str(self.root)} if self.recorded else {}
+
+    def check_usable(self) -> None:
+        """Before a new run writes anything: the folder can be made and written to."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = self.root / temp_name("write-test", "tmp")
+            probe.write_bytes(b"ok")
+            probe.unlink()
+        except OSError as exc:
+            fault = storage_fault(exc, f"to blob folder {self.root}", then="try again")
+            if fault is not None:
+                raise fault from None
+            raise ConfigError(
+                f"blob folder {str(self.root)!r} is not writable ({exc.strerror or exc}); set "
+                "KITCHEN_BLOBS_URL to a folder you can write"
+            ) from None
 
     def check_reachable(self, prefix: str) -> None:
         """Raise ``BlobStoreUnavailable`` when the folder holding ``prefix``'s blobs is not
@@ -276,6 +296,15 @@ def _infrastructure(dest: Path, probe: Path | None = None) -> Iterator[None]:
         raise fault from exc
 
 
-def create_store(config: Any, home: Path) -> LocalBlobStore:
-    """The manifest's factory: blobs live under KITCHEN_HOME."""
+def create_store(config: Any, home: Path, location: dict[str, Any] | None = None) -> LocalBlobStore:
+    """The manifest's factory: blobs live under KITCHEN_HOME, or in the folder the run recorded
+    (``location``), or, for a new run, in the folder KITCHEN_BLOBS_URL names."""
+    from kitchen import settings
+
+    if location is not None:
+        root = location.get("root")
+        return LocalBlobStore(root, recorded=True) if root else LocalBlobStore(home)
+    folder = settings.current().blobs_url
+    if folder and "://" not in folder:
+        return LocalBlobStore(folder, recorded=True)
     return LocalBlobStore(home)

@@ -426,17 +426,24 @@ def _check_blob(blobs: Any, what: str, uri: str, sha256: str, size: int) -> None
     from kitchen.errors import CheckpointCorrupt, ConfigError
     from kitchen.ports import BlobRef
 
+    url = getattr(blobs, "url", None)
+    place = url or str(blobs.root)
     try:
         there = blobs.exists(uri)
     except ConfigError:
-        raise CheckpointCorrupt(
-            f"{what}: uri {uri!r} is not a blob key under KITCHEN_HOME={blobs.root}"
-        ) from None
+        where = url or f"KITCHEN_HOME={blobs.root}"
+        raise CheckpointCorrupt(f"{what}: uri {uri!r} is not a blob key under {where}") from None
     if not there:
-        raise CheckpointCorrupt(f"{what}: blob {uri} is missing under {blobs.root}")
+        raise CheckpointCorrupt(f"{what}: blob {uri} is missing under {place}")
     if blobs.verify(BlobRef(uri, sha256, size)):
         return
-    found_sha, found_size = blobs.hash_path(blobs.root / uri)
+    hash_path = getattr(blobs, "hash_path", None)
+    if hash_path is None:  # a remote store: its marker or its bytes differ from the record
+        raise CheckpointCorrupt(
+            f"{what}: blob {uri} under {place} does not hash to the recorded sha256 "
+            f"{sha256[:12]} ({size} bytes)"
+        )
+    found_sha, found_size = hash_path(blobs.root / uri)
     if found_sha != sha256:
         raise CheckpointCorrupt(
             f"{what}: sha256 mismatch (recorded {sha256[:12]}, found {found_sha[:12]})"

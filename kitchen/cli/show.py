@@ -42,8 +42,16 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def paths(state: RunState, home: Path) -> dict[str, str | None]:
-    adapter = str(home / state.adapter_uri) if state.adapter_uri else None
+    adapter = blob_place(state, home, state.adapter_uri) if state.adapter_uri else None
     return {"run_dir": str(home / (state.run_dir or state.run_id)), "final_adapter": adapter}
+
+
+def blob_place(state: RunState, home: Path, uri: str) -> str:
+    """Where a run's blob is: under KITCHEN_HOME, in the folder or at the URL it recorded."""
+    url = state.blob_store.get("url")
+    if url:
+        return f"{str(url).rstrip('/')}/{uri}"
+    return str(Path(state.blob_store.get("root") or home) / uri)
 
 
 def as_json(state: RunState, status: str, home: Path) -> dict[str, Any]:

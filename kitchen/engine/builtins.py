@@ -25,5 +25,8 @@ BUILTIN: dict[str, dict[str, str]] = {
         "tinker": "kitchen.adapters.tinker:create_service",
     },
     "datasets": {"hf_datasets": "kitchen.adapters.hf_datasets:create_store"},
-    "blobs": {"local": "kitchen.adapters.blobs:create_store"},
+    "blobs": {
+        "local": "kitchen.adapters.blobs:create_store",
+        "fsspec": "kitchen.adapters.fsspec_blobs:create_store",
+    },
 }

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from kitchen import config as kconfig
+from kitchen import settings
 from kitchen.engine import events as ev
 from kitchen.engine import lineage as klineage
 from kitchen.engine import registry, snapshots
@@ -94,7 +95,12 @@ class Prepared:
 
 def manifest_of(recipe: Recipe, cfg: Any) -> dict[str, str]:
     """The recipe's adapters manifest with the config's ``adapters.*`` overrides; names checked."""
-    manifest = {**recipe.adapters, **dict(getattr(cfg, "adapters", {}) or {})}
+    chosen = blobs_adapter_of_setting()
+    manifest = {
+        **recipe.adapters,
+        **({kconfig.BLOBS: chosen} if chosen else {}),
+        **dict(getattr(cfg, "adapters", {}) or {}),
+    }
     unknown = sorted(set(manifest) - set(PORTS))
     if unknown:
         raise ConfigError(
@@ -110,10 +116,37 @@ def manifest_of(recipe: Recipe, cfg: Any) -> dict[str, str]:
     return manifest
 
 
-def build_ports(manifest: dict[str, str], cfg: Any, home: Path) -> Ports:
-    """Each port's factory from the registry, called once with the config and the home."""
-    made = {port: registry.lookup(port, manifest[port])(cfg, home) for port in PORTS}
-    return Ports(training=made["training"], datasets=made["datasets"], blobs=made["blobs"])
+def blobs_adapter_of_setting() -> str | None:
+    """The blob store KITCHEN_BLOBS_URL names: ``fsspec`` for a URL (``s3://…``), ``local``
+    for a folder, None when it is not set (the recipe's manifest decides: KITCHEN_HOME)."""
+    url = settings.current().blobs_url
+    if not url:
+        return None
+    return "fsspec" if "://" in url else "local"
+
+
+def build_ports(
+    manifest: dict[str, str],
+    cfg: Any,
+    home: Path,
+    blob_location: dict[str, Any] | None = None,
+    *,
+    check_blobs: bool = False,
+) -> Ports:
+    """Each port's factory from the registry, called once with the config and the home; the
+    blob store's with ``blob_location`` too when a run recorded one (a resume). The blob store
+    comes first: with ``check_blobs`` (a new run) a store that cannot be used (a missing bucket,
+    refused credentials) is refused before the heavier ports are built."""
+    blobs = registry.build_blob_store(manifest[kconfig.BLOBS], cfg, home, blob_location)
+    usable = getattr(blobs, "check_usable", None)
+    if check_blobs and usable is not None:
+        usable()
+    made = {
+        port: registry.lookup(port, manifest[port])(cfg, home)
+        for port in PORTS
+        if port != kconfig.BLOBS
+    }
+    return Ports(training=made["training"], datasets=made["datasets"], blobs=blobs)
 
 
 def _dataset_identity(workflow: Workflow, cfg: Any, ports: Ports) -> str | None:
@@ -161,16 +194,22 @@ def identify(
     lineage: list[ev.LineageRef],
     paths: dict[str, str],
     home: Path | None = None,
+    blob_location: dict[str, Any] | None = None,
+    *,
+    new_run: bool = True,
 ) -> Prepared:
     """The checks and the ports of a run of ``recipe`` with ``cfg`` (in ``home``, by default
-    KITCHEN_HOME): what a start, a resume and a fork share."""
+    KITCHEN_HOME): what a start, a resume and a fork share. ``blob_location``: the blob
+    store's place as the run recorded it (a resume without KITCHEN_BLOBS_URL). A new run's
+    store is checked before anything is written (a resume's is checked once it is known to be
+    the run's own)."""
     from kitchen.workflows import get_workflow
 
     workflow = get_workflow(recipe.workflow)
     home = kitchen_home() if home is None else home
     check_home_writable(home)
     manifest = manifest_of(recipe, cfg)
-    ports = build_ports(manifest, cfg, home)
+    ports = build_ports(manifest, cfg, home, blob_location, check_blobs=new_run)
     if workflow.preflight is not None:
         roles = {ref.role: ref for ref in lineage}
         workflow.preflight(Preflight(cfg, ports, roles, paths))
@@ -242,10 +281,13 @@ def follow(collectives: Collectives, scratch: Path) -> int:
 
     def open_run(setup: Setup, home: Path) -> tuple[Workflow, Ports, dict[str, Any], Any]:
         workflow = get_workflow(setup.workflow)
-        made = build_ports(setup.manifest, setup.config, home)
+        made = {  # not the run's blob store: rank 0 alone reads and writes it
+            port: registry.lookup(port, setup.manifest[port])(setup.config, home)
+            for port in ("training", "datasets")
+        }
         ports = Ports(
-            training=made.training,
-            datasets=made.datasets,
+            training=made["training"],
+            datasets=made["datasets"],
             blobs=FollowerBlobs(collectives, home),
         )
         data_parallel(ports, setup.manifest, collectives)
@@ -328,16 +370,30 @@ def start(
 
 
 def _recorded_blob_store(state: Any, overrides: dict[str, Any]) -> dict[str, Any]:
-    """The overrides, with the blob store the run recorded unless they name one: a resume
-    reads the run's blobs from where they were written, whatever today's recipe defaults to."""
+    """The overrides, with the blob store the run recorded unless they (or KITCHEN_BLOBS_URL)
+    name one: a resume reads the run's blobs from where they were written, whatever today's
+    recipe defaults to."""
     recorded = state.blob_store.get("adapter")
-    adapters = overrides.get("adapters")
-    named = f"adapters.{kconfig.BLOBS}" in overrides or (
-        isinstance(adapters, dict) and kconfig.BLOBS in adapters
-    )
-    if recorded is None or named:
+    if recorded is None or _names_blob_store(overrides):
         return overrides
     return {f"adapters.{kconfig.BLOBS}": recorded, **overrides}
+
+
+def _names_blob_store(overrides: dict[str, Any]) -> bool:
+    adapters = overrides.get("adapters")
+    return (
+        f"adapters.{kconfig.BLOBS}" in overrides
+        or (isinstance(adapters, dict) and kconfig.BLOBS in adapters)
+        or blobs_adapter_of_setting() is not None
+    )
+
+
+def _recorded_location(state: Any, overrides: dict[str, Any]) -> dict[str, Any] | None:
+    """Where the run's blobs are, as its RunCreated says, for a resume that names no other
+    store: node B needs only the database and the bucket's credentials, not the setting."""
+    if _names_blob_store(overrides) or not state.blob_store:
+        return None
+    return {k: v for k, v in state.blob_store.items() if k != "adapter"}
 
 
 def _check_blob_store(run_id: str, state: Any, now: dict[str, Any]) -> None:
@@ -384,7 +440,8 @@ def resume(
     recipe = load_recipe(state.recipe)
     renamed = recipe.renamed
     before = policy.last_operating(state)
-    asked = _recorded_blob_store(state, kconfig.parse_overrides(overrides))
+    parsed = kconfig.parse_overrides(overrides)
+    asked = _recorded_blob_store(state, parsed)
     as_before = kconfig.restore(recipe.config, state.config, {}, renamed, before)
     cfg = kconfig.restore(recipe.config, state.config, asked, renamed, before)
     home = kitchen_home()
@@ -393,8 +450,13 @@ def resume(
     if changed and not force:
         raise ConfigError(f"run {run_id!r}: {changed[0]}; resume with --force to continue anyway")
     paths = {ref.role: klineage.local_path(ref, home) for ref in lineage}
-    p = identify(recipe, cfg, lineage, paths)
+    p = identify(
+        recipe, cfg, lineage, paths, None, _recorded_location(state, parsed), new_run=False
+    )
     _check_blob_store(run_id, state, p.blob_store)
+    reachable = getattr(p.ports.blobs, "check_reachable", None)
+    if reachable is not None:
+        reachable("")  # unreachable: BlobStoreUnavailable (exit 75) before anything is written
     was = kconfig.redacted(as_before)
     operating_changes = kconfig.changes(kconfig.operating_of(recipe.config, was), p.operating)
     _check_out_of_memory(run_id, state, operating_changes)

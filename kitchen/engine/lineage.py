@@ -64,10 +64,27 @@ def _embedded_folder(name: str) -> Path | None:
 def local_path(ref: LineageRef, home: Path) -> str:
     """Where a recorded lineage entry's weights are now (a resume loads them again)."""
     if ref.kind == "run":
-        assert ref.uri is not None
-        path = home / ref.uri
+        path = _run_blob(ref, home)
         return str(state_folder(path) if ref.what != "final" else path)
     return ref.uri or ref.source
+
+
+def _run_blob(ref: LineageRef, home: Path) -> Path:
+    """A run's blob on this machine: under KITCHEN_HOME, or else fetched from the blob store
+    that run recorded (a bucket: downloaded into the cache and checked there)."""
+    from kitchen.engine.registry import run_blob_store
+
+    assert ref.uri is not None
+    path = home / ref.uri
+    if path.exists() or ref.run_id is None:
+        return path
+    try:
+        state = _fold(ref.run_id, ref.source)
+        if not {k for k in state.blob_store if k != "adapter"}:
+            return path  # the run's blobs are under KITCHEN_HOME: missing is missing
+        return Path(run_blob_store(state.config, state.blob_store, home).local_path(ref.uri))
+    except NotFound:
+        return path
 
 
 def changed(ref: LineageRef, home: Path) -> str | None:
@@ -77,7 +94,7 @@ def changed(ref: LineageRef, home: Path) -> str | None:
     from kitchen.adapters.blobs import LocalBlobStore
 
     if ref.uri is not None:
-        path = home / ref.uri if ref.kind == "run" else Path(ref.uri)
+        path = _run_blob(ref, home) if ref.kind == "run" else Path(ref.uri)
     else:
         shipped = _embedded_folder(ref.source)
         if shipped is None:
@@ -145,7 +162,8 @@ def _from_run(role: str, source: str, home: Path) -> tuple[LineageRef, str]:
         sha256=sha256,
         bytes=size,
     )
-    return ref, local_path(ref, home)
+    folder = Path(blobs.local_path(uri))
+    return ref, str(state_folder(folder) if what != "final" else folder)
 
 
 def _fold(run_id: str, source: str) -> RunState:

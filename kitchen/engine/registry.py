@@ -17,6 +17,7 @@ edits no file of the engine.
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
@@ -68,8 +69,27 @@ def run_blob_store(config: Mapping[str, Any], blob_store: Mapping[str, Any], hom
     factory from the run's recorded config: what every reader of a run's blobs uses (replay's
     verification, lineage, the server), so none builds a store of its own on the side."""
     name = str(blob_store.get("adapter") or "local")
+    location = {k: v for k, v in blob_store.items() if k != "adapter"}
+    return build_blob_store(name, SimpleNamespace(**config), home, location)
+
+
+def build_blob_store(
+    name: str, config: Any, home: Path, location: Mapping[str, Any] | None = None
+) -> Any:
+    """The blob store ``name``'s factory builds: with ``location`` (where a run recorded its
+    blobs, ``RunCreated.blob_store`` less the adapter's name) when given and the factory
+    takes one, else from today's settings (a new run)."""
     factory = lookup("blobs", name)
-    return factory(SimpleNamespace(**config), home)
+    if location is not None and _takes_location(factory):
+        return factory(config, home, location=dict(location))
+    return factory(config, home)
+
+
+def _takes_location(factory: Any) -> bool:
+    try:
+        return "location" in inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _resolve(target: str) -> Any:
@@ -93,4 +113,4 @@ def _check_kind(kind: str) -> None:
         raise ValueError(f"unknown registry kind {kind!r}; kinds: {', '.join(KINDS)}")
 
 
-__all__ = ["KINDS", "lookup", "names", "register", "run_blob_store"]
+__all__ = ["KINDS", "build_blob_store", "lookup", "names", "register", "run_blob_store"]
