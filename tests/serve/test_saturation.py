@@ -1,7 +1,7 @@
 """A saturated server makes the SDK wait, never fail: one resident place and one queued
 request per key for four models trained at once from one client. Requests over the key's
-limit get 429 with Retry-After and are sent again; a request held up hears ``try_again`` with
-``queue_state`` ``paused_capacity``; every model ends where it would alone (the four are the
+limit get 429 with Retry-After and are sent again; a request held up for a second hears
+``try_again`` with ``queue_state`` ``paused_capacity`` and the reason; every model ends where it would alone (the four are the
 same model, so their losses are equal, bit for bit, however often each was unloaded)."""
 
 from __future__ import annotations
@@ -73,7 +73,10 @@ def test_a_saturated_server_makes_the_sdk_wait(
     assert runs[0][0] > runs[0][2]  # and it learned
     assert 429 in out["statuses"]  # over the key's limit: refused, waited out, sent again
     assert not [s for s in out["statuses"] if s >= 500]
+    # Whether a request waits long enough (a second) to hear paused_capacity depends on how
+    # fast the machine unloads and reloads: when it does, the SDK is told why.
+    assert {state for state, _ in out["states"]} <= {"active", "paused_capacity"}, out["states"]
     paused = [reason for state, reason in out["states"] if state == "paused_capacity"]
-    assert paused and all(r.startswith("kitchen serve is busy") for r in paused), out["states"]
+    assert all(r.startswith("kitchen serve is busy") for r in paused), out["states"]
     log = (home / "server-0.log").read_text()
     assert "unloaded" in log

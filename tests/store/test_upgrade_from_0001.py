@@ -27,7 +27,8 @@ from kitchen.testing.cli import Kitchen, make_kitchen
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "v1"
 TABLES = (events, runs, leases, cancel_requests)
-HEAD = "0002"  # written by hand, as in test_migrations.py
+HEAD = "0003"  # written by hand, as in test_migrations.py
+LATER_COLUMNS = {"runs": ("parent",)}  # added after 0001 (0003: a fork's parent)
 # Read from the fixture once (sqlite3 kitchen.db 'select run_id, count(*) ...') and pasted.
 EVENTS_PER_RUN = {"v1-completed": 93, "v1-crashed": 70, "v1-resumed": 113}
 
@@ -41,14 +42,18 @@ def home(tmp_path: Path) -> Path:
 
 
 def _rows(url: str) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of the 0001 tables, read with plain SQLAlchemy (no kitchen code)."""
+    """Every row of the 0001 tables, in the columns they had at 0001, read with plain
+    SQLAlchemy (no kitchen code)."""
     engine = create_engine(parse_url(url))
     try:
         with engine.connect() as conn:
-            return {
-                t.name: [tuple(r) for r in conn.execute(sa.select(t).order_by(*t.primary_key))]
-                for t in TABLES
-            }
+            out = {}
+            for t in TABLES:
+                later = LATER_COLUMNS.get(t.name, ())
+                cols = [c for c in t.columns if c.name not in later]
+                query = sa.select(*cols).order_by(*t.primary_key)
+                out[t.name] = [tuple(r) for r in conn.execute(query)]
+            return out
     finally:
         engine.dispose()
 
@@ -70,6 +75,12 @@ def _upgrade_and_check(
     assert current_revision(url) == HEAD
     assert "snapshots" in _tables(url)
     assert _rows(url) == before  # every event, run row, lease: unchanged, hashes included
+    engine = create_engine(parse_url(url))
+    try:
+        with engine.connect() as conn:  # no v1 run was a fork
+            assert set(conn.execute(sa.select(runs.c.parent)).scalars()) == {None}
+    finally:
+        engine.dispose()
     counts: dict[str, int] = {}
     for row in before["events"]:
         counts[row[1]] = counts.get(row[1], 0) + 1
@@ -121,7 +132,9 @@ def _postgres_at_0001(url: str, source: str) -> None:
             command.upgrade(alembic_config(conn), "0001")
         with sqlite.connect() as src, engine.begin() as dst:
             for table in TABLES:
-                rows = [dict(r._mapping) for r in src.execute(sa.select(table))]
+                later = LATER_COLUMNS.get(table.name, ())
+                cols = [c for c in table.columns if c.name not in later]
+                rows = [dict(r._mapping) for r in src.execute(sa.select(*cols))]
                 if rows:
                     dst.execute(table.insert(), rows)
             # as pg_restore does: the position sequence continues after the copied rows
