@@ -1,8 +1,9 @@
 """A saturated server makes the SDK wait, never fail: one resident place and one queued
 request per key for four models trained at once from one client. Requests over the key's
 limit get 429 with Retry-After and are sent again; a request held up for a second hears
-``try_again`` with ``queue_state`` ``paused_capacity`` and the reason; every model ends where it would alone (the four are the
-same model, so their losses are equal, bit for bit, however often each was unloaded)."""
+``try_again`` with ``queue_state`` ``paused_capacity`` and the reason; every model ends where
+it would alone (the four are the same model, so their losses are equal, bit for bit, however
+often each was unloaded)."""
 
 from __future__ import annotations
 
