@@ -18,8 +18,8 @@ class RLConfig(TrainingConfig):
     )
     env: str = Field(
         "arith",
-        description="the env factory: a built-in name (arith) or module:function returning an "
-        "EnvBundle",
+        description="the env factory: a built-in name (arith, feedback) or module:function "
+        "returning an EnvBundle",
     )
     group_size: int = Field(8, ge=1, description="samples per problem (one sample call)")
     groups_per_batch: int = Field(8, ge=1, description="problems per step")
@@ -42,3 +42,15 @@ class RLConfig(TrainingConfig):
         if not ENV_NAME.match(value):
             raise ValueError("use a built-in env name (arith) or module.path:function")
         return value
+
+
+class MultiTurnConfig(RLConfig):
+    """RL with multi-turn episodes: the turn limit and the token budget of an episode."""
+
+    max_turns: int = Field(3, ge=1, description="turns an episode may take at most")
+    max_episode_tokens: int | None = Field(
+        256,
+        ge=2,
+        description="tokens an episode may hold (observations and replies); a turn is sampled "
+        "only while the observation leaves room (None: no budget)",
+    )
