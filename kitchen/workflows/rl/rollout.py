@@ -3,11 +3,13 @@
 Turn 0 of a group is **one** ``sample`` call for all its envs (they share the initial
 observation), seeded by a hash of (run seed, step, group); every group's first call is
 submitted before any is awaited, so the sampler works through them back to back. An env that
-answers with a next observation starts another turn for that episode: one ``sample`` call per
-live episode, all of the group's submitted before any is awaited, seeded by a hash of (run
-seed, step, group, turn, env). The same step on the same weights gives the same tokens on
-every attempt, and no two calls share a stream. An episode ends when its env says so, at
-``max_turns``, or when the next observation leaves no room under ``max_episode_tokens``.
+answers with a next observation starts another turn for that episode: the group's live
+episodes are sampled together, one ``sample_batch`` call (one sequence per observation) seeded
+by a hash of (run seed, step, group, turn); episodes whose stop conditions or remaining token
+budgets differ go in separate calls with that seed. The same step on the same weights gives
+the same tokens on every attempt, and no two groups or turns share a stream. An episode ends
+when its env says so, at ``max_turns``, or when the next observation leaves no room under
+``max_episode_tokens``.
 
 Environment steps are activities (``kitchen.engine.activities``) for envs that declare
 effects (``Env.effects``, see :data:`~kitchen.workflows.rl.env.Effects`): each step's result,
@@ -50,10 +52,10 @@ def group_seed(run_seed: int, step: int, group: int) -> int:
     return int.from_bytes(digest[:8], "big") >> 1
 
 
-def turn_seed(run_seed: int, step: int, group: int, turn: int, env: int) -> int:
-    """The seed of a later turn (``turn`` ≥ 1) of one episode: a pure function of (run seed,
-    step, group, turn, env index). Turn 0 is the group's one call, seeded by ``group_seed``."""
-    text = f"kitchen.rl:{run_seed}:{step}:{group}:turn-{turn}:env-{env}"
+def turn_seed(run_seed: int, step: int, group: int, turn: int) -> int:
+    """The seed of a later turn (``turn`` ≥ 1) of a group: a pure function of (run seed, step,
+    group, turn). Turn 0 is the group's one call, seeded by ``group_seed``."""
+    text = f"kitchen.rl:{run_seed}:{step}:{group}:turn-{turn}"
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1
 
 
@@ -288,23 +290,36 @@ def _finish(
     durable.flush()
     turn = 1
     while live := [ep for ep in episodes if not ep.done]:
+        # one call for the group's live episodes; they share a stop condition and a budget
+        # per call, so episodes that differ in either are sampled in separate calls
+        calls: dict[tuple[tuple[Any, ...], int], list[_Episode]] = {}
+        for ep in live:
+            room = _room(limits, ep.ob, params.max_tokens)
+            calls.setdefault((tuple(ep.stop), room), []).append(ep)
+        seed = turn_seed(run_seed, step, g, turn)
         futures = [
-            sampler.sample(
-                ep.ob,
-                1,
-                _params(
-                    params,
-                    ep.stop,
-                    turn_seed(run_seed, step, g, turn, ep.index),
-                    _room(limits, ep.ob, params.max_tokens),
+            (
+                eps,
+                sampler.sample_batch(
+                    [ep.ob for ep in eps], _params(params, list(stop), seed, room)
                 ),
             )
-            for ep in live
+            for (stop, room), eps in calls.items()
         ]
-        for ep, future in zip(live, futures, strict=True):
-            seq = future.result().sequences[0]
-            key = step_key(step, g, ep.index, turn)
-            _take(ep, list(seq.tokens), seq.logprobs, turn, durable, key, limits, params.max_tokens)
+        for eps, future in futures:
+            for ep, response in zip(eps, future.result(), strict=True):
+                seq = response.sequences[0]
+                key = step_key(step, g, ep.index, turn)
+                _take(
+                    ep,
+                    list(seq.tokens),
+                    seq.logprobs,
+                    turn,
+                    durable,
+                    key,
+                    limits,
+                    params.max_tokens,
+                )
         durable.flush()
         turn += 1
     trajectories = [Trajectory(tuple(ep.transitions)) for ep in episodes]
