@@ -140,13 +140,13 @@ class ActivityLog(Protocol):
 
 
 class NoActivityLog:
-    """The activity log of a process that cannot record (a follower of a run on several
-    processes): any use is refused in one line."""
+    """The activity log of a run on several processes, on every rank: any use is refused in
+    one line (an effect must not happen once per process)."""
 
     def _refuse(self) -> ConfigError:
         return ConfigError(
-            "activities are recorded only by the process that writes the log: run a "
-            "workflow whose stages record activities on one process"
+            "activities (environment steps with effects) are recorded on one process only: "
+            "run this without torchrun, or use an env whose steps have no effects"
         )
 
     def get(self, key: str) -> RecordedActivity | None:

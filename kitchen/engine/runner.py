@@ -78,7 +78,16 @@ from kitchen.spec import (
     Transition,
     Workflow,
 )
-from kitchen.stage_api import Ports, ResumePoint, StageContext, StageFn, StageResult, View
+from kitchen.stage_api import (
+    ActivityLog,
+    NoActivityLog,
+    Ports,
+    ResumePoint,
+    StageContext,
+    StageFn,
+    StageResult,
+    View,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFLICT, EXIT_INTERRUPTED = 0, 1, 3, 130
 EXIT_TEMPFAIL = 75  # sysexits.h EX_TEMPFAIL: a fault outside the run; resume once it is gone
@@ -187,8 +196,11 @@ class Runner:
             )
         self._dispatched_interrupt = False
         self._leader_blobs = self._stage_ports.blobs if mirror is not None else None
-        # activity results are written by this process alone, never shared with followers
-        self._journal = Journal(self.uow, ports.blobs, run_id)
+        # Activities are recorded on one process only: on several, every rank refuses them in
+        # the same stage, so the run fails in one line rather than calling an effect per rank.
+        self._journal: ActivityLog = (
+            Journal(self.uow, ports.blobs, run_id) if mirror is None else NoActivityLog()
+        )
         self.guard = AttemptGuard(
             store,
             run_id,

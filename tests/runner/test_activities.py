@@ -146,5 +146,5 @@ def test_activities_survive_a_snapshot(
 
 
 def test_a_process_that_cannot_record_refuses_in_one_line() -> None:
-    with pytest.raises(ConfigError, match="only by the process that writes the log"):
+    with pytest.raises(ConfigError, match="recorded on one process only"):
         NoActivityLog().record([ActivityResult("k", "tool", {})])
