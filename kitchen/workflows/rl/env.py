@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from kitchen.ports import SamplingClient
 from kitchen.renderers import Renderer
 from kitchen.types import ModelInput
 
@@ -138,13 +139,16 @@ Checker = Callable[[Mapping[str, Any], str], bool]
 
 @dataclass(frozen=True)
 class EnvSetup:
-    """What an env factory is given: the rows, how to grade them, the renderer, the config."""
+    """What an env factory is given: the rows, how to grade them, the renderer, the config,
+    and ``judge``: a frozen sampling client of the run's judge (``judge_model`` /
+    ``judge_checkpoint``), or None when the run names none."""
 
     train_rows: Sequence[Mapping[str, Any]]
     test_rows: Sequence[Mapping[str, Any]]
     checker: Checker | None
     renderer: Renderer
     config: Any
+    judge: SamplingClient | None = None
 
 
 @dataclass(frozen=True)

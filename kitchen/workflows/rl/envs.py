@@ -14,6 +14,7 @@ from kitchen.workflows.rl.env import EnvFactory
 BUILTIN = {
     "arith": "kitchen.workflows.rl.arith:make_env",
     "feedback": "kitchen.workflows.rl.feedback:make_env",
+    "judged": "kitchen.workflows.rl.judge:make_env",
 }
 
 
