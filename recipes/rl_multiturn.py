@@ -19,15 +19,17 @@ from kitchen.workflows.rl.config import MultiTurnConfig
 
 
 class Config(MultiTurnConfig):
-    """Defaults sized to finish in about two minutes on 2 CPU cores."""
+    """Defaults sized to finish within two and a half minutes on 2 CPU cores: 50 steps of 8
+    problems × 8 episodes of at most 2 turns, learning rate 1e-3 decaying linearly, evaluation
+    at the start and the end (held-out success 14/64 → 19/64, see README)."""
 
     env: str = Field("feedback", description="the env factory (default: feedback)")
     learning_rate: float = Field(1e-3, gt=0.0)
     num_epochs: int = Field(1, ge=1)
-    max_steps: int | None = Field(60, ge=1, description="stop after this many steps")
+    max_steps: int | None = Field(50, ge=1, description="stop after this many steps")
     max_turns: int = Field(2, ge=1, description="turns an episode may take at most")
     eval_every: int = Field(0, ge=0, description="evaluate every N steps (0: start and end)")
-    save_every: int = Field(30, ge=0, description="checkpoint every N steps (0: only at the end)")
+    save_every: int = Field(25, ge=0, description="checkpoint every N steps (0: only at the end)")
 
 
 RECIPE = Recipe(
