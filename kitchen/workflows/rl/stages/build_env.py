@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from kitchen.errors import ConfigError
+from kitchen.ports import SamplingClient
 from kitchen.stage_api import StageResult
 from kitchen.workflows.common.loop import Cursor, Pipeline, Plan
 from kitchen.workflows.common.session import open_frozen
@@ -22,7 +23,8 @@ def run(ctx: Ctx) -> StageResult:
     cfg, r = ctx.config, ctx.resources
     factory = envs.resolve(cfg.env)
     checker = ctx.ports.datasets.answer_checker(cfg.dataset)
-    judge, judged = None, {}
+    judge: SamplingClient | None = None
+    judged: dict[str, Any] = {}
     if "judge" in ctx.lineage:
         base = getattr(cfg, "judge_base_model", None) or cfg.model_name
         judge, judged = open_frozen(ctx, "judge", str(base))
