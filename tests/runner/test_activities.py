@@ -12,9 +12,10 @@ import pytest
 from fakeflow import RUN_ID, FakeConfig, created, folded, history, identity, make_runner
 
 from kitchen.adapters.blobs import LocalBlobStore
+from kitchen.cli.replay import verify_blobs
 from kitchen.engine import snapshots
 from kitchen.engine.runner import EXIT_OK, StageContext
-from kitchen.errors import ConfigError
+from kitchen.errors import CheckpointCorrupt, ConfigError
 from kitchen.stage_api import ActivityResult, NoActivityLog
 from kitchen.store import EventStore
 
@@ -83,9 +84,13 @@ def test_a_large_result_is_a_blob_read_back_and_checked(
     blob = row.payload["blob"]
     assert blob["kind"] == "activity" and blob["uri"].startswith(f"{RUN_ID}/artifacts/activity/")
     assert json.loads((home / blob["uri"]).read_bytes()) == big
+    verified = verify_blobs(folded(store), store.read(RUN_ID), home, 0)
+    assert verified["activity_blobs"] == 1
 
-    # a damaged blob is refused in one line, not read as a result
+    # a damaged blob is refused in one line, not read as a result, and fails verification
     (home / blob["uri"]).write_text("{}")
+    with pytest.raises(CheckpointCorrupt, match=r"activity env/0 .*sha256 mismatch"):
+        verify_blobs(folded(store), store.read(RUN_ID), home, 0)
     runner2 = make_runner(store, home, config=config, blobs=blobs)
     runner2.uow.refold()
     with pytest.raises(ConfigError, match="missing or corrupt"):
