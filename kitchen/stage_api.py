@@ -13,10 +13,10 @@ import contracts in ``pyproject.toml`` check it).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from kitchen.engine.events import (
     Artifact,
@@ -27,6 +27,7 @@ from kitchen.engine.events import (
     LineageRef,
 )
 from kitchen.engine.state import ArtifactRecord, Checkpoint, RunState
+from kitchen.errors import ConfigError
 from kitchen.paths import STATE_DIR
 from kitchen.ports import BlobStore, DatasetStore, ServiceClient
 from kitchen.spec import Stage
@@ -98,13 +99,77 @@ class StageResult:
 
 
 @dataclass(frozen=True)
+class ActivityResult:
+    """The result of one activity (an environment step, a call to a judge): ``key`` names it
+    uniquely in the run (``rl/step-3/group-1/env-0/turn-2``), ``kind`` says what it is,
+    ``result`` is JSON-able (canonical JSON; no NaN). ``recovered``: the result came from the
+    activity's unknown-outcome hook rather than from running it."""
+
+    key: str
+    kind: str
+    result: Mapping[str, Any]
+    step: int | None = None
+    recovered: bool = False
+
+
+@dataclass(frozen=True)
+class RecordedActivity:
+    """An activity as the log has it: ``status`` ``started`` (its start is on record and its
+    result is not: the outcome is unknown) or ``completed`` (``result`` holds the result,
+    read back from its blob when it was large)."""
+
+    key: str
+    kind: str
+    step: int | None
+    attempt: int
+    status: str
+    result: Mapping[str, Any] | None = None
+    recovered: bool = False
+
+
+class ActivityLog(Protocol):
+    """Where a stage records activities, in Temporal's sense: work with an effect outside
+    the run whose result must be on record before the stage goes on, so that a resumed run
+    reads it back instead of doing the work again. Each call commits before it returns."""
+
+    def get(self, key: str) -> RecordedActivity | None: ...
+
+    def start(self, key: str, kind: str, step: int | None = None) -> None: ...
+
+    def record(self, results: Sequence[ActivityResult]) -> None: ...
+
+
+class NoActivityLog:
+    """The activity log of a run on several processes, on every rank: any use is refused in
+    one line (an effect must not happen once per process)."""
+
+    def _refuse(self) -> ConfigError:
+        return ConfigError(
+            "activities (environment steps with effects) are recorded on one process only: "
+            "run this without torchrun, or use an env whose steps have no effects"
+        )
+
+    def get(self, key: str) -> RecordedActivity | None:
+        raise self._refuse()
+
+    def start(self, key: str, kind: str, step: int | None = None) -> None:
+        raise self._refuse()
+
+    def record(self, results: Sequence[ActivityResult]) -> None:
+        raise self._refuse()
+
+
+@dataclass(frozen=True)
 class StageContext(Generic[C, R]):
     """What a stage sees: the run, its config, the workflow's resources, the ports.
 
     ``lineage`` maps a role (``parent``, ``teacher``) to the resolved weights the run was
     started from or is taught by, with ``lineage_paths`` giving each one's local folder or
     model name to load. ``on_close`` registers a function the engine calls when the attempt
-    ends, however it ends (a closed session, a stopped worker thread).
+    ends, however it ends (a closed session, a stopped worker thread). ``activities`` is the
+    run's activity log (:meth:`record_activity`, :meth:`start_activity`, :meth:`activity`):
+    a stage never writes the log itself, but an activity's result is committed by the
+    engine before ``record_activity`` returns.
     """
 
     run_id: str
@@ -121,10 +186,23 @@ class StageContext(Generic[C, R]):
     on_close: Callable[[Callable[[], None]], None]
     lineage: Mapping[str, LineageRef] = field(default_factory=dict)
     lineage_paths: Mapping[str, str] = field(default_factory=dict)
+    activities: ActivityLog = field(default_factory=NoActivityLog)
 
     @property
     def blobs(self) -> BlobStore:
         return self.ports.blobs
+
+    def record_activity(self, *results: ActivityResult) -> None:
+        """Put activity results on record; they are committed when this returns."""
+        self.activities.record(results)
+
+    def start_activity(self, key: str, kind: str, step: int | None = None) -> None:
+        """Put on record that an activity which must not run twice is about to run."""
+        self.activities.start(key, kind, step)
+
+    def activity(self, key: str) -> RecordedActivity | None:
+        """The activity ``key`` as the log has it (any attempt's), or None."""
+        return self.activities.get(key)
 
 
 StageFn = Callable[[StageContext[Any, Any]], "StageResult | Mapping[str, Any] | None"]
@@ -155,6 +233,8 @@ class View(Generic[C, R]):
 
 
 __all__ = [
+    "ActivityLog",
+    "ActivityResult",
     "Artifact",
     "ArtifactDeleted",
     "ArtifactRecord",
@@ -162,8 +242,10 @@ __all__ = [
     "CheckpointDeleted",
     "CheckpointSaved",
     "LineageRef",
+    "NoActivityLog",
     "Ports",
     "Preflight",
+    "RecordedActivity",
     "ResumePoint",
     "RunState",
     "Stage",

@@ -399,7 +399,8 @@ def verify_blobs(
     state: RunState, rows: list[StoredEvent], home: Path, checked: int
 ) -> dict[str, Any]:
     """Each live local checkpoint's blob, then every local artifact of the effective history
-    (the final adapter, reference log-probs, rollouts …), hashed again under ``home``.
+    (the final adapter, reference log-probs, rollouts …), then every activity result held in a
+    blob (``ActivityCompleted.blob``), hashed again under ``home``.
 
     Raises CheckpointCorrupt (exit 1) at the first bad one. Remote references are the remote
     service's to verify.
@@ -414,11 +415,18 @@ def verify_blobs(
     for a in artifacts:
         label = "final adapter" if a.kind == "final_weights" else a.kind
         _check_blob(blobs, f"{label} (seq {a.seq})", a.uri, a.sha256, a.bytes)
+    held = [a for a in state.activities.values() if a.blob_uri is not None]
+    for x in held:
+        assert x.blob_uri is not None and x.blob_sha256 is not None
+        what = f"activity {x.key} (seq {x.seq})"
+        _check_blob(blobs, what, x.blob_uri, x.blob_sha256, x.blob_bytes or 0)
     final = state.latest_artifact("final_weights") is not None and state.status == "completed"
     out: dict[str, Any] = {"events": checked, "checkpoints": len(live), "final_adapter": final}
     others = sum(a.kind != "final_weights" for a in artifacts)
     if others:
         out["artifacts"] = others
+    if held:
+        out["activity_blobs"] = len(held)
     return out
 
 
@@ -455,4 +463,6 @@ def verified_line(verified: dict[str, Any]) -> str:
     line = f"verified: {verified['events']} events, {verified['checkpoints']} checkpoints"
     line += f", {verified['artifacts']} artifacts" if verified.get("artifacts") else ""
     line += ", final adapter" if verified["final_adapter"] else ""
+    held = verified.get("activity_blobs")
+    line += f", {held} activity results" if held else ""
     return line + (f", {verified['snapshots']} snapshots" if verified.get("snapshots") else "")

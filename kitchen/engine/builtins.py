@@ -10,6 +10,7 @@ BUILTIN: dict[str, dict[str, str]] = {
         "sl_basic": "kitchen.recipes.sl_basic:RECIPE",
         "dpo_basic": "kitchen.recipes.dpo_basic:RECIPE",
         "rl_basic": "kitchen.recipes.rl_basic:RECIPE",
+        "rl_multiturn": "kitchen.recipes.rl_multiturn:RECIPE",
         "distill_on_policy": "kitchen.recipes.distill_on_policy:RECIPE",
         "distill_off_policy": "kitchen.recipes.distill_off_policy:RECIPE",
     },

@@ -345,6 +345,37 @@ class DeterminismMismatch(Event):
     changed: list[str] = Field(default_factory=list)
 
 
+# --------------------------------------------------------------------------- activities
+
+
+class ActivityStarted(Event):
+    """An activity whose effect must not happen twice (an environment step that declares its
+    effect happens once) is about to run; committed before it does. A resume that finds this
+    without the matching :class:`ActivityCompleted` knows the outcome is unknown: the process
+    may have died before or after the effect."""
+
+    key: str
+    kind: str
+    step: int | None = None
+    attempt: int
+
+
+class ActivityCompleted(Event):
+    """An activity's result, committed before the stage that ran it goes on; a resumed run
+    reads it instead of running the activity again. ``result`` holds the result inline, or is
+    empty when it is in a content-addressed blob (``blob``, kind ``activity``). ``recovered``:
+    the result came from the activity's unknown-outcome hook (its start was on record, its
+    result was not)."""
+
+    key: str
+    kind: str
+    step: int | None = None
+    attempt: int
+    result: dict[str, Any] = Field(default_factory=dict)
+    blob: Artifact | None = None
+    recovered: bool = False
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.__name__: cls
     for cls in (
@@ -363,6 +394,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         CheckpointDeleted,
         ArtifactDeleted,
         DeterminismMismatch,
+        ActivityStarted,
+        ActivityCompleted,
     )
 }
 
@@ -490,6 +523,8 @@ def decode(type_name: str, schema_version: int, payload: Mapping[str, Any]) -> E
 __all__ = [
     "EVENT_TYPES",
     "UPCASTERS",
+    "ActivityCompleted",
+    "ActivityStarted",
     "Artifact",
     "ArtifactDeleted",
     "AttemptInterrupted",

@@ -13,6 +13,9 @@ runner tells it what happened, never when to commit):
   or, when steps are faster than the commit window (``commit_window_s``; ``kitchen run``
   takes it from ``KITCHEN_COMMIT_WINDOW_MS``, default 50 ms), one commit per window;
 - a stage that records artifacts commits at its end, before anything is built on them;
+- a stage that records an activity (``ctx.record_activity``, ``ctx.start_activity``:
+  ``kitchen.engine.activities``) commits it, with everything before it, before the call
+  returns, so the stage goes on only once the activity's start or result is on record;
 - the end of an attempt (completed, failed, interrupted, cancelled) always commits.
 
 A fault outside the run (``InfrastructureError``: a full disk, the database or a remote service
@@ -47,6 +50,7 @@ from typing import Any
 from kitchen.engine import events as ev
 from kitchen.engine import faults, preemption, snapshots
 from kitchen.engine import resume_policy as policy
+from kitchen.engine.activities import Journal
 from kitchen.engine.attempt import AttemptGuard
 from kitchen.engine.distributed import LeaderBlobs, Mirror
 from kitchen.engine.io_faults import storage_fault
@@ -74,7 +78,16 @@ from kitchen.spec import (
     Transition,
     Workflow,
 )
-from kitchen.stage_api import Ports, ResumePoint, StageContext, StageFn, StageResult, View
+from kitchen.stage_api import (
+    ActivityLog,
+    NoActivityLog,
+    Ports,
+    ResumePoint,
+    StageContext,
+    StageFn,
+    StageResult,
+    View,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFLICT, EXIT_INTERRUPTED = 0, 1, 3, 130
 EXIT_TEMPFAIL = 75  # sysexits.h EX_TEMPFAIL: a fault outside the run; resume once it is gone
@@ -183,6 +196,11 @@ class Runner:
             )
         self._dispatched_interrupt = False
         self._leader_blobs = self._stage_ports.blobs if mirror is not None else None
+        # Activities are recorded on one process only: on several, every rank refuses them in
+        # the same stage, so the run fails in one line rather than calling an effect per rank.
+        self._journal: ActivityLog = (
+            Journal(self.uow, ports.blobs, run_id) if mirror is None else NoActivityLog()
+        )
         self.guard = AttemptGuard(
             store,
             run_id,
@@ -486,6 +504,7 @@ class Runner:
             on_close=self._closers.append,
             lineage=self.lineage,
             lineage_paths=self.lineage_paths,
+            activities=self._journal,
         )
 
     def _call(self, stage: Stage, s: RunState) -> Any:

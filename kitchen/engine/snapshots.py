@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 from kitchen.engine import events as ev
 from kitchen.engine.state import (
+    ActivityRecord,
     ArtifactRecord,
     Attempt,
     Checkpoint,
@@ -105,6 +106,7 @@ _ATTEMPT = tuple(f.name for f in fields(Attempt))
 _CHECKPOINT = tuple(f.name for f in fields(Checkpoint))
 _ARTIFACT = tuple(f.name for f in fields(ArtifactRecord))
 _MISMATCH = tuple(f.name for f in fields(Mismatch))
+_ACTIVITY = tuple(f.name for f in fields(ActivityRecord))
 # Fields written as they are (JSON values already: str, int, None, dict of JSON values).
 _PLAIN = (
     "run_id",
@@ -143,6 +145,7 @@ _CODED = (
     "optim_steps",
     "artifacts",
     "mismatches",
+    "activities",
     "error",
     "fault",
 )
@@ -239,6 +242,7 @@ def _encodable(state: RunState) -> dict[str, Any]:
     out["optim_steps"] = _ranges(state.optim_steps)
     out["artifacts"] = [[getattr(a, k) for k in _ARTIFACT] for a in state.artifacts]
     out["mismatches"] = [[getattr(m, k) for k in _MISMATCH] for m in state.mismatches]
+    out["activities"] = [[getattr(a, k) for k in _ACTIVITY] for a in state.activities.values()]
     out["error"] = state.error
     out["fault"] = state.fault
     return out
@@ -281,6 +285,8 @@ def _decode(text: str) -> RunState:
         values["optim_steps"] = _unranges(d["optim_steps"])
         values["artifacts"] = tuple(ArtifactRecord(*row) for row in d["artifacts"])
         values["mismatches"] = tuple(Mismatch(*row) for row in d["mismatches"])
+        activities = (ActivityRecord(*row) for row in d.get("activities", ()))
+        values["activities"] = {a.key: a for a in activities}
         values["error"] = None if d["error"] is None else tuple(d["error"])
         values["fault"] = None if d["fault"] is None else tuple(d["fault"])
         return RunState(**values)

@@ -93,6 +93,26 @@ class ArtifactRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ActivityRecord:
+    """The newest record of an activity, by key: ``started`` (its start is on record, its
+    result is not: the outcome is unknown) or ``completed`` with its result, inline
+    (``result``) or in a blob (``blob_uri``, ``blob_sha256``, ``blob_bytes``). Activities
+    are never superseded: a resume does not undo an effect that happened."""
+
+    seq: int
+    key: str
+    kind: str
+    step: int | None
+    attempt: int
+    status: str  # started | completed
+    result: dict[str, Any] | None = None
+    blob_uri: str | None = None
+    blob_sha256: str | None = None
+    blob_bytes: int | None = None
+    recovered: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Mismatch:
     seq: int
     step: int
@@ -137,6 +157,7 @@ class RunState:
     total_steps: int | None = None
     artifacts: tuple[ArtifactRecord, ...] = ()  # every artifact on record, superseded included
     mismatches: tuple[Mismatch, ...] = ()
+    activities: dict[str, ActivityRecord] = field(default_factory=dict)  # by key, newest
     final_metrics: dict[str, Any] = field(default_factory=dict)
     adapter_uri: str | None = None
     error: tuple[str, str] | None = None  # (type, message) of RunFailed
@@ -544,6 +565,31 @@ def _artifact_deleted(s: RunState, r: Recorded, e: ev.ArtifactDeleted) -> Change
 def _mismatch(s: RunState, r: Recorded, e: ev.DeterminismMismatch) -> Changes:
     m = Mismatch(seq=r.seq, step=e.step, metric=e.metric, logged=e.logged, replayed=e.replayed)
     return {"mismatches": (*s.mismatches, m)}
+
+
+@_on(ev.ActivityStarted)
+def _activity_started(s: RunState, r: Recorded, e: ev.ActivityStarted) -> Changes:
+    a = ActivityRecord(r.seq, e.key, e.kind, e.step, e.attempt, "started")
+    return {"activities": _Added({e.key: a})}
+
+
+@_on(ev.ActivityCompleted)
+def _activity_completed(s: RunState, r: Recorded, e: ev.ActivityCompleted) -> Changes:
+    blob = e.blob
+    a = ActivityRecord(
+        r.seq,
+        e.key,
+        e.kind,
+        e.step,
+        e.attempt,
+        "completed",
+        dict(e.result) if blob is None else None,
+        blob.uri if blob else None,
+        blob.sha256 if blob else None,
+        blob.bytes if blob else None,
+        e.recovered,
+    )
+    return {"activities": _Added({e.key: a})}
 
 
 missing = set(ev.EVENT_TYPES.values()) - set(_HANDLERS)

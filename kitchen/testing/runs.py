@@ -48,14 +48,15 @@ def kill_chain(
 ) -> None:
     """``kitchen run *run --run-id run_id`` with ``points[0]`` armed, then one ``kitchen resume``
     with each later point armed, each asserted to have fired (SIGKILL: exit -9), then a last
-    resume that must complete. A point's ``@N`` counts in the process it is armed in."""
+    resume that must complete (every process gets ``env``). A point's ``@N`` counts in the
+    process it is armed in."""
     for i, point in enumerate(points):
         args = ("run", *run, "--run-id", run_id) if i == 0 else ("resume", run_id)
         r = kitchen(*args, extra_env={**(env or {}), "KITCHEN_FAULT": point})
         assert r.code == -9, (
             f"{point} (process {i + 1}) did not fire: exit {r.code}\n{r.stderr[-800:]}"
         )
-    r = kitchen("resume", run_id)
+    r = kitchen("resume", run_id, extra_env=env)
     assert r.code == 0, (
         f"{run_id}: the resume after {points[-1]} failed: {r.code}\n{r.stderr[-800:]}"
     )
@@ -87,6 +88,21 @@ SMALL_RL_CONFIG = [
 ]
 """A 6-step rl_basic run that takes seconds: the shape the RL crash tests use. With two
 checkpoints kept, retention deletes the rollouts of steps 0-3 by the end."""
+
+
+MULTITURN_STEPS = 4
+SMALL_MULTITURN_CONFIG = [
+    "env=kitchen.testing.counting_env:make",
+    f"max_steps={MULTITURN_STEPS}",
+    "save_every=2",
+    "keep_checkpoints=2",
+    "group_size=2",
+    "groups_per_batch=2",
+    "max_tokens=4",
+    "max_turns=3",
+]
+"""A 4-step rl_multiturn run on the counting env (``kitchen.testing.counting_env``: set
+``KITCHEN_COUNTING_FILE``) that takes seconds: 4 episodes of up to 3 turns a step."""
 
 
 ON_POLICY_STEPS = 4

@@ -28,7 +28,7 @@ def _no_run_behind(home: Path) -> None:
         (
             ["run", "no_such_recipe"],
             "unknown recipe 'no_such_recipe'; known recipes: distill_off_policy, "
-            "distill_on_policy, dpo_basic, rl_basic, sl_basic",
+            "distill_on_policy, dpo_basic, rl_basic, rl_multiturn, sl_basic",
         ),
         (["run", "sl_basic", "lerning_rate=1e-3"], "unknown key 'lerning_rate'"),
         (["run", "sl_basic", "batch_size=abc"], "batch_size: Input should be a valid integer"),

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from kitchen.engine import events as ev
 from kitchen.engine import snapshots
 from kitchen.engine.state import (
+    ActivityRecord,
     ArtifactRecord,
     Attempt,
     Checkpoint,
@@ -175,6 +176,13 @@ def test_the_codec_keeps_every_field() -> None:
         total_steps=6,
         artifacts=(ArtifactRecord(31, "rollouts", "u/r", "e" * 64, 5, 2, "local", True),),
         mismatches=(Mismatch(22, 1, "nll", 2.75, 2.5),),
+        activities={
+            "rl/0": ActivityRecord(32, "rl/0", "env_step", 2, 1, "started"),
+            "rl/1": ActivityRecord(
+                33, "rl/1", "env_step", 2, 2, "completed", None, "u/a", "f" * 64, 9, True
+            ),
+            "rl/2": ActivityRecord(34, "rl/2", "judge", None, 2, "completed", {"score": 0.5}),
+        },
         final_metrics={"nll": 1.25},
         adapter_uri="all-fields/final",
         error=("ValueError", "bad batch"),

@@ -18,6 +18,7 @@ from kitchen.testing.compare import (
 )
 from kitchen.testing.dpo import small_dpo_config, write_pairs
 from kitchen.testing.runs import SMALL_RL_CONFIG
+from kitchen.workflows.rl import codec
 
 TINKER = "adapters.training=tinker"
 SL = [
@@ -84,3 +85,29 @@ def test_rl_basic_through_tinker_matches_the_local_backend(kitchen_for: Any, ser
     )
     rollouts = "r/artifacts/rollouts"
     assert files(remote_home / rollouts) == files(local_home / rollouts)
+
+
+@pytest.mark.slow
+def test_rl_multiturn_through_tinker_takes_several_turns(kitchen_for: Any, served: Any) -> None:
+    """Multi-turn rollouts through the Tinker adapter: turn 0 is the group's one seeded
+    ``sample`` call, the same tokens as on the local backend; later turns are one request per
+    observation there (``sample_batch``), where the local backend decodes them in one batch
+    whose shared random draws may give other tokens, so the runs are compared on turn 0."""
+    config = [
+        "max_steps=2",
+        "save_every=1",
+        "group_size=2",
+        "groups_per_batch=4",
+        "max_tokens=4",
+        "max_turns=3",
+        "eval_examples=2",
+        "eval_max_tokens=4",
+    ]
+    *_, local_home, _, remote_home, _ = both(kitchen_for, served, "rl_multiturn", config)
+    blob = "r/artifacts/rollouts/step-000001.json"
+    _, remote = codec.decode((remote_home / blob).read_bytes())
+    _, local = codec.decode((local_home / blob).read_bytes())
+    turns = [len(tr.transitions) for g in remote for tr in g.trajectories]
+    assert max(turns) > 1, turns
+    first = [[tr.transitions[0].tokens for tr in g.trajectories] for g in remote]
+    assert first == [[tr.transitions[0].tokens for tr in g.trajectories] for g in local]

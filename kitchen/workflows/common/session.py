@@ -4,6 +4,7 @@ the weights of a saved training state (a teacher's, or a checkpoint ``kitchen sa
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from kitchen.ports import SamplingClient, ServiceClient, TrainingClient
@@ -87,3 +88,29 @@ def open_sampler_from_state(
         return trainer.sampling_client()
     finally:
         trainer.close()
+
+
+def open_frozen(
+    ctx: StageContext[Any, Any], role: str, base: str
+) -> tuple[SamplingClient, dict[str, Any]]:
+    """A frozen sampling client of the weights launch resolved for ``role`` (a teacher, a
+    judge), and what to log about it: a base model sampled as is, an adapter folder (or remote
+    reference) on ``base``, or a training state folder loaded (weights only) on ``base``.
+    Closed when the attempt ends."""
+    ref = ctx.lineage[role]
+    path = ctx.lineage_paths[role]
+    service, cfg = ctx.ports.training, ctx.config
+    out: dict[str, Any] = {role: ref.source, "kind": ref.kind, "sha256": ref.sha256}
+    if ref.kind == "base_model":
+        client = service.create_sampling_client(base_model=path, seed=cfg.seed)
+        out["base_model"] = path
+    elif "://" in path or (Path(path) / "adapter_config.json").is_file():
+        client = service.create_sampling_client(base_model=base, model_path=path, seed=cfg.seed)
+        out["base_model"] = base
+    else:
+        client = open_sampler_from_state(
+            service, path, base_model=base, rank=cfg.lora_rank, seed=cfg.seed
+        )
+        out["base_model"] = base
+    ctx.on_close(client.close)
+    return client, out

@@ -16,14 +16,13 @@ text differently, in one line, before the run exists.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from kitchen.errors import ConfigError
 from kitchen.ports import SamplingClient, Tokenizer
 from kitchen.stage_api import Preflight, StageContext
 from kitchen.workflows.common.preflight import check_training
-from kitchen.workflows.common.session import base_model, open_sampler_from_state
+from kitchen.workflows.common.session import base_model, open_frozen
 
 PROBE = "What is 12 + 7?\nassistant: 19\n"
 
@@ -34,29 +33,11 @@ def teacher_base(cfg: Any) -> str:
 
 def open_teacher(ctx: StageContext[Any, Any]) -> tuple[SamplingClient, dict[str, Any]]:
     """The teacher's sampling client and what to log about it."""
-    ref = ctx.lineage.get("teacher")
-    if ref is None:
+    if ctx.lineage.get("teacher") is None:
         raise ConfigError(
             "no teacher on record: set teacher_checkpoint=run:<id> or teacher_model=<model>"
         )
-    path = ctx.lineage_paths["teacher"]
-    service, cfg = ctx.ports.training, ctx.config
-    out: dict[str, Any] = {"teacher": ref.source, "kind": ref.kind, "sha256": ref.sha256}
-    if ref.kind == "base_model":
-        client = service.create_sampling_client(base_model=path, seed=cfg.seed)
-        out["base_model"] = path
-    elif "://" in path or (Path(path) / "adapter_config.json").is_file():
-        base = teacher_base(cfg)
-        client = service.create_sampling_client(base_model=base, model_path=path, seed=cfg.seed)
-        out["base_model"] = base
-    else:
-        base = teacher_base(cfg)
-        client = open_sampler_from_state(
-            service, path, base_model=base, rank=cfg.lora_rank, seed=cfg.seed
-        )
-        out["base_model"] = base
-    ctx.on_close(client.close)
-    return client, out
+    return open_frozen(ctx, "teacher", teacher_base(ctx.config))
 
 
 def check_teacher(pre: Preflight[Any]) -> None:

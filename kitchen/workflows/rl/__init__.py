@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from kitchen.spec import Rows, Stage
 from kitchen.workflows.common.builder import training_workflow
+from kitchen.workflows.common.preflight import PARENT
 from kitchen.workflows.rl.data import check_prompt_row
 
 STEP = (
@@ -57,4 +58,5 @@ WORKFLOW = training_workflow(
     rows=ROWS,
     resources="rl.resources.RLResources",
     fork_keys=FORK_KEYS,
+    lineage={**PARENT, "judge": ("judge_checkpoint", "judge_model")},
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from kitchen.workflows.common.config import TrainingConfig
 
@@ -18,8 +18,8 @@ class RLConfig(TrainingConfig):
     )
     env: str = Field(
         "arith",
-        description="the env factory: a built-in name (arith) or module:function returning an "
-        "EnvBundle",
+        description="the env factory: a built-in name (arith, feedback, judged) or module:function "
+        "returning an EnvBundle",
     )
     group_size: int = Field(8, ge=1, description="samples per problem (one sample call)")
     groups_per_batch: int = Field(8, ge=1, description="problems per step")
@@ -42,3 +42,37 @@ class RLConfig(TrainingConfig):
         if not ENV_NAME.match(value):
             raise ValueError("use a built-in env name (arith) or module.path:function")
         return value
+
+    @model_validator(mode="after")
+    def _judge_named(self) -> RLConfig:
+        if self.env == "judged" and not (
+            getattr(self, "judge_model", None) or getattr(self, "judge_checkpoint", None)
+        ):
+            raise ValueError(
+                "env=judged needs a judge: set judge_model=<model> or judge_checkpoint=run:<id> "
+                "(recipe rl_multiturn)"
+            )
+        return self
+
+
+class MultiTurnConfig(RLConfig):
+    """RL with multi-turn episodes: the turn limit and the token budget of an episode."""
+
+    max_turns: int = Field(3, ge=1, description="turns an episode may take at most")
+    max_episode_tokens: int | None = Field(
+        256,
+        ge=2,
+        description="tokens an episode may hold (observations and replies); a turn is sampled "
+        "only while the observation leaves room (None: no budget)",
+    )
+    judge_checkpoint: str | None = Field(
+        None,
+        description="the judge's weights (env=judged): run:<id>[@<checkpoint or step>], a state "
+        "or adapter folder, or a base model",
+    )
+    judge_model: str | None = Field(
+        None, description="the judge as a base model (embedded name, model folder or hub id)"
+    )
+    judge_base_model: str | None = Field(
+        None, description="the base model under a judge adapter (default: model_name)"
+    )

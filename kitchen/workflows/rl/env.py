@@ -1,7 +1,9 @@
 """Environment types of reinforcement learning, with tinker-cookbook's names and shapes.
 
 An :class:`Env` is one episode: it gives an initial observation (a prompt) and a stop
-condition, and grades the sampled action in :meth:`Env.step`. An :class:`EnvGroupBuilder` makes
+condition, and answers each sampled action in :meth:`Env.step` with a reward and, until the
+episode is done, the next observation (the whole conversation so far, built by the renderer)
+that the policy samples its next turn from. An :class:`EnvGroupBuilder` makes
 the envs of one problem (all sampled from the same prompt, so their rewards can be compared
 inside the group) and may add a reward computed over the whole group. An :class:`RLDataset`
 hands out the groups of one training step: ``get_batch(index)`` is a pure function of the index
@@ -15,8 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
+from kitchen.ports import SamplingClient
 from kitchen.renderers import Renderer
 from kitchen.types import ModelInput
 
@@ -25,20 +28,45 @@ StopCondition = list[str] | list[int]
 Metrics = dict[str, float]
 
 
+Effects = Literal["none", "idempotent", "once"]
+"""What an env's steps do outside the run, as the env declares it (``Env.effects``):
+
+- ``none``: nothing; a step is a pure function of the action (a grader). Its results are on
+  record in the step's rollouts only. The default of an env that does not say.
+- ``idempotent``: a step has an effect that may happen again (a read, a cached tool call):
+  each result is recorded as an activity before the next turn is sampled; a resumed run
+  replays recorded steps and calls the env again for a step it never recorded.
+- ``once``: a step's effect must never happen twice (a write, a paid call): its start is
+  recorded before the call and its result after; a resumed run never calls the env for a
+  step whose start is on record, and asks ``on_unknown_outcome`` when its result is not.
+"""
+
+
 @dataclass(frozen=True)
 class StepResult:
-    """What an env says about an action: its reward, whether the episode ended, and what the
-    policy would see next (multi-turn envs; kitchen runs single-turn episodes today)."""
+    """What an env says about an action: its reward, whether the episode ended, what the
+    policy sees next (the whole observation of the next turn) and ``effect``: what the step
+    did outside the run, in the env's words (JSON-able), recorded with the result."""
 
     reward: float
     episode_done: bool
     next_observation: ModelInput
     next_stop_condition: StopCondition
     metrics: Metrics = field(default_factory=dict)
+    effect: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Env(Protocol):
-    """One episode. Envs are single-use: make new ones for another rollout."""
+    """One episode. Envs are single-use: make new ones for another rollout.
+
+    Optional, for envs whose steps have effects (see :data:`Effects`): an ``effects``
+    attribute; ``replay_step(action, result)``, called instead of ``step`` when a resumed run
+    reads a step's result from the log, so an env that keeps state between turns follows
+    without repeating the effect; and, for ``effects = "once"``,
+    ``on_unknown_outcome(action) -> StepResult``, called instead of ``step`` when the step's
+    start is on record and its result is not (the process died after the call began): the env
+    finds out what happened (an idempotency key, a look at the world) and says so, or
+    raises to stop the run."""
 
     def initial_observation(self) -> tuple[ModelInput, StopCondition]: ...
 
@@ -111,13 +139,16 @@ Checker = Callable[[Mapping[str, Any], str], bool]
 
 @dataclass(frozen=True)
 class EnvSetup:
-    """What an env factory is given: the rows, how to grade them, the renderer, the config."""
+    """What an env factory is given: the rows, how to grade them, the renderer, the config,
+    and ``judge``: a frozen sampling client of the run's judge (``judge_model`` /
+    ``judge_checkpoint``), or None when the run names none."""
 
     train_rows: Sequence[Mapping[str, Any]]
     test_rows: Sequence[Mapping[str, Any]]
     checker: Checker | None
     renderer: Renderer
     config: Any
+    judge: SamplingClient | None = None
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,11 @@ import importlib
 from kitchen.errors import ConfigError
 from kitchen.workflows.rl.env import EnvFactory
 
-BUILTIN = {"arith": "kitchen.workflows.rl.arith:make_env"}
+BUILTIN = {
+    "arith": "kitchen.workflows.rl.arith:make_env",
+    "feedback": "kitchen.workflows.rl.feedback:make_env",
+    "judged": "kitchen.workflows.rl.judge:make_env",
+}
 
 
 def resolve(name: str) -> EnvFactory:

@@ -2,7 +2,11 @@
 
 ``test/accuracy`` is the mean of the env's ``correct`` metric (the dataset's exact-match
 check for the embedded sets), never the training reward, which also carries the format term.
-All prompts are decoded in one greedy batch when the envs share a stop condition.
+All prompts are decoded in one greedy batch when the envs share a stop condition. A multi-turn
+episode goes on greedily, turn by turn (the live episodes of a turn in one batch), within the
+config's turn limit and token budget; its reward is the sum over turns and its other metrics
+are those of its last step (``correct``: whether the episode ended solved). Evaluation calls
+its envs every time it runs: held-out envs should have no effects.
 """
 
 from __future__ import annotations
@@ -13,8 +17,9 @@ from kitchen.engine import faults
 from kitchen.ports import SamplingClient
 from kitchen.stage_api import StageResult
 from kitchen.types import ModelInput, SamplingParams
-from kitchen.workflows.rl.env import Env, StopCondition
+from kitchen.workflows.rl.env import Env, StepResult, StopCondition
 from kitchen.workflows.rl.resources import Ctx
+from kitchen.workflows.rl.rollout import Limits
 
 
 def _greedy(
@@ -36,6 +41,13 @@ def _greedy(
     return [list(f.result().sequences[0].tokens) for f in futures]
 
 
+def _goes_on(limits: Limits, turns: int, result: StepResult) -> bool:
+    if result.episode_done or turns >= limits.max_turns:
+        return False
+    budget = limits.max_episode_tokens
+    return budget is None or result.next_observation.length < budget
+
+
 def measure(ctx: Ctx, sampler: SamplingClient) -> dict[str, float]:
     """The held-out metrics of ``sampler``'s greedy answers (any sampler: the policy's, or a
     teacher's measured by the same evaluator); empty when there are no held-out problems."""
@@ -46,8 +58,20 @@ def measure(ctx: Ctx, sampler: SamplingClient) -> dict[str, float]:
     starts = [env.initial_observation() for env in envs]
     replies = _greedy(ctx, sampler, starts)
     results = [env.step(tokens) for env, tokens in zip(envs, replies, strict=True)]
+    rewards = [x.reward for x in results]
+    limits = Limits.of(ctx.config)
+    live = [i for i, x in enumerate(results) if _goes_on(limits, 1, x)]
+    turns = 1
+    while live:  # later turns of multi-turn episodes, greedily, all live episodes in a batch
+        nexts = [(results[i].next_observation, results[i].next_stop_condition) for i in live]
+        replies = _greedy(ctx, sampler, nexts)
+        for i, tokens in zip(live, replies, strict=True):
+            results[i] = envs[i].step(tokens)
+            rewards[i] += results[i].reward
+        turns += 1
+        live = [i for i in live if _goes_on(limits, turns, results[i])]
     metrics: dict[str, float] = {
-        "test/reward/total": sum(x.reward for x in results) / len(results),
+        "test/reward/total": sum(rewards) / len(results),
         "test/examples": float(len(results)),
     }
     names = sorted({k for x in results for k in x.metrics})

@@ -3,7 +3,9 @@
 If a rollouts artifact of this step is already on record (an earlier attempt sampled it, even
 one whose later events a resume superseded) and its blob verifies, the step trains on it and
 the sampler does not run. Otherwise the groups are sampled on the current weights, one seeded
-``sample`` call per group, written whole as a blob, and recorded: the runner commits a stage's
+``sample`` call per group and turn (``kitchen.workflows.rl.rollout``; the steps of envs with
+effects are activities, each on record before the next turn is sampled), written whole as a
+blob, and recorded: the runner commits a stage's
 artifacts at its end, before the next stage starts. Either way the artifact is (re-)recorded, so
 the effective history holds one rollouts record per step, and training reads the decoded blob.
 """
@@ -19,7 +21,7 @@ from kitchen.stage_api import Artifact, ArtifactRecord, StageResult
 from kitchen.types import SamplingParams
 from kitchen.workflows.rl import codec
 from kitchen.workflows.rl.resources import Ctx, StepBatch
-from kitchen.workflows.rl.rollout import sample_groups
+from kitchen.workflows.rl.rollout import Limits, sample_groups
 
 KIND = "rollouts"
 
@@ -38,7 +40,10 @@ def _sample(ctx: Ctx, step: int) -> Artifact:
     params = SamplingParams(max_tokens=cfg.max_tokens, temperature=cfg.temperature)
     sampler = r.training.sampling_client()
     try:
-        groups = sample_groups(sampler, r.dataset.get_batch(step), params, cfg.seed, step)
+        batch = r.dataset.get_batch(step)
+        groups = sample_groups(
+            sampler, batch, params, cfg.seed, step, ctx.activities, Limits.of(cfg)
+        )
     finally:
         sampler.close()
     ref = ctx.blobs.write_bytes(
