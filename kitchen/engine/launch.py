@@ -28,7 +28,7 @@ from kitchen import config as kconfig
 from kitchen import settings
 from kitchen.engine import events as ev
 from kitchen.engine import lineage as klineage
-from kitchen.engine import registry, snapshots
+from kitchen.engine import registry, snapshots, trackers
 from kitchen.engine import resume_policy as policy
 from kitchen.engine.distributed import Follower, FollowerBlobs, Mirror, Setup
 from kitchen.engine.io_faults import storage_fault
@@ -218,6 +218,7 @@ def identify(
 
     workflow = get_workflow(recipe.workflow)
     home = kitchen_home() if home is None else home
+    trackers.check_installed(getattr(cfg, "loggers", None) or [])
     check_home_writable(home)
     manifest = manifest_of(recipe, cfg)
     ports = build_ports(manifest, cfg, home, blob_location, check_blobs=new_run)
@@ -328,7 +329,9 @@ def _runner(
         lineage={ref.role: ref for ref in p.lineage},
         lineage_paths=p.lineage_paths,
         telemetry=Telemetry(trace_console=trace_console),
-        reporter=reporter,
+        reporter=trackers.feeding(
+            reporter, store, run_id, p.home / run_id, list(getattr(p.config, "loggers", None) or [])
+        ),
         on_created=_write_config(p),
         snapshot_every=snapshots.every_from_env(),
         commit_window_s=window_from_env(),
