@@ -65,7 +65,11 @@ class RunError(KitchenError):
     def __init__(self, run: Run, code: int) -> None:
         self.run = run
         self.exit_code = code
-        state = run.state()
+        try:
+            state = run.state()
+        except KitchenError as exc:  # the log itself is out of reach (the fault that ended it)
+            super().__init__(f"run {run.run_id} ended with exit {code}; its log: {exc}")
+            return
         text = f"run {run.run_id} ended {state.status} (exit {code}) at step {state.step}"
         if state.error is not None:
             text += f": {state.error[0]}: {state.error[1]}"

@@ -54,16 +54,25 @@ def sigint_at_step() -> Iterator[list[int]]:
         while not done.is_set():
             if armed:
                 with contextlib.suppress(NotFound):
-                    if kt.load("interrupted").step >= armed[0]:
+                    run = kt.load("interrupted")
+                    if run.step >= armed[0] and run.status == "running":
                         os.kill(os.getpid(), signal.SIGINT)
                         return
             time.sleep(0.05)
 
+    # Outside the run's attempt (which sets its own handler and restores this one), a SIGINT
+    # that came too late fails the test instead of stopping the whole session.
+    late: list[int] = []
+    old = signal.signal(signal.SIGINT, lambda signum, frame: late.append(signum))
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()
-    yield armed
-    done.set()
-    thread.join(timeout=5)
+    try:
+        yield armed
+    finally:
+        done.set()
+        thread.join(timeout=5)
+        signal.signal(signal.SIGINT, old)
+    assert not late, "the SIGINT reached the test after the run had ended"
 
 
 @pytest.mark.slow
