@@ -122,7 +122,11 @@ def read_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+def parse_overrides(items: Sequence[str] | Mapping[str, Any]) -> dict[str, Any]:
+    """``key=value`` texts as ``{key: value}`` (values read as YAML); a mapping (the Python
+    API's keywords, dotted keys included) is taken as it is."""
+    if isinstance(items, Mapping):
+        return dict(items)
     out: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")

@@ -36,6 +36,7 @@ _COMMAND_MODULES = (
     "kitchen.cli.report",
     "kitchen.cli.watch",
     "kitchen.cli.export",
+    "kitchen.cli.track",
     "kitchen.cli.verify",
     "kitchen.cli.sample",
     "kitchen.cli.recover",

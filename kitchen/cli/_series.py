@@ -4,7 +4,9 @@ Everything here comes from the fold's neutral facts (``step_metrics``, ``eval_me
 ``superseded_metrics``), never from a stage or a metric name, so a workflow that lands
 tomorrow (DPO, RL, a served model) is plotted the day it lands. A series is one metric of one
 run: its effective points, the points a resume superseded (drawn dimmed) and whether it is a
-training or a held-out (evaluation) metric.
+training or a held-out (evaluation) metric. The order puts first the metrics the run's
+workflow declares as its headline ones (its loss, then its held-out scores), not a name
+written here.
 """
 
 from __future__ import annotations
@@ -54,7 +56,8 @@ def _collect(by_step: Iterable[tuple[int, dict[str, Any]]]) -> dict[str, list[Po
 
 
 def run_series(state: RunState) -> list[Series]:
-    """Every numeric metric of a run: training metrics first, then held-out ones, by name."""
+    """Every numeric metric of a run: the workflow's headline metrics first (``headline``),
+    then the other training metrics and the other held-out ones, each by name."""
     train = _collect(state.step_metrics.items())
     dropped = _collect(
         (step, metrics) for step, (_seq, metrics) in state.superseded_metrics.items()
@@ -69,7 +72,33 @@ def run_series(state: RunState) -> list[Series]:
     series += [
         Series(state.run_id, name, "eval", tuple(pts)) for name, pts in sorted(evals.items())
     ]
-    return series
+    first = headline(state.workflow)
+    return sorted(series, key=lambda s: first.get((s.kind, s.name), len(first)))
+
+
+def headline(workflow: str | None) -> dict[tuple[str, str], int]:
+    """The rank of each of the workflow's headline metrics, ``(kind, name)``: its loss (the
+    first of its progress metrics), its held-out scores (summary metrics), then its other
+    progress metrics; every other metric (bookkeeping such as ``num_tokens``, ``progress``)
+    follows them. The workflow declares these (``Workflow.progress_metrics`` and
+    ``summary_metrics``): no metric name is known here. An unknown workflow: none."""
+    from kitchen.errors import KitchenError
+
+    if workflow is None:
+        return {}
+    try:
+        from kitchen.workflows import get_workflow
+
+        found = get_workflow(workflow)
+    except (KitchenError, TypeError):
+        return {}
+    progress = tuple(found.progress_metrics)
+    order = [
+        *(("train", name) for name in progress[:1]),
+        *(("eval", name) for name in found.summary_metrics),
+        *(("train", name) for name in progress[1:]),
+    ]
+    return {key: rank for rank, key in enumerate(dict.fromkeys(order))}
 
 
 def _values(series: Sequence[Series], name: str) -> set[float]:

@@ -44,19 +44,48 @@ def _pick_checkpoint(state: RunState, name: str | None) -> Checkpoint:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    from kitchen import config as kconfig
     from kitchen.cli._common import fold_run
+    from kitchen.store import open_store
+
+    store = open_store()
+    state = fold_run(store, args.run_id)
+    text, ckpt = generate(
+        state,
+        args.prompt,
+        checkpoint=args.checkpoint,
+        max_tokens=args.max_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        top_k=args.top_k,
+        seed=args.seed,
+    )
+    print(f"(from {ckpt.name}, step {ckpt.step})", file=sys.stderr)
+    print(text)
+    return 0
+
+
+def generate(
+    state: RunState,
+    prompt: str,
+    *,
+    checkpoint: str | None = None,
+    max_tokens: int = 32,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    top_k: int = -1,
+    seed: int = 0,
+) -> tuple[str, Checkpoint]:
+    """The reply to ``prompt`` (a user message) from a run's checkpoint (default: its newest
+    live one), and that checkpoint: what ``kitchen sample`` and the Python API print."""
+    from kitchen import config as kconfig
     from kitchen.engine.launch import build_ports, manifest_of
     from kitchen.paths import kitchen_home
     from kitchen.recipes import load_recipe
     from kitchen.renderers import get_renderer
-    from kitchen.store import open_store
     from kitchen.types import SamplingParams
     from kitchen.workflows.common.session import open_sampler_from_state
 
-    store = open_store()
-    state = fold_run(store, args.run_id)
-    ckpt = _pick_checkpoint(state, args.checkpoint)
+    ckpt = _pick_checkpoint(state, checkpoint)
     recipe = load_recipe(state.recipe or "")
     cfg: Any = kconfig.restore(recipe.config, state.config, {}, recipe.renamed)
     ports = build_ports(manifest_of(recipe, cfg), cfg, kitchen_home())
@@ -76,19 +105,17 @@ def _sample(args: argparse.Namespace) -> int:
             dropout=cfg.lora_dropout,
         )
         renderer = get_renderer(cfg.renderer_name, client.get_tokenizer())
-        prompt = renderer.build_generation_prompt([{"role": "user", "content": args.prompt}])
+        tokens = renderer.build_generation_prompt([{"role": "user", "content": prompt}])
         params = SamplingParams(
-            max_tokens=args.max_tokens,
-            temperature=args.temperature,
-            top_p=args.top_p,
-            top_k=args.top_k,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            top_k=top_k,
             stop=tuple(renderer.get_stop_sequences()),  # type: ignore[arg-type]
-            seed=args.seed,
+            seed=seed,
         )
-        resp = client.sample(prompt, 1, params).result()
+        resp = client.sample(tokens, 1, params).result()
         message, _ = renderer.parse_response(list(resp.sequences[0].tokens))
     finally:
         ports.training.close()
-    print(f"(from {ckpt.name}, step {ckpt.step})", file=sys.stderr)
-    print(message.get("content", ""))
-    return 0
+    return str(message.get("content", "")), ckpt

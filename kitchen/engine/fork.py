@@ -28,7 +28,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,7 +96,7 @@ def done_steps(s: RunState) -> int:
 def plan(
     store: EventLog,
     target: str,
-    overrides: list[str],
+    overrides: Sequence[str] | Mapping[str, Any],
     fork_id: str,
     home: Path,
 ) -> Plan:

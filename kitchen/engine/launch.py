@@ -16,7 +16,9 @@ import json
 import os
 import platform
 import secrets
+import threading
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -26,7 +28,7 @@ from kitchen import config as kconfig
 from kitchen import settings
 from kitchen.engine import events as ev
 from kitchen.engine import lineage as klineage
-from kitchen.engine import registry, snapshots
+from kitchen.engine import registry, snapshots, trackers
 from kitchen.engine import resume_policy as policy
 from kitchen.engine.distributed import Follower, FollowerBlobs, Mirror, Setup
 from kitchen.engine.io_faults import storage_fault
@@ -162,13 +164,22 @@ def _dataset_identity(workflow: Workflow, cfg: Any, ports: Ports) -> str | None:
     return str(ports.datasets.fingerprint(source, "train"))
 
 
-def prepare(recipe_name: str, overrides: list[str], config_file: str | None) -> Prepared:
+def prepare(
+    recipe_name: str,
+    overrides: Sequence[str] | Mapping[str, Any],
+    config_file: str | None,
+    file_data: Mapping[str, Any] | None = None,
+) -> Prepared:
+    """Every check of a new run of ``recipe_name``: ``overrides`` (``key=value`` texts, or a
+    mapping of values) beat the config file, or ``file_data`` read from one already."""
     from kitchen.recipes import load_recipe
     from kitchen.workflows import get_workflow
 
     recipe = load_recipe(recipe_name)
-    file_data = kconfig.read_file(config_file) if config_file else {}
-    cfg = kconfig.build(recipe.config, file_data, kconfig.parse_overrides(overrides))
+    data = dict(file_data or {})
+    if config_file:
+        data = {**kconfig.read_file(config_file), **data}
+    cfg = kconfig.build(recipe.config, data, kconfig.parse_overrides(overrides))
     lineage, paths = _resolve_lineage(get_workflow(recipe.workflow), cfg, kitchen_home())
     return identify(recipe, cfg, lineage, paths)
 
@@ -207,6 +218,7 @@ def identify(
 
     workflow = get_workflow(recipe.workflow)
     home = kitchen_home() if home is None else home
+    trackers.check_installed(getattr(cfg, "loggers", None) or [])
     check_home_writable(home)
     manifest = manifest_of(recipe, cfg)
     ports = build_ports(manifest, cfg, home, blob_location, check_blobs=new_run)
@@ -317,13 +329,18 @@ def _runner(
         lineage={ref.role: ref for ref in p.lineage},
         lineage_paths=p.lineage_paths,
         telemetry=Telemetry(trace_console=trace_console),
-        reporter=reporter,
+        reporter=trackers.feeding(
+            reporter, store, run_id, p.home / run_id, list(getattr(p.config, "loggers", None) or [])
+        ),
         on_created=_write_config(p),
         snapshot_every=snapshots.every_from_env(),
         commit_window_s=window_from_env(),
         operating=p.operating,
         float_moving=kconfig.float_moving_keys(p.recipe.config),
         mirror=mirror,
+        # signal handlers can be set from the main thread only: a run started from another
+        # thread (a notebook's worker, a script's pool) is stopped with ``kitchen cancel``
+        handle_signals=threading.current_thread() is threading.main_thread(),
     )
 
 
@@ -428,7 +445,7 @@ def resume(
     store: EventLog,
     run_id: str,
     state: Any,
-    overrides: list[str],
+    overrides: Sequence[str] | Mapping[str, Any],
     reporter: Reporter,
     *,
     force: bool = False,

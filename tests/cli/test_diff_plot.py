@@ -66,9 +66,9 @@ def test_diff_names_what_differs(kitchen: Kitchen, child: None) -> None:
     metrics = out.split("value@step):\n", 1)[1].split("\n\n", 1)[0].splitlines()
     assert [line.split() for line in metrics[1:]] == [
         ["train_mean_nll", "2.0000", "1.5000", "2@1", "2.5@0", "1.5@0", "1.5@0"],
+        ["test/nll", "(held-out)", "1.7500", "1.2500", "1.75@2", "1.75@2", "1.25@1", "1.25@1"],
         ["test/accuracy", "(held-out)", "0.5000", "-", "0.5@2", "0.5@2", "-", "-"],
         ["test/examples", "(held-out)", "8.0000", "-", "8@2", "8@2", "-", "-"],
-        ["test/nll", "(held-out)", "1.7500", "1.2500", "1.75@2", "1.75@2", "1.25@1", "1.25@1"],
     ]
     assert "checkpoints:\n  done" in out and "step-000001 (live, sha256" in out
 
@@ -106,7 +106,7 @@ def test_text_plot_of_two_runs_and_a_chosen_metric(kitchen: Kitchen, runs_db: No
     assert r.code == 2
     assert r.stderr.strip() == (
         "kitchen: error: no metric 'reward' in these runs; known: train_mean_nll, "
-        "test/accuracy, test/examples, test/nll"
+        "test/nll, test/accuracy, test/examples"
     )
 
 

@@ -72,7 +72,12 @@ def test_the_checkout_keeps_every_contract(tmp_path: Path) -> None:
         (
             "kitchen/stage_api.py",
             "import kitchen.engine.launch",
-            "cli above launch above workflows above the stage API",
+            "api above cli above launch above workflows above the stage API",
+        ),
+        (
+            "kitchen/cli/run.py",
+            "import kitchen.api",
+            "api above cli above launch above workflows above the stage API",
         ),
         (
             "kitchen/serve/journal.py",

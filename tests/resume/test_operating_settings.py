@@ -191,6 +191,7 @@ def test_operating_settings_change_at_a_resume_identity_does_not(
         "gradient_checkpointing": False,
         "hf_token": None,
         "keep_checkpoints": 2,
+        "loggers": [],
         "max_tokens_per_microbatch": 16384,
         "parallelism": "replicate",
         "pipeline": False,

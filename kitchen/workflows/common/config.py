@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from kitchen import config as kconfig
 
@@ -93,6 +93,12 @@ class TrainingConfig(BaseModel):
         "shard the frozen base with FSDP2 for a model that does not fit one device "
         "(docs/distributed.md)",
     )
+    loggers: list[Literal["tensorboard"]] = kconfig.operating(
+        default_factory=list,
+        absent=[],
+        description="trackers fed from the run's log: tensorboard (a log folder under the "
+        "run's folder; the tensorboard extra); several comma-separated",
+    )
     dtype: Literal["float32", "bfloat16"] = "float32"
     adapters: dict[str, str] = Field(
         default_factory=dict,
@@ -101,6 +107,14 @@ class TrainingConfig(BaseModel):
     hf_token: SecretStr | None = Field(
         None, description="read from HF_TOKEN when unset; never logged"
     )
+
+    @field_validator("loggers", mode="before")
+    @classmethod
+    def _loggers_as_list(cls, value: object) -> object:
+        """``loggers=tensorboard`` or ``loggers=a,b`` on the command line: a list."""
+        if isinstance(value, str):
+            return [part.strip() for part in value.strip("[]").split(",") if part.strip()]
+        return value
 
 
 # Keys older versions recorded under another name: kconfig.restore moves them.
