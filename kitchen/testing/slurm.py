@@ -72,8 +72,12 @@ class Slurm:
         raise AssertionError(f"job {job_id} stayed {state}, not one of {states}")
 
     def start_now(self, job_id: int) -> None:
-        """A requeued job waits about two minutes before it may start again: not in a test."""
+        """A requeued job waits about two minutes before it may start again: not in a test.
+
+        Not in the second of the requeue either: slurmd refuses a job whose credential is from
+        the second its previous credential was revoked in ("Job credential revoked")."""
         self.wait_state(job_id, ("PENDING",))
+        time.sleep(2.0)
         self.run("scontrol", "update", f"JobId={job_id}", "StartTime=now")
 
     def stop(self) -> None:
