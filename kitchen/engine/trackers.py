@@ -40,7 +40,7 @@ from typing import Any, Protocol
 from kitchen.engine import events as ev
 from kitchen.engine.runner import Reporter
 from kitchen.engine.state import Recorded, RunState, fold
-from kitchen.errors import ConfigError
+from kitchen.errors import ConfigError, KitchenError, ServiceUnavailable
 from kitchen.ports import EventLog
 from kitchen.spec import Stage, Workflow
 from kitchen.stage_api import StageResult
@@ -208,15 +208,25 @@ def backfill(
     where they went)."""
     check_installed([name])
     history = read_history(store, run_id, run_dir)
-    sink = open_sink(name, history)
     try:
-        every = state_points(history.state)
-        written = send(sink, every)
-        if history.state.terminal:
-            sink.finish(history.state, {**run_files(history.state, run_dir), **(extra_files or {})})
-        return written, len(every), sink.where
-    finally:
-        sink.close()
+        sink = open_sink(name, history)
+        try:
+            every = state_points(history.state)
+            written = send(sink, every)
+            if history.state.terminal:
+                files = {**run_files(history.state, run_dir), **(extra_files or {})}
+                sink.finish(history.state, files)
+            return written, len(every), sink.where
+        finally:
+            sink.close()
+    except KitchenError:
+        raise
+    except Exception as exc:  # the tracker's own error, in its own words: one line of it
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ServiceUnavailable(
+            f"{name} failed: {first[:300]}; what it holds stays, and running this again when it "
+            "answers sends what it lacks"
+        ) from None
 
 
 class Feeding(Reporter):
