@@ -108,7 +108,11 @@ class ModelSpec:
         return f"serve/owners/{self.owner}/runs/{self.run_id}"
 
     def config(self) -> dict[str, Any]:
-        return asdict(self)
+        """As recorded in the model's ``RunCreated`` (JSON: the trackers as a list, and left
+        out when there are none, as a model recorded before the setting has them)."""
+        out = asdict(self)
+        loggers = out.pop("loggers")
+        return {**out, "loggers": list(loggers)} if loggers else out
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> ModelSpec:
