@@ -231,7 +231,9 @@ class WandbSink:
             config={**state.config, "kitchen": {k: tags[k] for k in sorted(tags)}},
             tags=[t for t in (state.recipe, state.workflow) if t],
             settings=self.wandb.Settings(console="off", silent=True),
+            reinit="create_new",  # a server feeds several models' runs at once
         )
+        self.open = True
         self.where = f"W&B run {state.run_id} ({self.run.settings.mode}, {self.root / 'wandb'})"
         self.run.define_metric(STEP_KEY)
         for kind in ("train", "eval"):
@@ -260,6 +262,9 @@ class WandbSink:
                 artifact.add_file(str(path))
             self.run.log_artifact(artifact)
         self.run.finish(exit_code=0 if state.status == "completed" else 1)
+        self.open = False
 
     def close(self) -> None:
-        self.run.finish()
+        if self.open:
+            self.run.finish()
+            self.open = False

@@ -42,12 +42,15 @@ def test_a_served_models_steps_reach_its_trackers_once_across_processes(
         loggers=("tensorboard", "wandb"),
     )  # fmt: skip
     assert ModelSpec.from_config(spec.config()) == spec  # recorded with the model
+    other = replace(spec, model_id=ids.model_id(SESSION, 1), model_seq_id=1, loggers=("wandb",))
     store = open_store(f"sqlite:///{tmp_path / 'kitchen.db'}")
     try:
         first = Journal(store, tmp_path)  # a server process
         first.create_model(spec, {"python": "3"})
-        for step in (0, 1, 2):
+        first.create_model(other, {"python": "3"})
+        for step in (0, 1, 2):  # two models' runs open in one process at once
             first.record_metrics(spec, step, {"loss:sum": LOSS[step]})
+            first.record_metrics(other, step, {"loss:sum": -LOSS[step]})
         first.close()
         # A server that committed step 3 and died before sending it: a journal whose model
         # names no tracker commits the same event and sends nothing.
@@ -66,6 +69,9 @@ def test_a_served_models_steps_reach_its_trackers_once_across_processes(
     assert sorted(_tensorboard(folder / "tensorboard")) == expected
     assert sorted(wandb_points(folder, spec.run_id)) == expected
     assert len(wandb_files(folder, spec.run_id)) == 2  # one W&B run, resumed by the second
+    assert sorted(wandb_points(tmp_path / other.run_dir, other.run_id)) == sorted(
+        ("train/loss:sum", step, -LOSS[step]) for step in (0, 1, 2)
+    )
 
 
 def test_the_flag_names_known_trackers_only(capsys: pytest.CaptureFixture[str]) -> None:
