@@ -59,6 +59,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "with across restarts",
     )
     p.add_argument(
+        "--loggers",
+        type=_loggers,
+        default=(),
+        metavar="NAMES",
+        help="trackers the step metrics of models created from now on go to, from their log: "
+        "mlflow, tensorboard, wandb, comma-separated (configured as for a run: "
+        "MLFLOW_TRACKING_URI, WANDB_PROJECT, ...; docs/trackers.md); each model keeps the "
+        "ones it was created with across restarts (default: none)",
+    )
+    p.add_argument(
         "--max-resident-models",
         type=int,
         default=None,
@@ -104,6 +114,18 @@ def _budget(text: str) -> int | None:
     return value
 
 
+def _loggers(text: str) -> tuple[str, ...]:
+    from kitchen.engine.trackers import LOGGERS
+
+    names = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    unknown = [n for n in names if n not in LOGGERS]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown logger {unknown[0]!r}; known: {', '.join(LOGGERS)}"
+        )
+    return names
+
+
 def _serve_dir() -> object:
     from kitchen.cli._common import kitchen_home
 
@@ -128,6 +150,10 @@ def _serve(args: argparse.Namespace) -> int:
     from kitchen.serve.settings import DEFAULT_BASE_MODELS, ServeSettings
     from kitchen.settings import db_url
 
+    if args.loggers:
+        from kitchen.engine.trackers import check_installed
+
+        check_installed(args.loggers)
     if args.checkpoint_every < 1:
         raise ConfigError("--checkpoint-every must be at least 1")
     if args.max_resident_models is not None and args.max_resident_models < 1:
@@ -146,6 +172,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_body_bytes=args.max_body_mb * 1024 * 1024,
         device=args.device,
         max_tokens_per_microbatch=args.max_tokens_per_microbatch,
+        loggers=args.loggers,
         max_resident_models=args.max_resident_models,
         max_queued_per_key=args.max_queued_per_key,
     )

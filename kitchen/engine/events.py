@@ -376,6 +376,18 @@ class ActivityCompleted(Event):
     recovered: bool = False
 
 
+# --------------------------------------------------------------------------- trackers
+
+
+class TrackerRunOpened(Event):
+    """A tracker that keeps runs of its own (``loggers=mlflow``) opened one for this run:
+    ``tracker_run_id`` is its id there, which every later attempt continues."""
+
+    tracker: str
+    tracker_run_id: str
+    attempt: int
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.__name__: cls
     for cls in (
@@ -396,6 +408,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         DeterminismMismatch,
         ActivityStarted,
         ActivityCompleted,
+        TrackerRunOpened,
     )
 }
 
@@ -544,5 +557,6 @@ __all__ = [
     "StageCompleted",
     "StageFailed",
     "StageStarted",
+    "TrackerRunOpened",
     "decode",
 ]

@@ -319,7 +319,7 @@ def _runner(
 ) -> Runner:
     from kitchen.engine.telemetry import Telemetry
 
-    return Runner(
+    runner = Runner(
         store=store,
         workflow=p.workflow,
         run_id=run_id,
@@ -342,6 +342,9 @@ def _runner(
         # thread (a notebook's worker, a script's pool) is stopped with ``kitchen cancel``
         handle_signals=threading.current_thread() is threading.main_thread(),
     )
+    if isinstance(runner.reporter, trackers.Feeding):
+        runner.reporter.record = runner.uow.record  # a tracker's own run id goes on record
+    return runner
 
 
 def make_runner(

@@ -592,5 +592,10 @@ def _activity_completed(s: RunState, r: Recorded, e: ev.ActivityCompleted) -> Ch
     return {"activities": _Added({e.key: a})}
 
 
+@_on(ev.TrackerRunOpened)
+def _tracker_run_opened(s: RunState, r: Recorded, e: ev.TrackerRunOpened) -> Changes:
+    return {}  # the trackers read it from the log; the run's state does not change
+
+
 missing = set(ev.EVENT_TYPES.values()) - set(_HANDLERS)
 assert not missing, f"event types without a fold handler: {missing}"

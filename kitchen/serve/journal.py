@@ -41,7 +41,8 @@ from typing import Any, Protocol
 
 from kitchen.config import config_hash
 from kitchen.engine import events as ev
-from kitchen.engine import registry
+from kitchen.engine import registry, trackers
+from kitchen.engine.runner import Reporter
 from kitchen.errors import CheckpointCorrupt, KitchenError
 from kitchen.log_records import NewEvent, RunRow, StoredEvent
 from kitchen.ports import BlobRef, EventLog
@@ -93,6 +94,9 @@ class ModelSpec:
     max_tokens_per_microbatch: int | None = None
     """The server's micro-batch budget when the model was created; None (one batch a call) is
     what a model recorded before the setting existed was trained with."""
+    loggers: tuple[str, ...] = ()
+    """The trackers its step metrics go to (``kitchen serve --loggers``); none for a model
+    recorded before the setting existed."""
 
     @property
     def run_id(self) -> str:
@@ -104,11 +108,18 @@ class ModelSpec:
         return f"serve/owners/{self.owner}/runs/{self.run_id}"
 
     def config(self) -> dict[str, Any]:
-        return asdict(self)
+        """As recorded in the model's ``RunCreated`` (JSON: the trackers as a list, and left
+        out when there are none, as a model recorded before the setting has them)."""
+        out = asdict(self)
+        loggers = out.pop("loggers")
+        return {**out, "loggers": list(loggers)} if loggers else out
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> ModelSpec:
-        return cls(**{k: config[k] for k in cls.__dataclass_fields__ if k in config})
+        given = {k: config[k] for k in cls.__dataclass_fields__ if k in config}
+        if "loggers" in given:
+            given["loggers"] = tuple(given["loggers"])
+        return cls(**given)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +175,7 @@ class Journal:
         self._holder = f"{socket.gethostname()}:{os.getpid()}:serve"
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
+        self._feeds: dict[str, trackers.Feeding] = {}  # run id -> its trackers, once opened
 
     # ------------------------------------------------------------------ folders and blobs
 
@@ -259,6 +271,26 @@ class Journal:
             metrics={str(step): clean},
         )
         self._append(spec.run_id, [event])
+        if spec.loggers:
+            self._track(spec)
+
+    def _track(self, spec: ModelSpec) -> None:
+        """The model's trackers get its committed steps: the first time in this process,
+        every one they lack (what an earlier server process sent is read back), then the new
+        ones. A tracker that fails stops for this process, never the request."""
+        run_id = spec.run_id
+        with self._guard:
+            lock = self._locks.setdefault(run_id, threading.Lock())
+        with lock:
+            feeding = self._feeds.get(run_id)
+            if feeding is None:
+                feeding = trackers.Feeding(
+                    Reporter(), self.log, run_id, self.home / spec.run_dir, list(spec.loggers)
+                )
+                feeding.record = lambda event: self._append(run_id, [event])
+                self._feeds[run_id] = feeding
+                feeding.open()
+            feeding.feed()
 
     def record_checkpoint(
         self, spec: ModelSpec, name: str, step: int, ref: BlobRef, request_seq: int
@@ -384,6 +416,9 @@ class Journal:
 
     def close(self) -> None:
         self._stop.set()
+        for feeding in list(self._feeds.values()):
+            feeding.close()
+        self._feeds.clear()
         for run_id in list(self._attempts):
             try:
                 self.log.release_lease(run_id, self._holder)

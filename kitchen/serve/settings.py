@@ -34,6 +34,9 @@ class ServeSettings:
     max_tokens_per_microbatch: int | None = 16384
     """The local backend's micro-batch budget for models created from now on; each model
     records its own, so a restart rebuilds it with the value it was trained with."""
+    loggers: tuple[str, ...] = ()
+    """The trackers models created from now on send their step metrics to (``loggers=`` of a
+    run, docs/trackers.md); each model records its own."""
     max_resident_models: int | None = None
     """At most this many served models hold their weights and optimizer state in memory; the
     one idle longest is checkpointed and unloaded to make room (None: no bound)."""

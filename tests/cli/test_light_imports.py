@@ -12,7 +12,7 @@ import pytest
 
 from kitchen.testing.cli import Kitchen
 
-HEAVY = ("torch", "transformers", "peft", "datasets")
+HEAVY = ("torch", "transformers", "peft", "datasets", "mlflow", "wandb", "tensorboard")
 # Replay and the commands that look at runs (diff, plot, report, export, verify) have no side
 # effects on the run: they must not even load what opens spans or drives stages.
 ENGINE = ("kitchen.engine.runner", "kitchen.engine.telemetry", "opentelemetry")

@@ -107,7 +107,9 @@ def test_every_step_once_across_two_kills_and_a_backfill(tmp_path: Path) -> None
 def test_bad_logger_and_unknown_run_are_one_line(tmp_path: Path) -> None:
     kitchen = make_kitchen(tmp_path / "home")
     line = one_line_error(kitchen("run", "sl_basic", "loggers=tensorbord"))
-    assert "loggers.0: Input should be 'tensorboard' (got 'tensorbord')" in line
+    assert (
+        "loggers.0: Input should be 'mlflow', 'tensorboard' or 'wandb' (got 'tensorbord')" in line
+    )
     assert not (tmp_path / "home" / "kitchen.db").exists()
     line = one_line_error(kitchen("track", "ghost", "--to", "tensorboard"))
     assert "no run 'ghost'" in line

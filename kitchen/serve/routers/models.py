@@ -37,6 +37,7 @@ async def create_model(
         train_mlp=lora.train_mlp,
         train_unembed=lora.train_unembed,
         max_tokens_per_microbatch=server.settings.max_tokens_per_microbatch,
+        loggers=server.settings.loggers,
     )
     rid = await server.create_model(spec)
     return schemas.UntypedFutureResponse(request_id=rid, model_id=model_id)

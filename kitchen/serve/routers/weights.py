@@ -117,6 +117,7 @@ async def load_weights(
             train_unembed=s.train_unembed,
             source={"path": str(tp), "uri": uri, "optimizer": body.optimizer},
             max_tokens_per_microbatch=server.settings.max_tokens_per_microbatch,
+            loggers=server.settings.loggers,
         )
         rid = await server.create_model(spec)
         return schemas.UntypedFutureResponse(request_id=rid, model_id=spec.model_id)

@@ -93,11 +93,12 @@ class TrainingConfig(BaseModel):
         "shard the frozen base with FSDP2 for a model that does not fit one device "
         "(docs/distributed.md)",
     )
-    loggers: list[Literal["tensorboard"]] = kconfig.operating(
+    loggers: list[Literal["mlflow", "tensorboard", "wandb"]] = kconfig.operating(
         default_factory=list,
         absent=[],
-        description="trackers fed from the run's log: tensorboard (a log folder under the "
-        "run's folder; the tensorboard extra); several comma-separated",
+        description="trackers fed from the run's log: mlflow (MLFLOW_TRACKING_URI), "
+        "tensorboard (a log folder under the run's folder), wandb (WANDB_PROJECT, WANDB_MODE); "
+        "each its own extra; several comma-separated",
     )
     dtype: Literal["float32", "bfloat16"] = "float32"
     adapters: dict[str, str] = Field(
