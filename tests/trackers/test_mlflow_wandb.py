@@ -1,8 +1,9 @@
-"""loggers=mlflow,wandb: a run killed twice and resumed has every step exactly once in a real
-MLflow tracking server (SQLite backend store, read back with MLflow's client) and in W&B's
-offline files, with the values `kitchen show` has, though the MLflow server was down for one
-of the attempts: its points are sent by the next one. `kitchen track` sends nothing twice,
-adds the run's HTML report, and rebuilds W&B's files from the log with kitchen show's values.
+"""loggers=mlflow,tensorboard,wandb: a run killed twice and resumed has every step exactly
+once in a real MLflow tracking server (SQLite backend store, read back with MLflow's client),
+in W&B's offline files and in TensorBoard's event files, with the values `kitchen show` has,
+though the MLflow server was down for one of the attempts: its points are sent by the next
+one. `kitchen track` sends nothing twice, adds the run's HTML report, and rebuilds W&B's and
+TensorBoard's files from the log with kitchen show's values.
 
 mlflow and wandb are imported here, not skipped: a CI without them fails."""
 
@@ -20,7 +21,7 @@ from kitchen.engine.tracker_runs import wandb_files, wandb_points
 from kitchen.testing.cli import make_kitchen
 from kitchen.testing.mlflow_server import MlflowServer
 from kitchen.testing.runs import events_of, step_metrics
-from tests.trackers.test_tensorboard import CONFIG, TIMINGS  # the same reduced run
+from tests.trackers.test_tensorboard import CONFIG, TIMINGS, check_tensorboard
 
 
 def eval_metrics(home: Path, run_id: str) -> dict[int, dict[str, Any]]:
@@ -75,7 +76,7 @@ def test_two_kills_a_tracker_outage_and_a_backfill(tmp_path: Path) -> None:
     server = MlflowServer(tmp_path / "mlflow").start()
     env = {"MLFLOW_TRACKING_URI": server.uri, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
     try:
-        run = ["sl_basic", *CONFIG, "loggers=mlflow,wandb", "--run-id", "tr"]
+        run = ["sl_basic", *CONFIG, "loggers=mlflow,tensorboard,wandb", "--run-id", "tr"]
         r = kitchen("run", *run, extra_env={**env, "KITCHEN_FAULT": "stage:optim_step:after@6"})
         assert r.code == -9, r.stderr[-800:]
         server.stop()  # the tracker goes down: the next attempt trains on without it
@@ -96,13 +97,15 @@ def test_two_kills_a_tracker_outage_and_a_backfill(tmp_path: Path) -> None:
         assert [e["payload"]["tracker_run_id"] for e in opened] == [found.info.run_id]
         assert found.info.status == "FINISHED"
         assert found.data.params["max_steps"] == "8"
-        assert found.data.params["loggers"] == '["mlflow", "wandb"]'
+        assert found.data.params["loggers"] == '["mlflow", "tensorboard", "wandb"]'
         assert found.data.tags["kitchen.recipe"] == "sl_basic"
         assert found.data.tags["kitchen.workflow"] == "supervised"
         kept = {a.path for a in client.list_artifacts(found.info.run_id)}
         assert {"config.json", "final"} <= kept
         final = {a.path for a in client.list_artifacts(found.info.run_id, "final")}
         assert "final/adapter_model.safetensors" in final
+
+        check_tensorboard(home, "tr", logged)
 
         # W&B: one run resumed by kitchen's run id, a folder of files per attempt
         assert len(wandb_files(home / "tr", "tr")) == 3
