@@ -8,11 +8,15 @@ Both reuse the crash tests' uninterrupted reference run (SMALL_SL_CONFIG, run id
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from kitchen.adapters.blobs import LocalBlobStore
+from kitchen.engine.audit import verify_export
+from kitchen.store.canonical import canonical_json
 from kitchen.testing.cli import make_kitchen
 from kitchen.testing.compare import files
 from kitchen.testing.runs import SMALL_SL_CONFIG, adapter_sha, kill_chain, replay_json
@@ -106,3 +110,48 @@ def test_card_of_a_killed_and_resumed_run_is_the_same_bytes(
     assert [a["sha256"] for a in ours["artifacts"] if a["kind"] == "final_weights"][-1] == [
         a["sha256"] for a in theirs["artifacts"] if a["kind"] == "final_weights"
     ][-1]
+
+
+def test_export_carries_the_card_and_verify_ties_it_to_the_final_adapter(
+    reference_home: Path, tmp_path: Path
+) -> None:
+    kitchen = make_kitchen(reference_home)
+    out = tmp_path / "reference.jsonl"
+    r = kitchen("export", "reference", "--out", str(out))
+    assert r.code == 0, r.stderr
+    lines = out.read_text(encoding="utf-8").splitlines()
+    summary = json.loads(lines[-1])
+    final = reference_home / "reference" / "final"
+    card = summary["model_card"]
+    assert card["uri"] == "reference/final"
+    assert card["text"] == (final / "README.md").read_text(encoding="utf-8")
+    assert [f[0] for f in card["files"]] == [
+        "README.md",
+        "adapter_config.json",
+        "adapter_model.safetensors",
+    ]
+    verified = kitchen("verify", str(out))
+    assert verified.code == 0, verified.stderr
+    assert "verified: the model card is the recorded final adapter's README.md" in verified.stdout
+
+    def altered(change: Callable[[dict[str, Any]], None]) -> list[bytes]:
+        doc = json.loads(lines[-1])
+        change(doc["model_card"])
+        return [ln.encode() for ln in lines[:-1]] + [canonical_json(doc).encode()]
+
+    def text(card: dict[str, Any]) -> None:
+        card["text"] = card["text"].replace("kitchen/tiny", "kitchen/other")
+
+    def weights(card: dict[str, Any]) -> None:
+        card["files"][2][1] = "0" * 64
+
+    check = verify_export(altered(text))
+    assert (check.ok, check.reason) == (
+        False,
+        "the summary's model card text is not the final adapter's README.md",
+    )
+    check = verify_export(altered(weights))
+    assert (check.ok, check.reason) == (
+        False,
+        "the summary's model card lists files that are not the recorded final adapter",
+    )

@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from kitchen.engine.state import RunState
+from kitchen.paths import CARD_FILE
 
-CARD_FILE = "README.md"
 CLOCK = ("time", "per_s", "eta")
 """Metric names holding one of these measure the clock (``step_time_s``, ``tokens_per_s``):
 they differ between two runs that compute the same thing, so the card leaves them out."""
@@ -87,11 +87,8 @@ def write(
 ) -> None:
     """Write the card into ``folder``, the adapter files already there (before its blob is
     sealed, so the blob's sha256 covers it)."""
-    files = {
-        p.relative_to(folder).as_posix(): _sha256(p)
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name != CARD_FILE
-    }
+    found = {p.relative_to(folder).as_posix(): p for p in folder.rglob("*") if p.is_file()}
+    files = {rel: _sha256(path) for rel, path in sorted(found.items()) if rel != CARD_FILE}
     text = render(state, card_config(config), files, headline)
     (folder / CARD_FILE).write_bytes(text.encode("utf-8"))
 
@@ -223,10 +220,5 @@ def _q(text: str) -> str:
 
 
 def _sha256(path: Path) -> tuple[str, int]:
-    h = hashlib.sha256()
-    size = 0
     with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-            size += len(chunk)
-    return h.hexdigest(), size
+        return hashlib.file_digest(f, "sha256").hexdigest(), path.stat().st_size
