@@ -7,7 +7,7 @@ so the folder's sha256 (and the lineage of runs started from it) does not depend
 run got there. What it holds:
 
 - YAML front matter: ``base_model``, ``library_name: peft``, ``pipeline_tag``, ``tags``
-  (kitchen, lora, the recipe and the workflow) and ``datasets``;
+  (kitchen, lora, the recipe and the workflow) and ``datasets`` (a dataset given by name);
 - the run id, recipe and workflow; lineage (parent or teacher weights with their sha256, and
   the fork point of a forked run); the dataset and the run's data fingerprint;
 - the identity config as recorded (operating settings and the adapters that ran it are
@@ -56,8 +56,8 @@ def render(
         front.append(f"base_model: {_q(base)}")
     front += ["library_name: peft", "pipeline_tag: text-generation", "tags:"]
     front += [f"- {_q(t)}" for t in dict.fromkeys(tags)]
-    if isinstance(dataset, str) and dataset:
-        front += ["datasets:", f"- {_q(dataset)}"]
+    if _named(dataset):
+        front += ["datasets:", f"- {_q(str(dataset))}"]
     front.append("---")
     what = f"recipe `{state.recipe or '-'}`, workflow `{state.workflow or '-'}`"
     lines = [
@@ -195,6 +195,16 @@ def _versions(state: RunState) -> list[str]:
 
 def _parent_source(state: RunState) -> str | None:
     return next((r.source for r in state.lineage if r.kind == "base_model"), None)
+
+
+def _named(dataset: Any) -> bool:
+    """A dataset given by name (``kitchen/arith-chat``, a hub id), not a local file or folder:
+    only a name goes into the front matter's ``datasets``."""
+    if not isinstance(dataset, str) or not dataset:
+        return False
+    return (
+        not dataset.startswith(("/", ".", "~")) and "\\" not in dataset and not Path(dataset).suffix
+    )
 
 
 def _metric_table(metrics: Mapping[str, Any]) -> list[str]:
