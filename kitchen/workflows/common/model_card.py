@@ -35,6 +35,8 @@ from kitchen.paths import CARD_FILE
 CLOCK = ("time", "per_s", "eta")
 """Metric names holding one of these measure the clock (``step_time_s``, ``tokens_per_s``):
 they differ between two runs that compute the same thing, so the card leaves them out."""
+FILE_SUFFIXES = (".json", ".jsonl", ".csv", ".tsv", ".parquet", ".arrow", ".txt")
+"""A dataset value ending so is a local file, which the front matter does not name."""
 LEFT_OUT = ("adapters",)
 """Identity keys the card leaves out: which adapters (local, tinker …) trained the run."""
 
@@ -202,9 +204,8 @@ def _named(dataset: Any) -> bool:
     only a name goes into the front matter's ``datasets``."""
     if not isinstance(dataset, str) or not dataset:
         return False
-    return (
-        not dataset.startswith(("/", ".", "~")) and "\\" not in dataset and not Path(dataset).suffix
-    )
+    local = dataset.startswith(("/", ".", "~")) or "\\" in dataset
+    return not local and Path(dataset).suffix.lower() not in FILE_SUFFIXES
 
 
 def _metric_table(metrics: Mapping[str, Any]) -> list[str]:
