@@ -91,12 +91,9 @@ def write(
     sealed, so the blob's sha256 covers it)."""
     found = {p.relative_to(folder).as_posix(): p for p in folder.rglob("*") if p.is_file()}
     files = {rel: _sha256(path) for rel, path in sorted(found.items()) if rel != CARD_FILE}
-    text = render(state, card_config(config), files, headline)
+    shown = {k: v for k, v in config.items() if k not in LEFT_OUT}
+    text = render(state, shown, files, headline)
     (folder / CARD_FILE).write_bytes(text.encode("utf-8"))
-
-
-def card_config(identity: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in identity.items() if k not in LEFT_OUT}
 
 
 # --------------------------------------------------------------------------- sections
