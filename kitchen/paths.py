@@ -11,7 +11,7 @@ are relative to KITCHEN_HOME, so a home folder can move::
       <run-id>/                      one folder per run
         config.json  metrics.jsonl
         checkpoints/step-000020/     a checkpoint blob (state/, cursor.json)
-        final/                       the final PEFT adapter
+        final/                       the final PEFT adapter, with its model card (README.md)
         artifacts/<kind>/<name>      other artifacts (reference log-probs, rollouts …)
 """
 
@@ -67,6 +67,10 @@ def state_folder(checkpoint_folder: Path | str) -> Path:
 
 def checkpoint_key(run_id: str, name: str) -> str:
     return f"{run_id}/checkpoints/{name}"
+
+
+CARD_FILE = "README.md"
+"""The model card inside a final adapter folder (the Hugging Face hub's name for it)."""
 
 
 def final_key(run_id: str) -> str:

@@ -47,4 +47,6 @@ def _verify(args: argparse.Namespace) -> int:
         "would also pass; give the head hash to rule that out)"
     )
     print(f"verified: run {result.run_id}, {result.events} events, head {result.head}{against}")
+    if result.model_card:
+        print("verified: the model card is the recorded final adapter's README.md")
     return 0

@@ -10,6 +10,12 @@ and the last line is a summary that repeats what an auditor looks for first::
 
     {"artifacts":[…],"checkpoints":[…],"events":N,"format":1,"head":…,"kind":"summary","run_id":…}
 
+When the run's final adapter folder holds a model card, the summary also carries it,
+``"model_card":{"files":[[path,sha256,bytes],…],"text":…,"uri":…}``: the card's text and every
+file of the folder with its sha256, from which the verifier recomputes the folder's digest and
+checks it against the ``final_weights`` artifact the events record, so the card is as
+auditable as the history (a summary without the key, from a run without a card, is fine).
+
 Why the verifier needs no database: each event's hash is recomputed from the exported fields
 and ``prev_hash`` exactly as the store computed it (``chain_hash``), so the file alone proves
 its own consistency. Why every line must be canonical: then any byte changed anywhere — even
@@ -21,12 +27,15 @@ database), closes that gap: ``verify_export(..., head=…)`` compares it with th
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from kitchen.adapters._blob_common import manifest_digest
+from kitchen.paths import CARD_FILE
 from kitchen.store.canonical import GENESIS_HASH, canonical_json, chain_hash, format_timestamp
 
 if TYPE_CHECKING:
@@ -92,24 +101,56 @@ def blobs_on_record(state: RunState) -> dict[str, list[dict[str, Any]]]:
     }
 
 
-def summary_line(state: RunState, rows: Sequence[StoredEvent]) -> str:
-    return canonical_json(
-        {
-            "kind": "summary",
-            "format": FORMAT,
-            "run_id": state.run_id,
-            "events": len(rows),
-            "head": rows[-1].hash if rows else GENESIS_HASH,
-            **blobs_on_record(state),
-        }
-    )
+def summary_line(
+    state: RunState, rows: Sequence[StoredEvent], card: Mapping[str, Any] | None = None
+) -> str:
+    summary = {
+        "kind": "summary",
+        "format": FORMAT,
+        "run_id": state.run_id,
+        "events": len(rows),
+        "head": rows[-1].hash if rows else GENESIS_HASH,
+        **blobs_on_record(state),
+    }
+    if card is not None:
+        summary["model_card"] = dict(card)
+    return canonical_json(summary)
 
 
-def export_lines(state: RunState, rows: Sequence[StoredEvent]) -> Iterator[str]:
-    """Every line of the export of ``rows`` (one whole run, seq order), summary last."""
+def export_lines(
+    state: RunState, rows: Sequence[StoredEvent], card: Mapping[str, Any] | None = None
+) -> Iterator[str]:
+    """Every line of the export of ``rows`` (one whole run, seq order), summary last, with
+    the final adapter's model card (``card_entry``) when given."""
     for row in rows:
         yield event_line(row)
-    yield summary_line(state, rows)
+    yield summary_line(state, rows, card)
+
+
+def card_entry(uri: str, files: Sequence[tuple[str, str, int]], text: str) -> dict[str, Any]:
+    """The summary's ``model_card``: the final folder ``uri``, its files as
+    ``(path, sha256, bytes)`` (the marker left out) and the card's text."""
+    return {"uri": uri, "files": [list(f) for f in sorted(files)], "text": text}
+
+
+def card_problem(card: Any, state: RunState) -> str | None:
+    """Why a summary's ``model_card`` is not the card of the final adapter the events
+    record, or None when it is."""
+    final = state.latest_artifact("final_weights")
+    if final is None:
+        return "the summary carries a model card, but the events record no final adapter"
+    try:
+        files = [(str(p), str(sha), int(n)) for p, sha, n in card["files"]]
+        text, uri = str(card["text"]), card["uri"]
+    except (KeyError, TypeError, ValueError):
+        return "the summary's model card does not have its fields (it was altered)"
+    if uri != final.uri or manifest_digest(files) != (final.sha256, final.bytes):
+        return "the summary's model card lists files that are not the recorded final adapter"
+    data = text.encode("utf-8")
+    card_file = [(sha, n) for p, sha, n in files if p == CARD_FILE]
+    if card_file != [(hashlib.sha256(data).hexdigest(), len(data))]:
+        return f"the summary's model card text is not the final adapter's {CARD_FILE}"
+    return None
 
 
 # --------------------------------------------------------------------------- verification
@@ -125,6 +166,7 @@ class ExportCheck:
     head: str | None
     first_bad_seq: int | None = None
     reason: str | None = None
+    model_card: bool = False  # the summary carried a model card, and it checked
 
 
 class _Bad(Exception):
@@ -207,10 +249,15 @@ def _check_summary(
         raise _Bad(None, "the summary's head hash is not the last event's hash")
     if run_id is None:
         return
-    on_record = blobs_on_record(_fold(run_id, events))
+    state = _fold(run_id, events)
+    on_record = blobs_on_record(state)
     for key in ("checkpoints", "artifacts"):
         if obj.get(key) != on_record[key]:
             raise _Bad(None, f"the summary's {key} differ from those the events record")
+    if "model_card" in obj:
+        problem = card_problem(obj["model_card"], state)
+        if problem is not None:
+            raise _Bad(None, problem)
 
 
 def _fold(run_id: str, events: list[dict[str, Any]]) -> RunState:
@@ -238,6 +285,7 @@ def verify_export(lines: Iterable[bytes], head: str | None = None) -> ExportChec
     prev = GENESIS_HASH
     count = 0
     summary_seen = False
+    card = False
     seen: list[dict[str, Any]] = []
     try:
         for raw in lines:
@@ -249,6 +297,7 @@ def verify_export(lines: Iterable[bytes], head: str | None = None) -> ExportChec
             if obj.get("kind") == "summary":
                 _check_summary(obj, run_id, prev, seen)
                 summary_seen = True
+                card = "model_card" in obj
                 continue
             if obj.get("kind") != "event":
                 raise _Bad(seq, "the line is neither an event nor the summary (it was altered)")
@@ -268,4 +317,4 @@ def verify_export(lines: Iterable[bytes], head: str | None = None) -> ExportChec
             )
     except _Bad as bad:
         return ExportCheck(False, run_id, count, None, bad.seq, bad.reason)
-    return ExportCheck(True, run_id, count, prev)
+    return ExportCheck(True, run_id, count, prev, model_card=card)

@@ -67,6 +67,13 @@ def adapter_sha(home: Path, run_id: str) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def card_as(home: Path, run_id: str, as_id: str) -> str:
+    """The model card of ``run_id``'s final adapter with its run id replaced by ``as_id``: the
+    cards of two runs of one config under different ids compare equal this way."""
+    text = (home / run_id / "final" / "README.md").read_text(encoding="utf-8")
+    return text.replace(run_id, as_id)
+
+
 def replay_json(kitchen: Kitchen, run_id: str) -> dict[str, Any]:
     r = kitchen("replay", run_id, "--json")
     assert r.code == 0, r.stderr

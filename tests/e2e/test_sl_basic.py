@@ -94,6 +94,7 @@ def test_final_adapter_loads_with_plain_peft(kitchen: Kitchen, home: Path) -> No
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     final = home / "peft-load" / "final"
+    assert (final / "README.md").is_file()  # the model card: peft loads the folder with it
     config = json.loads((final / "adapter_config.json").read_text())
     base = AutoModelForCausalLM.from_pretrained(config["base_model_name_or_path"])
     model = PeftModel.from_pretrained(base, str(final))

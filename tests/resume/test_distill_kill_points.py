@@ -21,6 +21,7 @@ from kitchen.testing.runs import (
     SMALL_ON_POLICY_CONFIG,
     SMALL_SL_CONFIG,
     adapter_sha,
+    card_as,
     kill_chain,
     replay_json,
     sampled_steps,
@@ -63,6 +64,7 @@ def test_distill_kill_points(taught: tuple[Path, str], points: tuple[str, ...]) 
     config = (*SMALL_ON_POLICY_CONFIG, "teacher_checkpoint=run:teacher")
     kill_chain(kitchen, ("distill_on_policy", *config), run_id, points)
     assert adapter_sha(home, run_id) == reference
+    assert card_as(home, run_id, "reference") == card_as(home, "reference", "reference")
     doc = replay_json(kitchen, run_id)
     runs = sampled_steps(doc)
     assert sorted(runs) == list(range(ON_POLICY_STEPS))

@@ -25,7 +25,7 @@ from kitchen.testing.dpo import (
     small_dpo_config,
     write_pairs,
 )
-from kitchen.testing.runs import adapter_sha, kill_chain, replay_json
+from kitchen.testing.runs import adapter_sha, card_as, kill_chain, replay_json
 
 KILLED = -9
 
@@ -49,11 +49,12 @@ def pairs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory: pytest.TempPathFactory, pairs: Path) -> str:
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory, pairs: Path) -> Path:
+    """The KITCHEN_HOME of an uninterrupted run, run id ``ref``."""
     home = tmp_path_factory.mktemp("dpo-reference")
     r = make_kitchen(home)("run", "dpo_basic", *small_dpo_config(pairs), "--run-id", "ref")
     assert r.code == 0, r.stderr
-    return adapter_sha(home, "ref")
+    return home
 
 
 def resume_until_done(kitchen: Kitchen, run_id: str) -> None:
@@ -78,11 +79,12 @@ def check_one_reference(kitchen: Kitchen, run_id: str, recomputed_after_failure:
 @pytest.mark.slow
 @pytest.mark.parametrize("points", [CHAIN], ids=["+".join(CHAIN)])
 def test_dpo_kill_points(
-    tmp_path: Path, pairs: Path, uninterrupted: str, points: tuple[str, ...]
+    tmp_path: Path, pairs: Path, uninterrupted: Path, points: tuple[str, ...]
 ) -> None:
     kitchen = make_kitchen(tmp_path / "home")
     kill_chain(kitchen, ("dpo_basic", *small_dpo_config(pairs)), "kill-chain", points)
-    assert adapter_sha(tmp_path / "home", "kill-chain") == uninterrupted
+    assert adapter_sha(tmp_path / "home", "kill-chain") == adapter_sha(uninterrupted, "ref")
+    assert card_as(tmp_path / "home", "kill-chain", "ref") == card_as(uninterrupted, "ref", "ref")
     check_one_reference(kitchen, "kill-chain", recomputed_after_failure=False)
     verify = kitchen("replay", "kill-chain", "--verify")
     assert verify.code == 0, verify.stdout[-500:] + verify.stderr
@@ -90,7 +92,7 @@ def test_dpo_kill_points(
 
 @pytest.mark.slow
 def test_a_corrupt_reference_is_recomputed_from_the_starting_weights(
-    tmp_path: Path, pairs: Path, uninterrupted: str
+    tmp_path: Path, pairs: Path, uninterrupted: Path
 ) -> None:
     """Killed after the step-4 checkpoint, the reference blob damaged: the resume recomputes it
     from the weights the run started with (not the resumed ones) and says so in the log."""
@@ -105,7 +107,7 @@ def test_a_corrupt_reference_is_recomputed_from_the_starting_weights(
     blob.write_bytes(original[:-4] + b"\0\0\0\0")
     resume_until_done(kitchen, "corrupt")
     assert blob.read_bytes() == original  # the same starting weights give the same reference
-    assert adapter_sha(home, "corrupt") == uninterrupted
+    assert adapter_sha(home, "corrupt") == adapter_sha(uninterrupted, "ref")
     check_one_reference(kitchen, "corrupt", recomputed_after_failure=True)
     doc = replay_json(kitchen, "corrupt")
     deleted = [e for e in doc["events"] if e["type"] == "ArtifactDeleted"]

@@ -24,6 +24,7 @@ from kitchen.testing.runs import (
     RL_STEPS,
     SMALL_RL_CONFIG,
     adapter_sha,
+    card_as,
     kill_chain,
     replay_json,
     sampled_steps,
@@ -52,21 +53,23 @@ CHAINS: list[tuple[str, ...]] = [
 
 
 @pytest.fixture(scope="module")
-def rl_reference(tmp_path_factory: pytest.TempPathFactory) -> str:
+def rl_reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The KITCHEN_HOME of an uninterrupted run, run id ``reference``."""
     home = tmp_path_factory.mktemp("rl-reference")
     r = make_kitchen(home)("run", "rl_basic", *SMALL_RL_CONFIG, "--run-id", "reference")
     assert r.code == 0, r.stderr
-    return adapter_sha(home, "reference")
+    return home
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("points", CHAINS, ids=["+".join(c) for c in CHAINS])
-def test_rl_kill_points(tmp_path: Path, rl_reference: str, points: tuple[str, ...]) -> None:
+def test_rl_kill_points(tmp_path: Path, rl_reference: Path, points: tuple[str, ...]) -> None:
     home = tmp_path / "home"
     run_id = "rl-kill-" + points[0].replace(":", "-").replace("@", "-")
     kitchen = make_kitchen(home)
     kill_chain(kitchen, ("rl_basic", *SMALL_RL_CONFIG), run_id, points)
-    assert adapter_sha(home, run_id) == rl_reference
+    assert adapter_sha(home, run_id) == adapter_sha(rl_reference, "reference")
+    assert card_as(home, run_id, "reference") == card_as(rl_reference, "reference", "reference")
     doc = replay_json(kitchen, run_id)
     runs = sampled_steps(doc)
     assert sorted(runs) == list(range(RL_STEPS))

@@ -24,6 +24,7 @@ from kitchen.testing.runs import (
     MULTITURN_STEPS,
     SMALL_MULTITURN_CONFIG,
     adapter_sha,
+    card_as,
     kill_chain,
     replay_json,
 )
@@ -74,6 +75,7 @@ def test_every_env_step_happens_exactly_once_across_kills(tmp_path: Path) -> Non
     unknown = read_lines(Path(str(count) + ".unknown"))
     assert sorted(d["happened"] for d in unknown) == [False, True], unknown
     assert adapter_sha(home, "mt-kill") == adapter_sha(ref_home, "reference")
+    assert card_as(home, "mt-kill", "reference") == card_as(ref_home, "reference", "reference")
 
     doc = replay_json(kitchen, "mt-kill")
     done = [e["payload"] for e in doc["events"] if e["type"] == "ActivityCompleted"]
