@@ -224,7 +224,7 @@ class EventStore:
             built: list[tuple[str, int, list[dict[str, Any]]]] = []
             try:
                 with self._writer(log=self.dialect != "postgresql") as conn:
-                    stored = []
+                    stored: list[list[StoredEvent]] = []
                     for run_id, prep, expected in prepared:
                         if not prep:
                             stored.append([])

@@ -1,24 +1,21 @@
-"""Group commit: the appends of many requests made durable together.
+"""Group commit: the events of many requests appended in one database transaction.
 
 Every append of the served models' log goes through one thread (:class:`GroupCommit`). It
 takes whatever is waiting when it comes round — one append when requests come one at a time,
-a whole burst when many clients send at once — and commits it as one unit:
-
-1. the request bodies of the group, each a content-addressed blob, are written (temp file,
-   fsync, rename, fsync of its folder) side by side on a few threads, so the file system folds
-   their flushes into one journal commit instead of one each;
-2. then the events of every run in the group are appended in one database transaction
-   (``append_many``), after the blobs they name are durable.
+every append that arrived meanwhile when many clients send at once — and appends the events
+of every run in the group in one transaction (the log's ``append_many``). The request blobs
+the events name are written before they are submitted, by the callers, side by side (each
+fsync'd, so concurrent ones are folded by the file system into one journal commit).
 
 A caller's future is done only when its events are committed, so nothing is acknowledged
 before it is on record, exactly as with one append at a time; a kill at any point loses only
 appends that no caller has been answered for. A group nobody else joins costs what a single
 append did: the thread never waits for company.
 
-A failure stays with the appends it belongs to: a blob that cannot be written fails its own
-request; a conflict in the group's transaction is retried run by run so only the conflicting
-run's appends fail; a database that cannot be reached fails the group, and each run of it is
-appended alone next time (the store settles a commit whose outcome it could not learn).
+A failure stays with the appends it belongs to: a conflict in the group's transaction is
+retried run by run, so only the run whose log moved on fails; a database that cannot be
+reached fails the group, and each of its runs is appended alone next time (the store settles
+a commit whose outcome it could not learn).
 """
 
 from __future__ import annotations
@@ -26,21 +23,17 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from kitchen.engine import faults
 from kitchen.errors import ConcurrencyConflict
 from kitchen.log_records import NewEvent, StoredEvent
-from kitchen.ports import BlobRef
 
 log = logging.getLogger("kitchen.serve")
 MAX_GROUP = 256
-BLOB_THREADS = 8
-
-Events = Sequence[NewEvent] | Callable[[BlobRef], Sequence[NewEvent]]
 
 
 class GroupLog(Protocol):
@@ -58,39 +51,30 @@ class GroupLog(Protocol):
 @dataclass(slots=True)
 class _Item:
     run_id: str
-    events: Events
-    blob: tuple[str, bytes] | None
+    ready: list[NewEvent]
     tip: int | None
     future: Future[list[StoredEvent]] = field(default_factory=Future)
-    ready: list[NewEvent] = field(default_factory=list)
 
 
 class GroupCommit:
     """One committer thread, started on the first append."""
 
-    def __init__(self, log: GroupLog, put_blob: Callable[[str, bytes], BlobRef]) -> None:
+    def __init__(self, log: GroupLog) -> None:
         self._log = log
-        self._put_blob = put_blob
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._tips: dict[str, int] = {}
         self._alone: set[str] = set()  # runs whose last group failed: appended alone next
         self._thread: threading.Thread | None = None
         self._start = threading.Lock()
-        self._pool: ThreadPoolExecutor | None = None
         self.groups = 0  # groups committed (for tests and the bench)
         self.largest = 0
 
     def submit(
-        self,
-        run_id: str,
-        events: Events,
-        *,
-        blob: tuple[str, bytes] | None = None,
-        tip: int | None = None,
+        self, run_id: str, events: Sequence[NewEvent], *, tip: int | None = None
     ) -> Future[list[StoredEvent]]:
-        """Queue an append: ``events``, or, with ``blob`` (owner, body), a function of the
-        blob's ref that gives them. ``tip``: where the run's log ends, if the caller knows."""
-        item = _Item(run_id, events, blob, tip)
+        """Queue an append of ``events``; ``tip``: where the run's log ends, if the caller
+        knows better (a new run, a run taken up)."""
+        item = _Item(run_id, list(events), tip)
         self._ensure_thread()
         self._queue.put(item)
         return item.future
@@ -102,9 +86,6 @@ class GroupCommit:
         if thread is not None:
             self._queue.put(None)
             thread.join()
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
 
     def _ensure_thread(self) -> None:
         if self._thread is not None:
@@ -145,11 +126,10 @@ class GroupCommit:
     def _commit(self, group: list[_Item]) -> None:
         self.groups += 1
         self.largest = max(self.largest, len(group))
-        live = self._write_blobs(group)
-        if len({i.run_id for i in live if i.blob is not None}) > 1:
-            faults.point("serve:commit:burst")  # several models' blobs durable, no event yet
-        together = [i for i in live if i.run_id not in self._alone]
-        for item in live:
+        if len({i.run_id for i in group}) > 1:
+            faults.point("serve:commit:burst")  # several models' events, none committed yet
+        together = [i for i in group if i.run_id not in self._alone]
+        for item in group:
             if item.run_id in self._alone:
                 self._append_alone([item])
         by_run: dict[str, list[_Item]] = {}
@@ -177,43 +157,6 @@ class GroupCommit:
             return
         for (run_id, items), events in zip(by_run.items(), stored, strict=True):
             self._done(run_id, items, events)
-
-    def _write_blobs(self, group: list[_Item]) -> list[_Item]:
-        """Write the group's blobs (identical ones once), side by side; resolve each item's
-        events. The items whose blob failed are failed and left out."""
-        bodies: dict[tuple[str, bytes], list[_Item]] = {}
-        for item in group:
-            if item.blob is None:
-                assert not callable(item.events)
-                item.ready = list(item.events)
-            else:
-                bodies.setdefault(item.blob, []).append(item)
-        if not bodies:
-            return group
-        keys = list(bodies)
-        refs: list[BlobRef | BaseException]
-        if len(keys) == 1:
-            refs = [self._try_put(keys[0])]
-        else:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(BLOB_THREADS, thread_name_prefix="serve-blobs")
-            refs = list(self._pool.map(self._try_put, keys))
-        failed: set[int] = set()
-        for key, ref in zip(keys, refs, strict=True):
-            for item in bodies[key]:
-                if isinstance(ref, BaseException):
-                    failed.add(id(item))
-                    item.future.set_exception(ref)
-                else:
-                    assert callable(item.events)
-                    item.ready = list(item.events(ref))
-        return [i for i in group if id(i) not in failed]
-
-    def _try_put(self, key: tuple[str, bytes]) -> BlobRef | BaseException:
-        try:
-            return self._put_blob(*key)
-        except Exception as exc:
-            return exc
 
     def _tip(self, item: _Item) -> int:
         if item.tip is not None:

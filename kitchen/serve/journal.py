@@ -165,7 +165,7 @@ class Journal:
         self.blobs = registry.run_blob_store({}, BLOB_STORE, home)
         self._tips: dict[str, int] = {}  # the committer thread's alone
         self._attempts: dict[str, int] = {}
-        self._commits = GroupCommit(log, self.put_input)
+        self._commits = GroupCommit(log)
         self._holder = f"{socket.gethostname()}:{os.getpid()}:serve"
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
@@ -202,16 +202,13 @@ class Journal:
         return self._commits.submit(run_id, _new(events), tip=tip).result()
 
     def submit_request(
-        self, spec: ModelSpec, kind: str, seq_id: int, body: bytes, step: int, dest: str
+        self, spec: ModelSpec, kind: str, seq_id: int, ref: BlobRef, step: int, dest: str
     ) -> Future[list[StoredEvent]]:
-        """Put a request on record: its body as a blob, then its event, committed together
+        """Put a request whose blob is stored (``put_input``) on record, committed together
         with whatever else arrives meanwhile. The request is on record once the future is
         done without an exception: only then may it be acknowledged."""
-
-        def events(ref: BlobRef) -> list[NewEvent]:
-            return _new([_request_event(spec, kind, seq_id, ref, step, dest)])
-
-        return self._commits.submit(spec.run_id, events, blob=(spec.owner, body))
+        event = _request_event(spec, kind, seq_id, ref, step, dest)
+        return self._commits.submit(spec.run_id, _new([event]))
 
     def create_model(self, spec: ModelSpec, versions: dict[str, str]) -> None:
         """RunCreated + AttemptStarted of a new served model; ConcurrencyConflict if it exists."""

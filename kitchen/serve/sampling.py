@@ -148,6 +148,7 @@ class SamplerPool:
         from kitchen.serve import wire
 
         results: dict[str, Result] = {}
+        error: Result | None = None
         try:
             sampler = batch[0].sampler
             if len(batch) == 1:
@@ -169,8 +170,6 @@ class SamplerPool:
         except Exception as exc:
             log.exception("sample %s failed", batch[0].rid)
             error = failed(f"{type(exc).__name__}: {exc}", "server")
-        else:
-            error = None
         finally:
             for job in batch:
                 self.pending[job.owner] -= 1

@@ -1,6 +1,6 @@
-"""Group commit: a burst of requests of many served models is made durable together (their
-blobs, then one transaction for their events), on a real SQLite file and a real Postgres;
-each caller learns only its own outcome (no model is loaded: these are the journal's rules)."""
+"""Group commit: the events of a burst of requests of many served models are appended in one
+transaction, on a real SQLite file and a real Postgres; each caller learns only its own
+outcome (no model is loaded: these are the journal's rules)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import pytest
 
 from kitchen.errors import ConcurrencyConflict
 from kitchen.log_records import NewEvent
-from kitchen.ports import BlobRef
 from kitchen.serve import ids
 from kitchen.serve.commit import GroupCommit
 from kitchen.serve.journal import Journal, ModelSpec
@@ -42,57 +41,62 @@ def specs(n: int) -> list[ModelSpec]:
     return out
 
 
-class HeldBlobs:
-    """The journal's own blob writer, held at its first call until released, so the requests
-    sent meanwhile queue up behind it as a burst does behind a slow disk."""
+class HeldLog:
+    """The real store; once armed, its next append is held until released, so the requests
+    sent meanwhile queue up behind it as a burst does behind a slow commit."""
 
-    def __init__(self, journal: Journal) -> None:
-        self.journal = journal
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
         self.entered = threading.Event()
         self.release = threading.Event()
-        self.calls = 0
+        self.armed = False
 
-    def __call__(self, owner: str, data: bytes) -> BlobRef:
-        self.calls += 1
-        if self.calls == 1:
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def append(self, run_id: str, events: Any, expected_seq: int) -> Any:
+        if self.armed:
+            self.armed = False
             self.entered.set()
             assert self.release.wait(30)
-        return self.journal.put_input(owner, data)
+        return self.store.append(run_id, events, expected_seq)
 
 
 @pytest.fixture
-def held(store: EventStore, tmp_path: Path) -> Iterator[tuple[Journal, HeldBlobs]]:
+def held(store: EventStore, tmp_path: Path) -> Iterator[tuple[Journal, HeldLog]]:
     journal = Journal(store, tmp_path)
-    blobs = HeldBlobs(journal)
-    journal._commits = GroupCommit(store, blobs)
-    yield journal, blobs
-    blobs.release.set()
+    log = HeldLog(store)
+    journal._commits = GroupCommit(log)
+    yield journal, log
+    log.release.set()
     journal.close()
 
 
-def burst(journal: Journal, blobs: HeldBlobs, models: list[ModelSpec]) -> list[Future[Any]]:
-    """One request of models[0] whose blob write is held, then one request of every model."""
-    first = journal.submit_request(models[0], "forward_backward", 1, b"first", 0, "gradients")
-    assert blobs.entered.wait(30)  # the committer is writing the first request's blob
-    rest = [
-        journal.submit_request(s, "forward_backward", 2 if i == 0 else 1, b"%d" % i, 0, "ready")
-        for i, s in enumerate(models)
-    ]
-    blobs.release.set()
+def burst(journal: Journal, log: HeldLog, models: list[ModelSpec]) -> list[Future[Any]]:
+    """One request of models[0] whose append is held, then one request of every model."""
+    log.armed = True
+
+    def send(s: ModelSpec, seq_id: int, body: bytes) -> Future[Any]:
+        ref = journal.put_input(s.owner, body)
+        return journal.submit_request(s, "forward_backward", seq_id, ref, 0, "gradients")
+
+    first = send(models[0], 1, b"first")
+    assert log.entered.wait(30)  # the committer is appending the first request
+    rest = [send(s, 2 if i == 0 else 1, b"%d" % i) for i, s in enumerate(models)]
+    log.release.set()
     return [first, *rest]
 
 
 def test_a_burst_is_committed_as_one_group(
-    store: EventStore, held: tuple[Journal, HeldBlobs]
+    store: EventStore, held: tuple[Journal, HeldLog]
 ) -> None:
-    journal, blobs = held
+    journal, log = held
     models = specs(MODELS)
     for s in models:
         journal.create_model(s, {"python": "3"})
-    groups = journal._commits.groups
-    stored = [f.result(30) for f in burst(journal, blobs, models)]
+    stored = [f.result(30) for f in burst(journal, log, models)]
     commits = journal._commits
-    assert commits.groups - groups == 2  # the held request alone, then the burst together
+    assert commits.groups == MODELS + 2  # the creations, the held request, then the burst
     assert commits.largest == MODELS
     # each caller got its own event; model 0 got two, in the order they were sent
     assert [e[0].run_id for e in stored] == [models[0].run_id] + [s.run_id for s in models]
@@ -107,22 +111,23 @@ def test_a_burst_is_committed_as_one_group(
 
 
 def test_a_conflict_fails_only_its_own_model(
-    store: EventStore, held: tuple[Journal, HeldBlobs]
+    store: EventStore, held: tuple[Journal, HeldLog]
 ) -> None:
-    journal, blobs = held
+    journal, log = held
     models = specs(3)
     for s in models:
         journal.create_model(s, {"python": "3"})
     # another writer appends to model 1 behind the journal's back: the journal's tip is stale
     store.append(models[1].run_id, [NewEvent("Intruder", {})], store.last_seq(models[1].run_id))
-    futures = burst(journal, blobs, models)
+    futures = burst(journal, log, models)
     assert futures[0].result(30) and futures[1].result(30)
     with pytest.raises(ConcurrencyConflict):
         futures[2].result(30)
     assert futures[3].result(30)[0].payload["stage"] == "forward_backward"
     assert [e.type for e in store.read(models[1].run_id)][-1] == "Intruder"
     # the journal reads the log's end again: model 1's request goes on record when resent
-    again = journal.submit_request(models[1], "forward_backward", 1, b"1", 0, "ready")
+    ref = journal.put_input(models[1].owner, b"1")
+    again = journal.submit_request(models[1], "forward_backward", 1, ref, 0, "ready")
     assert again.result(30)[0].seq == store.last_seq(models[1].run_id)
 
 
