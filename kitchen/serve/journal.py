@@ -22,9 +22,11 @@ request events after its cursor, in order. Sessions and samplers are small JSON 
 beside the runs. The engine owns none of this: adapting to a new event shape means editing
 this module only.
 
-The log is reached through its port (:class:`ServedLog`, the engine's ``EventLog`` and two
-reads), handed in by whoever opened it, like the records its ``append`` takes: this module
-writes :mod:`kitchen.engine.events` records and never imports the store.
+The log is reached through its port (:class:`ServedLog`, the engine's ``EventLog``, two reads
+and ``append_many``), handed in by whoever opened it, like the records its ``append`` takes:
+this module writes :mod:`kitchen.engine.events` records and never imports the store. Every
+append goes through the group commit (:mod:`kitchen.serve.commit`): the events of a burst of
+requests share one transaction, and each caller waits for its own to be committed.
 """
 
 from __future__ import annotations
@@ -66,8 +68,8 @@ LEASE_TTL_S = 30.0
 
 class ServedLog(EventLog, Protocol):
     """The log as the server uses it: the engine's ``EventLog`` (append, read, leases), where
-    a run's log ends, and the runs of a recipe (the served models).
-    ``kitchen.store.EventStore`` is one."""
+    a run's log ends, the runs of a recipe (the served models), and several runs' appends in
+    one transaction (group commit). ``kitchen.store.EventStore`` is one."""
 
     def last_seq(self, run_id: str) -> int: ...
 
