@@ -13,9 +13,10 @@ appends that no caller has been answered for. A group nobody else joins costs wh
 append did: the thread never waits for company.
 
 A failure stays with the appends it belongs to: a conflict in the group's transaction is
-retried run by run, so only the run whose log moved on fails; a database that cannot be
-reached fails the group, and each of its runs is appended alone next time (the store settles
-a commit whose outcome it could not learn).
+retried run by run, so only the run whose log moved on fails (and keeps failing, as before
+group commit: another writer has that run); a database that cannot be reached fails the
+group, and each of its runs is appended alone next time (the store settles a commit whose
+outcome it could not learn).
 """
 
 from __future__ import annotations
@@ -173,7 +174,8 @@ class GroupCommit:
             ready = [e for i in items for e in i.ready]
             events = self._log.append(run_id, ready, self._tip(items[0]))
         except Exception as exc:
-            self._tips.pop(run_id, None)
+            if not isinstance(exc, ConcurrencyConflict):  # a conflict keeps refusing the run
+                self._tips.pop(run_id, None)
             _fail(items, exc)
             return
         self._alone.discard(run_id)

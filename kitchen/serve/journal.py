@@ -165,7 +165,6 @@ class Journal:
         # Served models keep their blobs in the server's local store, recorded as such in
         # each model's RunCreated (blob_store), and read back through it.
         self.blobs = registry.run_blob_store({}, BLOB_STORE, home)
-        self._tips: dict[str, int] = {}  # the committer thread's alone
         self._attempts: dict[str, int] = {}
         self._commits = GroupCommit(log)
         self._holder = f"{socket.gethostname()}:{os.getpid()}:serve"

@@ -3,6 +3,10 @@
 Sampling changes no model, so nothing about it is logged: a sampler is rebuilt from its
 adapter folder whenever it is needed (after a restart too), and a sample whose future was
 lost to a restart answers 410, which makes the SDK send the sample again.
+
+Samples waiting for the same sampler that its backend can answer together without changing a
+bit (``batch_key``: on the local backend, identical seeded or greedy calls) are run as one
+batch when the first of them gets its turn; the others stop waiting for turns of their own.
 """
 
 from __future__ import annotations
@@ -44,7 +48,6 @@ class SamplerPool:
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
         self._open: dict[tuple[int, Hashable], list[_Job]] = {}  # batchable jobs waiting
-        self.batched = 0  # sample requests answered from a batch of several
 
     async def client(
         self,
@@ -143,8 +146,8 @@ class SamplerPool:
                 del self._open[group]
 
     async def _run(self, batch: list[_Job]) -> None:
-        """Sample the batch (one forward per token for all of it), then each job's prompt
-        logprobs; resolve every job's future."""
+        """Sample the batch (a lone job as sent; identical jobs with one decode), then each
+        job's prompt logprobs; resolve every job's future."""
         from kitchen.serve import wire
 
         results: dict[str, Result] = {}
@@ -158,7 +161,6 @@ class SamplerPool:
             else:
                 calls = [(j.prompt, j.req.num_samples, j.params) for j in batch]
                 responses = await wait(sampler.sample_together(calls))
-                self.batched += len(batch)
                 log.info("%d sample requests decoded in one batch", len(batch))
             for job, resp in zip(batch, responses, strict=True):
                 logprobs = None

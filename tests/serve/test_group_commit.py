@@ -125,10 +125,13 @@ def test_a_conflict_fails_only_its_own_model(
         futures[2].result(30)
     assert futures[3].result(30)[0].payload["stage"] == "forward_backward"
     assert [e.type for e in store.read(models[1].run_id)][-1] == "Intruder"
-    # the journal reads the log's end again: model 1's request goes on record when resent
+    # another writer has model 1: its requests keep being refused, the others go on
     ref = journal.put_input(models[1].owner, b"1")
     again = journal.submit_request(models[1], "forward_backward", 1, ref, 0, "ready")
-    assert again.result(30)[0].seq == store.last_seq(models[1].run_id)
+    with pytest.raises(ConcurrencyConflict):
+        again.result(30)
+    ref = journal.put_input(models[2].owner, b"2")
+    assert journal.submit_request(models[2], "optim_step", 2, ref, 0, "ready").result(30)
 
 
 def test_append_many_is_all_or_nothing(store: EventStore) -> None:
