@@ -7,7 +7,7 @@ in ``kitchen/adapters/``; recipes choose them by name in their adapters manifest
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -217,6 +217,28 @@ class ServedTrainingClient(TrainingClient, Protocol):
 
 
 @runtime_checkable
+class ServedSamplingClient(SamplingClient, Protocol):
+    """A sampling client as ``kitchen serve`` drives it: several ``sample`` calls may be
+    decoded in one batch, where that changes no result.
+
+    Contract:
+    - ``batch_key(prompt, num_samples, params)`` is None for a call that must run alone;
+      calls with equal keys may go to ``sample_together``.
+    - ``sample_together([(prompt, num_samples, params), …])`` answers each call bit for bit
+      (tokens and logprobs) as ``sample`` answers it alone; calls whose keys differ raise
+      ``ConfigError``.
+    """
+
+    def batch_key(
+        self, prompt: ModelInput, num_samples: int, sampling_params: SamplingParams
+    ) -> Hashable | None: ...
+
+    def sample_together(
+        self, requests: Sequence[tuple[ModelInput, int, SamplingParams]]
+    ) -> Future[list[SampleResponse]]: ...
+
+
+@runtime_checkable
 class ServingClient(ServiceClient, Protocol):
     """A ServiceClient that ``kitchen serve`` can serve tinker's API from: what the server
     needs beyond the factory, which a workflow never does.
@@ -269,7 +291,7 @@ class ServingClient(ServiceClient, Protocol):
         train_attn: bool = True,
         train_mlp: bool = True,
         adapter_dir: Path | None = None,
-    ) -> SamplingClient: ...
+    ) -> ServedSamplingClient: ...
 
     def resolve_model(self, base_model: str) -> str: ...
 
@@ -484,6 +506,7 @@ __all__ = [
     "EventLog",
     "HubClient",
     "SamplingClient",
+    "ServedSamplingClient",
     "ServedTrainingClient",
     "ServiceClient",
     "ServingClient",

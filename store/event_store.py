@@ -198,6 +198,88 @@ class EventStore:
             return stored
         raise AssertionError("unreachable")
 
+    def append_many(
+        self, batches: Sequence[tuple[str, Sequence[NewEvent], int]]
+    ) -> list[list[StoredEvent]]:
+        """Several runs' appends in one transaction (group commit), all or nothing: each
+        ``(run_id, events, expected_seq)`` as :meth:`append` takes it, each run at most once.
+
+        A conflict on any run raises ``ConcurrencyConflict`` with nothing written; the caller
+        retries the runs one by one to learn which. A commit whose outcome is unknown (a lost
+        connection) is settled like a single append's: read back, never written twice; if even
+        that fails, each run's batch is remembered and its next :meth:`append` settles it.
+        """
+        if len(batches) == 1:
+            run_id, batch, expected = batches[0]
+            return [self.append(run_id, batch, expected)]
+        prepared: list[tuple[str, list[_append.Prepared], int]] = []
+        for run_id, batch, expected in batches:
+            check_run_id(run_id)
+            if not isinstance(expected, int) or expected < 0:
+                raise ValueError(f"expected_seq must be an int >= 0, not {expected!r}")
+            prepared.append((run_id, _append.prepare(batch), expected))
+        if len({run_id for run_id, _, _ in prepared}) != len(prepared):
+            raise ValueError("append_many names a run more than once: merge its events")
+        for attempt in (1, 2):
+            built: list[tuple[str, int, list[dict[str, Any]]]] = []
+            try:
+                with self._writer(log=self.dialect != "postgresql") as conn:
+                    stored: list[list[StoredEvent]] = []
+                    for run_id, prep, expected in prepared:
+                        if not prep:
+                            stored.append([])
+                            continue
+                        prev = self._prev(conn, run_id, expected)
+                        rows = _append.build(run_id, prep, expected, prev)
+                        built.append((run_id, expected, rows))
+                        stored.append(_append.write(conn, rows, expected))
+                    if self._hook is not None:  # crash tests: inserted, not committed
+                        self._hook("append:before_commit")
+            except (exc.IntegrityError, sqlite3.IntegrityError, ConcurrencyConflict) as error:
+                for run_id, _, _ in prepared:
+                    self._tips.pop(run_id, None)
+                if isinstance(error, ConcurrencyConflict):
+                    raise
+                raise ConcurrencyConflict(
+                    f"one of runs {', '.join(r for r, _, _ in prepared)} moved on: a seq was "
+                    "already taken by another writer; append them one by one to learn which"
+                ) from None
+            except DRIVER_ERRORS as error:
+                doing = f"append to {len(prepared)} runs"
+                if not is_disconnect(error):
+                    raise translate(error, self._url, doing) from None
+                # rows not all built: the commit was never sent
+                complete = bool(built) and len(built) == sum(1 for _, p, _ in prepared if p)
+                outcome = self._read_back_many(built) if complete else None
+                if outcome is None:
+                    if attempt == 1:
+                        continue
+                    raise translate(error, self._url, doing) from None
+                stored = [outcome.get(run_id, []) for run_id, _, _ in prepared]
+            for part in stored:
+                if part:
+                    self._remember(part[0].run_id, part[-1].seq, part[-1].hash)
+            return stored
+        raise AssertionError("unreachable")
+
+    def _read_back_many(
+        self, built: list[tuple[str, int, list[dict[str, Any]]]]
+    ) -> dict[str, list[StoredEvent]] | None:
+        """Settle a group commit whose outcome is unknown: one transaction, so the first run's
+        rows say for all. The stored events per run if it committed, None if it did not."""
+        try:
+            first = self._read_back(*built[0])
+        except StoreUnavailable:
+            for run_id, expected, rows in built[1:]:
+                self._unsettled[run_id] = _Unsettled(expected, rows)
+            raise
+        if not first:
+            return None
+        out = {built[0][0]: first}
+        for run_id, expected, rows in built[1:]:
+            out[run_id] = self._read_back(run_id, expected, rows)
+        return out
+
     def _prev(self, conn: sa.Connection, run_id: str, expected_seq: int) -> str:
         if expected_seq == 0:
             return GENESIS_HASH

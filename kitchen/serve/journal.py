@@ -22,9 +22,11 @@ request events after its cursor, in order. Sessions and samplers are small JSON 
 beside the runs. The engine owns none of this: adapting to a new event shape means editing
 this module only.
 
-The log is reached through its port (:class:`ServedLog`, the engine's ``EventLog`` and two
-reads), handed in by whoever opened it, like the records its ``append`` takes: this module
-writes :mod:`kitchen.engine.events` records and never imports the store.
+The log is reached through its port (:class:`ServedLog`, the engine's ``EventLog``, two reads
+and ``append_many``), handed in by whoever opened it, like the records its ``append`` takes:
+this module writes :mod:`kitchen.engine.events` records and never imports the store. Every
+append goes through the group commit (:mod:`kitchen.serve.commit`): the events of a burst of
+requests share one transaction, and each caller waits for its own to be committed.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import os
 import socket
 import threading
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -47,6 +50,7 @@ from kitchen.errors import CheckpointCorrupt, KitchenError
 from kitchen.log_records import NewEvent, RunRow, StoredEvent
 from kitchen.ports import BlobRef, EventLog
 from kitchen.serve import ids
+from kitchen.serve.commit import GroupCommit
 
 SERVED = "served"
 REQUEST_KINDS = frozenset(
@@ -65,10 +69,14 @@ LEASE_TTL_S = 30.0
 
 class ServedLog(EventLog, Protocol):
     """The log as the server uses it: the engine's ``EventLog`` (append, read, leases), where
-    a run's log ends, and the runs of a recipe (the served models).
-    ``kitchen.store.EventStore`` is one."""
+    a run's log ends, the runs of a recipe (the served models), and several runs' appends in
+    one transaction (group commit). ``kitchen.store.EventStore`` is one."""
 
     def last_seq(self, run_id: str) -> int: ...
+
+    def append_many(
+        self, batches: Sequence[tuple[str, Sequence[NewEvent], int]]
+    ) -> list[list[StoredEvent]]: ...
 
     def list_runs(
         self, status: str | None = None, recipe: str | None = None
@@ -168,10 +176,8 @@ class Journal:
         # Served models keep their blobs in the server's local store, recorded as such in
         # each model's RunCreated (blob_store), and read back through it.
         self.blobs = registry.run_blob_store({}, BLOB_STORE, home)
-        self._tips: dict[str, int] = {}
-        self._locks: dict[str, threading.Lock] = {}
         self._attempts: dict[str, int] = {}
-        self._guard = threading.Lock()
+        self._commits = GroupCommit(log)
         self._holder = f"{socket.gethostname()}:{os.getpid()}:serve"
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
@@ -201,17 +207,21 @@ class Journal:
 
     # ------------------------------------------------------------------ appends
 
-    def _append(self, run_id: str, events: Iterable[ev.Event]) -> list[StoredEvent]:
-        with self._guard:
-            lock = self._locks.setdefault(run_id, threading.Lock())
-        with lock:
-            tip = self._tips.get(run_id)
-            if tip is None:
-                tip = self.log.last_seq(run_id)
-            new = [NewEvent(e.type_name(), e.payload(), e.schema_version) for e in events]
-            stored = self.log.append(run_id, new, tip)
-            self._tips[run_id] = stored[-1].seq
-            return stored
+    def _append(
+        self, run_id: str, events: Iterable[ev.Event], tip: int | None = None
+    ) -> list[StoredEvent]:
+        """Append through the group commit and wait for it; ``tip``: where the run's log ends,
+        if the caller knows better than the journal (a new run, a model taken up)."""
+        return self._commits.submit(run_id, _new(events), tip=tip).result()
+
+    def submit_request(
+        self, spec: ModelSpec, kind: str, seq_id: int, ref: BlobRef, step: int, dest: str
+    ) -> Future[list[StoredEvent]]:
+        """Put a request whose blob is stored (``put_input``) on record, committed together
+        with whatever else arrives meanwhile. The request is on record once the future is
+        done without an exception: only then may it be acknowledged."""
+        event = _request_event(spec, kind, seq_id, ref, step, dest)
+        return self._commits.submit(spec.run_id, _new([event]))
 
     def create_model(self, spec: ModelSpec, versions: dict[str, str]) -> None:
         """RunCreated + AttemptStarted of a new served model; ConcurrencyConflict if it exists."""
@@ -226,8 +236,7 @@ class Journal:
             run_dir=spec.run_dir,
             blob_store=dict(BLOB_STORE),
         )
-        self._tips[spec.run_id] = 0
-        self._append(spec.run_id, [created, self._attempt_started(spec.run_id, 1, None)])
+        self._append(spec.run_id, [created, self._attempt_started(spec.run_id, 1, None)], tip=0)
         self._lease(spec.run_id, 1)
 
     def _attempt_started(self, run_id: str, attempt: int, resumed_from: int | None) -> ev.Event:
@@ -243,21 +252,9 @@ class Journal:
     def record_request(
         self, spec: ModelSpec, kind: str, seq_id: int, ref: BlobRef, step: int, dest: str
     ) -> int:
-        """The request is on record once this returns: only then may it be acknowledged."""
-        event = ev.StageCompleted(
-            stage=kind,
-            dest=dest,
-            step=step,
-            epoch=0,
-            outputs={"seq_id": seq_id, "request_id": ids.request_id(spec.model_id, seq_id)},
-            duration_s=0.0,
-            optim_step=step if kind == "optim_step" else None,
-            artifacts=[
-                ev.Artifact(
-                    kind="request", uri=ref.uri, sha256=ref.sha256, bytes=ref.bytes, step=step
-                )
-            ],
-        )
+        """The request (its blob already stored) is on record once this returns: only then
+        may it be acknowledged."""
+        event = _request_event(spec, kind, seq_id, ref, step, dest)
         return self._append(spec.run_id, [event])[0].seq
 
     def record_metrics(self, spec: ModelSpec, step: int, metrics: dict[str, float]) -> None:
@@ -311,7 +308,6 @@ class Journal:
     def begin_attempt(self, plan: RebuildPlan) -> None:
         """A restarted server takes the model over: a new attempt, resumed from the checkpoint."""
         run_id = plan.spec.run_id
-        self._tips[run_id] = plan.last_seq
         bad = [
             ev.CheckpointInvalidated(
                 checkpoint_seq=c.seq, uri=c.uri, reason="blob missing or corrupt"
@@ -319,7 +315,9 @@ class Journal:
             for c in plan.invalid
         ]
         resumed = plan.checkpoint.seq if plan.checkpoint else None
-        self._append(run_id, [*bad, self._attempt_started(run_id, plan.attempt, resumed)])
+        self._append(
+            run_id, [*bad, self._attempt_started(run_id, plan.attempt, resumed)], tip=plan.last_seq
+        )
         self._lease(run_id, plan.attempt)
 
     def record_rebuild(self, plan: RebuildPlan, steps: int, optim_steps: int) -> None:
@@ -415,6 +413,7 @@ class Journal:
                     continue
 
     def close(self) -> None:
+        self._commits.close()
         self._stop.set()
         for feeding in list(self._feeds.values()):
             feeding.close()
@@ -446,6 +445,27 @@ class Journal:
 
     def _record_path(self, kind: str, name: str) -> Path:
         return self.home / "serve" / kind / f"{name.replace(':', '_')}.json"
+
+
+def _new(events: Iterable[ev.Event]) -> list[NewEvent]:
+    return [NewEvent(e.type_name(), e.payload(), e.schema_version) for e in events]
+
+
+def _request_event(
+    spec: ModelSpec, kind: str, seq_id: int, ref: BlobRef, step: int, dest: str
+) -> ev.Event:
+    return ev.StageCompleted(
+        stage=kind,
+        dest=dest,
+        step=step,
+        epoch=0,
+        outputs={"seq_id": seq_id, "request_id": ids.request_id(spec.model_id, seq_id)},
+        duration_s=0.0,
+        optim_step=step if kind == "optim_step" else None,
+        artifacts=[
+            ev.Artifact(kind="request", uri=ref.uri, sha256=ref.sha256, bytes=ref.bytes, step=step)
+        ],
+    )
 
 
 def _logged(row: StoredEvent) -> LoggedRequest:

@@ -225,9 +225,8 @@ class ServedModel:
                 return rid
             ref = await asyncio.to_thread(self.journal.put_input, self.owner, body)
             dest = "gradients" if kind == "forward_backward" else "ready"
-            event_seq = await asyncio.to_thread(
-                self.journal.record_request, self.spec, kind, seq_id, ref, self.steps, dest
-            )
+            recorded = self.journal.submit_request(self.spec, kind, seq_id, ref, self.steps, dest)
+            event_seq = (await asyncio.wrap_future(recorded))[0].seq
             faults.point(f"serve:accept:{kind}")  # on record, not yet acknowledged
             if kind == "optim_step":
                 self.steps += 1

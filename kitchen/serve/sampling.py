@@ -3,6 +3,10 @@
 Sampling changes no model, so nothing about it is logged: a sampler is rebuilt from its
 adapter folder whenever it is needed (after a restart too), and a sample whose future was
 lost to a restart answers 410, which makes the SDK send the sample again.
+
+Samples waiting for the same sampler that its backend can answer together without changing a
+bit (``batch_key``: on the local backend, identical seeded or greedy calls) are run as one
+batch when the first of them gets its turn; the others stop waiting for turns of their own.
 """
 
 from __future__ import annotations
@@ -11,11 +15,13 @@ import asyncio
 import logging
 import secrets
 from collections import OrderedDict
+from collections.abc import Hashable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from kitchen.errors import KitchenError
-from kitchen.ports import SamplingClient, ServingClient
+from kitchen.ports import ServedSamplingClient, ServingClient
 from kitchen.serve import schemas
 from kitchen.serve.backend import wait
 from kitchen.serve.errors import ApiError, bad_request
@@ -26,6 +32,8 @@ from kitchen.types import ModelInput, SamplingParams
 
 log = logging.getLogger("kitchen.serve")
 CACHE = 8
+MAX_BATCH_ROWS = 64
+PROTO = "application/x-protobuf"
 
 
 class SamplerPool:
@@ -36,9 +44,10 @@ class SamplerPool:
         self.backend = backend
         self.gate = FairGate() if gate is None else gate
         self.pending: dict[str, int] = {}  # samples queued or running, per key
-        self._cache: OrderedDict[tuple[Any, ...], SamplingClient] = OrderedDict()
+        self._cache: OrderedDict[tuple[Any, ...], ServedSamplingClient] = OrderedDict()
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._open: dict[tuple[int, Hashable], list[_Job]] = {}  # batchable jobs waiting
 
     async def client(
         self,
@@ -46,7 +55,7 @@ class SamplerPool:
         rank: int = 1,
         switches: tuple[bool, bool] = (True, True),
         adapter: Path | None = None,
-    ) -> SamplingClient:
+    ) -> ServedSamplingClient:
         """A sampler on ``base_model`` plus the adapter in ``adapter`` (none: the base model),
         of a LoRA of that rank and (train_attn, train_mlp) switches."""
         key = (base_model, rank, switches, str(adapter) if adapter else None)
@@ -71,7 +80,7 @@ class SamplerPool:
     def submit(
         self,
         owner: str,
-        sampler: SamplingClient,
+        sampler: ServedSamplingClient,
         req: schemas.SampleRequest,
         eos: int | None,
         weights: str | None = None,
@@ -84,39 +93,103 @@ class SamplerPool:
         prompt = ModelInput.from_ints([t for c in req.prompt.chunks for t in c.tokens])
         params = to_params(req.sampling_params, eos)
         self.pending[owner] = self.pending.get(owner, 0) + 1
-        lane = weights or "base"
-        task = asyncio.create_task(self._sample(rid, owner, lane, sampler, prompt, req, params))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        job = _Job(rid, owner, weights or "base", sampler, prompt, req, params)
+        job.task = asyncio.create_task(self._sample(job))
+        self._tasks.add(job.task)
+        job.task.add_done_callback(self._tasks.discard)
         return rid, [f"{rid}:{i}" for i in range(req.num_samples)]
 
-    async def _sample(
-        self,
-        rid: str,
-        owner: str,
-        lane: str,
-        sampler: SamplingClient,
-        prompt: ModelInput,
-        req: schemas.SampleRequest,
-        params: SamplingParams,
-    ) -> None:
+    async def _sample(self, job: _Job) -> None:
+        """Run ``job`` when its turn comes, with every job waiting that can share its batch
+        (same sampler and batch key); a job taken into another's batch stops waiting."""
+        key = job.sampler.batch_key(job.prompt, job.req.num_samples, job.params)
+        group = None if key is None else (id(job.sampler), key)
+        if group is not None:
+            self._open.setdefault(group, []).append(job)
+        try:
+            async with self.gate.turn(job.owner, job.lane):
+                if job.taken:
+                    return
+                batch = [job] if group is None else self._take(group, job)
+                await self._run(batch)
+        except asyncio.CancelledError:
+            if job.taken:
+                return  # answered by the batch that took it
+            self._leave(group, job)
+            raise
+
+    def _take(self, group: tuple[int, Hashable], leader: _Job) -> list[_Job]:
+        """The leader and the jobs waiting with it, up to MAX_BATCH_ROWS rows; the jobs
+        taken stop waiting for turns of their own."""
+        waiting = self._open.pop(group, [])
+        batch, rows, rest = [leader], leader.req.num_samples, []
+        for other in waiting:
+            if other is leader:
+                continue
+            if rows + other.req.num_samples <= MAX_BATCH_ROWS:
+                batch.append(other)
+                rows += other.req.num_samples
+            else:
+                rest.append(other)
+        if rest:
+            self._open[group] = rest
+        for j in batch:
+            j.taken = True
+            if j is not leader and j.task is not None:
+                j.task.cancel()
+        return batch
+
+    def _leave(self, group: tuple[int, Hashable] | None, job: _Job) -> None:
+        if group is not None and job in self._open.get(group, []):
+            self._open[group].remove(job)
+            if not self._open[group]:
+                del self._open[group]
+
+    async def _run(self, batch: list[_Job]) -> None:
+        """Sample the batch (a lone job as sent; identical jobs with one decode), then each
+        job's prompt logprobs; resolve every job's future."""
         from kitchen.serve import wire
 
+        results: dict[str, Result] = {}
+        error: Result | None = None
         try:
-            async with self.gate.turn(owner, lane):
-                resp = await wait(sampler.sample(prompt, req.num_samples, params))
+            sampler = batch[0].sampler
+            if len(batch) == 1:
+                job = batch[0]
+                alone = sampler.sample(job.prompt, job.req.num_samples, job.params)
+                responses = [await wait(alone)]
+            else:
+                calls = [(j.prompt, j.req.num_samples, j.params) for j in batch]
+                responses = await wait(sampler.sample_together(calls))
+                log.info("%d sample requests decoded in one batch", len(batch))
+            for job, resp in zip(batch, responses, strict=True):
                 logprobs = None
-                if req.prompt_logprobs:
-                    logprobs = await wait(sampler.compute_logprobs(prompt))
-            result = Result(wire.encode_sample(resp, logprobs), "application/x-protobuf")
+                if job.req.prompt_logprobs:
+                    logprobs = await wait(sampler.compute_logprobs(job.prompt))
+                results[job.rid] = Result(wire.encode_sample(resp, logprobs), PROTO)
         except (KitchenError, ApiError) as exc:
-            result = failed(str(exc))
+            error = failed(str(exc))
         except Exception as exc:
-            log.exception("sample %s failed", rid)
-            result = failed(f"{type(exc).__name__}: {exc}", "server")
+            log.exception("sample %s failed", batch[0].rid)
+            error = failed(f"{type(exc).__name__}: {exc}", "server")
         finally:
-            self.pending[owner] -= 1
-        self.futures.resolve(rid, result)
+            for job in batch:
+                self.pending[job.owner] -= 1
+        for job in batch:
+            self.futures.resolve(job.rid, results.get(job.rid) or error or failed("no result"))
+
+
+@dataclass(slots=True, eq=False)
+class _Job:
+    rid: str
+    owner: str
+    lane: str
+    sampler: ServedSamplingClient
+    prompt: ModelInput
+    req: schemas.SampleRequest
+    params: SamplingParams
+    taken: bool = False
+    task: asyncio.Task[None] | None = None
 
 
 def to_params(p: schemas.SamplingParams, eos: int | None) -> SamplingParams:

@@ -12,7 +12,7 @@ batch; greedy evaluation over a test set should use it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from kitchen.adapters.local_torch import worker
@@ -27,6 +27,22 @@ from kitchen.types import Future, ModelInput, SampleResponse, SamplingParams
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
+
+
+def batchable(prompt: ModelInput, num_samples: int, params: SamplingParams) -> Hashable | None:
+    """What ``sample`` calls must share to be answered by one decode with results bit for
+    bit those of each call alone, or None if this call must run alone.
+
+    Only identical calls qualify: the same prompt, number of samples and parameters, seed
+    included, and seeded or greedy (an unseeded call draws from the client's shared stream,
+    so two of them differ by design). Calls that differ in anything would have to share a
+    batch of more rows than each has alone, and a batch's size changes the forward's
+    rounding on CPU: on the embedded model (``bench/sample_batching.py``), calls of 1-3
+    samples batched with others got logprobs up to about 2e-5 away from their own with one
+    torch thread, and nearly every call did with two, so such calls are never batched."""
+    if params.seed is None and params.temperature != 0:
+        return None
+    return (tuple(prompt.to_ints()), num_samples, params)
 
 
 class LocalSamplingClient:
@@ -60,6 +76,19 @@ class LocalSamplingClient:
         """
         return self._executor.submit(self._sample_many, list(prompts), num_samples, sampling_params)
 
+    def batch_key(
+        self, prompt: ModelInput, num_samples: int, sampling_params: SamplingParams
+    ) -> Hashable | None:
+        return batchable(prompt, num_samples, sampling_params)
+
+    def sample_together(
+        self, requests: Sequence[tuple[ModelInput, int, SamplingParams]]
+    ) -> Future[list[SampleResponse]]:
+        """Several ``sample`` calls answered by one decode, each exactly as it would be alone:
+        only calls that :func:`batchable` puts together; anything else raises
+        ``ConfigError``."""
+        return self._executor.submit(self._sample_together, list(requests))
+
     def compute_logprobs(self, prompt: ModelInput) -> Future[list[float | None]]:
         return self._executor.submit(prompt_logprobs, self._model, prompt.to_ints())
 
@@ -80,6 +109,20 @@ class LocalSamplingClient:
         self, prompts: list[ModelInput], num_samples: int, params: SamplingParams
     ) -> SampleResponse:
         return self._sample_many(prompts, num_samples, params)[0]
+
+    def _sample_together(
+        self, requests: list[tuple[ModelInput, int, SamplingParams]]
+    ) -> list[SampleResponse]:
+        if not requests:
+            return []
+        first = batchable(*requests[0])
+        if first is None or any(batchable(*r) != first for r in requests[1:]):
+            raise ConfigError(
+                "sample_together takes identical seeded or greedy calls: sample the others "
+                "one by one"
+            )
+        prompt, num_samples, params = requests[0]
+        return [self._sample([prompt], num_samples, params)] * len(requests)
 
     def _sample_many(
         self, prompts: list[ModelInput], num_samples: int, params: SamplingParams
