@@ -182,6 +182,8 @@ class Journal:
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
         self._feeds: dict[str, trackers.Feeding] = {}  # run id -> its trackers, once opened
+        self._feed_locks: dict[str, threading.Lock] = {}  # one model's trackers fed at a time
+        self._feed_guard = threading.Lock()
 
     # ------------------------------------------------------------------ folders and blobs
 
@@ -276,8 +278,8 @@ class Journal:
         every one they lack (what an earlier server process sent is read back), then the new
         ones. A tracker that fails stops for this process, never the request."""
         run_id = spec.run_id
-        with self._guard:
-            lock = self._locks.setdefault(run_id, threading.Lock())
+        with self._feed_guard:
+            lock = self._feed_locks.setdefault(run_id, threading.Lock())
         with lock:
             feeding = self._feeds.get(run_id)
             if feeding is None:
