@@ -15,9 +15,9 @@ Same model (kitchen/tiny), LoRA (rank 16, alpha 32, all linear layers), task
 decaying linearly over 60 steps.
 TRL's own defaults stay as they are: it clips the gradient norm at 1.0 (``max_grad_norm``) and
 normalises the loss by the number of completion tokens in the batch (``loss_type="dapo"``);
-kitchen's ``grad_clip_norm=1.0 loss_aggregation=dapo`` are the same (bench/rl_vs_trl.py). Held-out accuracy is measured before
-and after the same way as kitchen's ``test/accuracy``: greedy, 16 new tokens, ``check_answer``
-on the 64 test problems.
+kitchen's ``grad_clip_norm=1.0 loss_aggregation=dapo`` are the same (bench/rl_vs_trl.py).
+Held-out accuracy is measured before and after the same way as kitchen's ``test/accuracy``:
+greedy, 16 new tokens, ``check_answer`` on the 64 test problems.
 """
 
 from __future__ import annotations
