@@ -13,9 +13,11 @@ Same model (kitchen/tiny), LoRA (rank 16, alpha 32, all linear layers), task
 8 problems × 8 samples a step, max 8 new tokens, temperature 1, no std scaling
 (``scale_rewards="none"``), no KL (``beta=0``), AdamW (0.9, 0.95), learning rate 1e-3
 decaying linearly over 60 steps.
-TRL's own defaults stay as they are: it clips the gradient norm at 1.0 (``max_grad_norm``) and
-normalises the loss by the number of completion tokens in the batch (``loss_type="dapo"``);
-kitchen's ``grad_clip_norm=1.0 loss_aggregation=dapo`` are the same (bench/rl_vs_trl.py).
+TRL's own defaults stay as they are unless ``--fp32``: GRPOConfig trains under bfloat16
+autocast with gradient checkpointing (``bf16=True``, ``gradient_checkpointing=True``); it clips
+the gradient norm at 1.0 (``max_grad_norm``) and normalises the loss by the number of
+completion tokens in the batch (``loss_type="dapo"``); kitchen's ``grad_clip_norm=1.0
+loss_aggregation=dapo`` are the same (bench/rl_vs_trl.py).
 Held-out accuracy is measured before and after the same way as kitchen's ``test/accuracy``:
 greedy, 16 new tokens, ``check_answer`` on the 64 test problems.
 """
@@ -56,6 +58,11 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--schedule", default="linear", choices=["constant", "linear"])
     ap.add_argument("--seed", type=int, default=0, help="weights' RNG, task order, sampling")
+    ap.add_argument(
+        "--fp32",
+        action="store_true",
+        help="bf16=False, gradient_checkpointing=False (GRPOConfig turns both on by default)",
+    )
     a = ap.parse_args()
 
     import torch
@@ -114,6 +121,7 @@ def main() -> None:
         use_cpu=True,
         seed=a.seed,
         shuffle_dataset=False,
+        **({"bf16": False, "gradient_checkpointing": False} if a.fp32 else {}),
     )
     lora = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", lora_dropout=0.0)
     trainer = GRPOTrainer(
@@ -131,6 +139,7 @@ def main() -> None:
     print(
         f"TRL GRPOTrainer {a.steps} steps: test/accuracy {before:.4f} -> {after:.4f} "
         f"({100 * (after - before):+.1f} points), train {wall:.1f} s, seed {a.seed}"
+        f"{', fp32' if a.fp32 else ''}"
     )
 
 

@@ -10,7 +10,7 @@ and after the pairs, kitchen at its own defaults for everything but the steps an
 rate (no clipping, the summed loss), two seeds at a time.
 
     python bench/rl_vs_trl.py [--seeds 0,1,2] [--steps 40] [--lr 3e-3] [--defaults]
-        [--trl-python /tmp/trl-venv/bin/python]
+        [--fp32] [--trl-python /tmp/trl-venv/bin/python]
 
 Held-out gain is ``test/accuracy`` (greedy exact match on the 64 test problems) after minus
 before, in points. Wall time: TRL's is ``train()`` alone; kitchen's "train" is from its first
@@ -77,9 +77,19 @@ def kitchen_result(home: str, wall: float) -> dict[str, Any]:
         ]
 
     train = at("StageCompleted", "log_step_metrics")[-1] - at("StageStarted", "rollouts")[0]
-    lines = [json.loads(x) for x in (Path(home) / "b" / "metrics.jsonl").read_text().splitlines()]
-    acc = [m["test/accuracy"] for m in lines if "test/accuracy" in m]
-    return {"before": acc[0], "after": acc[-1], "train_s": train, "wall_s": wall}
+    shown = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "kitchen.cli", "show", "b", "--json"],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
+    evals = shown["state"]["eval_metrics"]
+    steps = sorted(evals, key=int)
+    before, after = evals[steps[0]]["test/accuracy"], evals[steps[-1]]["test/accuracy"]
+    return {"before": before, "after": after, "train_s": train, "wall_s": wall}
 
 
 TRL_LINE = re.compile(r"test/accuracy ([\d.]+) -> ([\d.]+) .* train ([\d.]+) s")
@@ -145,6 +155,11 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--defaults", action="store_true", help="also kitchen at its own defaults")
     ap.add_argument("--trl-python", default="/tmp/trl-venv/bin/python")
+    ap.add_argument(
+        "--fp32",
+        action="store_true",
+        help="TRL without bf16 autocast and gradient checkpointing (kitchen's float32)",
+    )
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
 
@@ -160,6 +175,7 @@ def main() -> None:
             f"--lr={args.lr}",
             "--schedule=constant",
             f"--seed={seed}",
+            *(["--fp32"] if args.fp32 else []),
         ]
         k, k0 = launch(kitchen_cmd(args.steps, args.lr, seed, KNOBS), kenv)
         t, t0 = launch(trl_cmd, tenv)
