@@ -4,15 +4,19 @@ Both train a rank-16 LoRA (alpha 32, every linear projection) on the shipped ``k
 with dpo_basic's pairs, batches (32 pairs), β, AdamW settings and linear learning-rate decay.
 
 - kitchen: the calls the preference workflow makes — the DPO loss through
-  ``forward_backward_custom_tinker_way`` (a forward pass, the gradient on the client, a plain
-  forward_backward) and ``optim_step`` on the local backend.
+  ``forward_backward_custom_loss`` (one pass on the local backend: the loss on the
+  log-probabilities of the forward pass the backward uses) and ``optim_step``.
+- kitchen, two passes (``--two-pass``): the same through ``forward_backward_custom_tinker_way``
+  (a forward pass, the gradient on the client, a plain forward_backward), what a remote
+  backend does.
 - by hand: one forward with gradients over the 64 sequences, the loss, backward, AdamW.
 
-Step time: ``--rounds`` rounds, each timing ``--time-steps`` steps of kitchen then of the hand
-loop from fresh weights, so machine noise hits both alike; the figure is the median over
-rounds of (hand step time / kitchen step time). Accuracy: one run of ``--steps`` steps each.
+Step time: ``--rounds`` rounds, each timing ``--time-steps`` steps of each from fresh weights,
+the order turned round from one round to the next, so machine noise hits all alike; the figure
+is the median over rounds of (kitchen step time / hand step time). Accuracy: one run of
+``--steps`` steps each (``--steps 0``: none).
 
-    python bench/dpo.py [--steps 60] [--lr 5e-3] [--rounds 5] [--time-steps 10]
+    python bench/dpo.py [--steps 60] [--lr 5e-3] [--rounds 7] [--time-steps 10] [--two-pass]
 """
 
 from __future__ import annotations
@@ -53,11 +57,12 @@ Trainer = Callable[[list[int], float], None]
 class Kitchen:
     """The preference workflow's calls on the local backend (no engine around them)."""
 
-    def __init__(self, pairs: Pairs) -> None:
+    def __init__(self, pairs: Pairs, one_pass: bool = True) -> None:
         from kitchen.adapters.local_torch.service import LocalServiceClient
         from kitchen.workflows.preference.stages.compute_reference_logprobs import _logprobs
 
         self.pairs = pairs
+        self.one_pass = one_pass
         self.service = LocalServiceClient(device="cpu")
         ref = self.service.create_lora_training_client(MODEL, LORA_RANK, seed=0)
         self.ref_train, self.ref_test = _logprobs(ref, pairs.train), _logprobs(ref, pairs.test)
@@ -65,12 +70,12 @@ class Kitchen:
         self.policy = self.service.create_lora_training_client(MODEL, LORA_RANK, seed=0)
 
     def step(self, idx: list[int], lr: float) -> None:
-        from kitchen.workflows.common.custom_loss import forward_backward_custom_tinker_way
+        from kitchen.workflows.common.custom_loss import forward_backward_custom_loss
         from kitchen.workflows.preference.loss import dpo_loss
 
         data = [d for i in idx for d in self.pairs.train[i]]
         loss = dpo_loss(BETA, self.ref_train[idx])
-        fb = forward_backward_custom_tinker_way(self.policy, data, loss)
+        fb = forward_backward_custom_loss(self.policy, data, loss, one_pass=self.one_pass)
         adam = AdamParams(learning_rate=lr, beta1=0.9, beta2=0.95, eps=1e-8)
         self.policy.optim_step(adam).result()
         fb.result()
@@ -164,9 +169,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--lr", type=float, default=LEARNING_RATE)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--time-steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--two-pass", action="store_true", help="also time the two-pass form")
     args = parser.parse_args()
     import torch
 
@@ -174,22 +180,32 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     pairs = load_pairs()
     timed = batch_indices(len(pairs.train), args.time_steps + 1)
-    ratios, kitchen_s, hand_s = [], [], []
+    makers: dict[str, Callable[[], Any]] = {
+        "kitchen": lambda: Kitchen(pairs),
+        "by hand": lambda: ByHand(pairs),
+    }
+    if args.two_pass:
+        makers["kitchen, two passes"] = lambda: Kitchen(pairs, one_pass=False)
+    times: dict[str, list[float]] = {name: [] for name in makers}
     for r in range(args.rounds):
-        k = time_steps(lambda: Kitchen(pairs), timed, args.lr)
-        h = time_steps(lambda: ByHand(pairs), timed, args.lr)
-        kitchen_s.append(k)
-        hand_s.append(h)
-        ratios.append(h / k)
-        print(f"round {r + 1}: kitchen {k * 1e3:.0f} ms/step, by hand {h * 1e3:.0f} ms/step")
-    print(
-        f"step time (median of {args.rounds} rounds): "
-        f"kitchen {statistics.median(kitchen_s) * 1e3:.0f}"
-        f" ms, by hand {statistics.median(hand_s) * 1e3:.0f} ms; "
-        f"by-hand/kitchen ratio {statistics.median(ratios):.2f}"
-    )
+        order = list(makers) if r % 2 == 0 else list(reversed(makers))
+        for name in order:
+            times[name].append(time_steps(makers[name], timed, args.lr))
+        line = ", ".join(f"{n} {times[n][-1] * 1e3:.0f} ms/step" for n in makers)
+        print(f"round {r + 1}: {line}", flush=True)
+    for name in makers:
+        if name == "by hand":
+            continue
+        ratios = [k / h for k, h in zip(times[name], times["by hand"], strict=True)]
+        print(
+            f"{name}: {statistics.median(times[name]) * 1e3:.0f} ms/step median, by hand "
+            f"{statistics.median(times['by hand']) * 1e3:.0f} ms; {name}/by-hand ratio per "
+            f"round {', '.join(f'{x:.2f}' for x in ratios)}; median {statistics.median(ratios):.2f}"
+        )
+    if not args.steps:
+        return
     batches = batch_indices(len(pairs.train), args.steps)
-    for name, make in (("kitchen", lambda: Kitchen(pairs)), ("by hand", lambda: ByHand(pairs))):
+    for name, make in makers.items():
         res = train_and_score(make, batches, args.lr)
         b, a = res["before"], res["after"]
         print(

@@ -6,17 +6,20 @@ project's venv at .venv:
     python -m venv /tmp/trl-venv && echo "$PWD/.venv/lib/python3.11/site-packages" \
         > /tmp/trl-venv/lib/python3.11/site-packages/main.pth \
         && /tmp/trl-venv/bin/pip install --no-deps trl
-    PYTHONPATH=. /tmp/trl-venv/bin/python bench/rl_trl.py [--steps 60] [--lr 1e-3]
+    PYTHONPATH=. /tmp/trl-venv/bin/python bench/rl_trl.py [--steps 60] [--lr 1e-3] [--seed 0]
 
 Same model (kitchen/tiny), LoRA (rank 16, alpha 32, all linear layers), task
 (kitchen/arith-rl, rows in the same seeded order), reward (``0.1·(format − 1) + correct``),
 8 problems × 8 samples a step, max 8 new tokens, temperature 1, no std scaling
 (``scale_rewards="none"``), no KL (``beta=0``), AdamW (0.9, 0.95), learning rate 1e-3
 decaying linearly over 60 steps.
-TRL normalises the loss by the number of completion tokens (``loss_type="dapo"``) where kitchen
-sums, which AdamW's normalisation makes nearly equivalent. Held-out accuracy is measured before
-and after the same way as kitchen's ``test/accuracy``: greedy, 16 new tokens, ``check_answer``
-on the 64 test problems.
+TRL's own defaults stay as they are unless ``--fp32``: GRPOConfig trains under bfloat16
+autocast with gradient checkpointing (``bf16=True``, ``gradient_checkpointing=True``); it clips
+the gradient norm at 1.0 (``max_grad_norm``) and normalises the loss by the number of
+completion tokens in the batch (``loss_type="dapo"``); kitchen's ``grad_clip_norm=1.0
+loss_aggregation=dapo`` are the same (bench/rl_vs_trl.py).
+Held-out accuracy is measured before and after the same way as kitchen's ``test/accuracy``:
+greedy, 16 new tokens, ``check_answer`` on the 64 test problems.
 """
 
 from __future__ import annotations
@@ -54,6 +57,12 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--schedule", default="linear", choices=["constant", "linear"])
+    ap.add_argument("--seed", type=int, default=0, help="weights' RNG, task order, sampling")
+    ap.add_argument(
+        "--fp32",
+        action="store_true",
+        help="bf16=False, gradient_checkpointing=False (GRPOConfig turns both on by default)",
+    )
     a = ap.parse_args()
 
     import torch
@@ -67,12 +76,12 @@ def main() -> None:
     from kitchen.renderers import get_renderer
     from kitchen.workflows.common.loop import epoch_order
 
-    torch.manual_seed(0)
+    torch.manual_seed(a.seed)
     tok = AutoTokenizer.from_pretrained(str(TINY_MODEL_DIR))
     tok.pad_token = tok.pad_token or tok.eos_token
     renderer = get_renderer("role_colon", tok)
     train, test = load_embedded(NAME, "train"), load_embedded(NAME, "test")
-    order = epoch_order(len(train), 0, 0)
+    order = epoch_order(len(train), a.seed, 0)  # kitchen's order for the same seed
     text = [
         {
             "prompt": tok.decode(renderer.build_generation_prompt(train[i]["prompt"]).to_ints()),
@@ -110,8 +119,9 @@ def main() -> None:
         save_strategy="no",
         report_to="none",
         use_cpu=True,
-        seed=0,
+        seed=a.seed,
         shuffle_dataset=False,
+        **({"bf16": False, "gradient_checkpointing": False} if a.fp32 else {}),
     )
     lora = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", lora_dropout=0.0)
     trainer = GRPOTrainer(
@@ -128,7 +138,8 @@ def main() -> None:
     after = accuracy(trainer.model, tok, renderer, test)
     print(
         f"TRL GRPOTrainer {a.steps} steps: test/accuracy {before:.4f} -> {after:.4f} "
-        f"({100 * (after - before):+.1f} points), train {wall:.1f} s"
+        f"({100 * (after - before):+.1f} points), train {wall:.1f} s, seed {a.seed}"
+        f"{', fp32' if a.fp32 else ''}"
     )
 
 

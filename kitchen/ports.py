@@ -142,6 +142,28 @@ class TrainingClient(Protocol):
 
 
 @runtime_checkable
+class OnePassCustomLoss(Protocol):
+    """A training client that can take a custom loss's gradient in one pass: an in-process
+    backend, where ``loss_fn`` can see log-probabilities that still carry the graph.
+
+    Contract:
+    - ``custom_loss_in_one_pass(data)`` answers at once, without waiting for queued work:
+      True when ``forward_backward_custom(data, loss_fn)`` will make one forward pass with a
+      graph, call ``loss_fn`` once on all of ``data``'s log-probabilities and back-propagate
+      through that same pass (the call fits one micro-batch, on one process); False when it
+      would need two passes (or when the caller should take the two-pass form itself).
+    - When True, that call gives the loss, per-token log-probabilities and gradients of the
+      two-pass form (``forward``, the loss's gradient with respect to the log-probabilities
+      taken by the caller, then ``forward_backward`` with it as ``cross_entropy`` weights), up
+      to float rounding: log-probabilities within rtol 1e-5 / atol 1e-6, the loss within 1e-5
+      relative, the gradients within 1e-5 of their norm. ``loss_fn`` is the same function in
+      both forms and always sees the whole call's data at once.
+    """
+
+    def custom_loss_in_one_pass(self, data: Sequence[Datum]) -> bool: ...
+
+
+@runtime_checkable
 class ServiceClient(Protocol):
     """Makes training and sampling clients (tinker's ``ServiceClient`` shape): the factory a
     workflow uses to hold a policy, a frozen reference and a teacher at once.
@@ -505,6 +527,7 @@ __all__ = [
     "DatasetStore",
     "EventLog",
     "HubClient",
+    "OnePassCustomLoss",
     "SamplingClient",
     "ServedSamplingClient",
     "ServedTrainingClient",

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from kitchen.errors import TrainingDiverged
-from kitchen.ports import TrainingClient
+from kitchen.ports import OnePassCustomLoss, TrainingClient
 from kitchen.types import AdamParams, Datum, DType, ModelInput, TensorData
 
 TEXTS = ("the cat sat on the mat.", "a quick brown fox jumps!", "kitchen bakes runs")
@@ -58,6 +58,16 @@ def close_to(rows: Sequence[Sequence[float | None]]) -> Any:
 
 def flat(rows: Sequence[Sequence[float | None]]) -> list[float | None]:
     return [v for row in rows for v in row]
+
+
+def mean_margin_loss(data: Any, logprobs: Any) -> Any:
+    """A mean over pairs (data laid out first, second) that is not linear in the
+    log-probabilities, as DPO's is, so the gradient's weights matter."""
+    import torch
+
+    sums = torch.stack([lp.sum() for lp in logprobs])
+    loss = torch.nn.functional.softplus(sums[1::2] - sums[0::2]).mean()
+    return loss, {"pairs": float(len(data) // 2)}
 
 
 class TrainingClientContract:
@@ -197,6 +207,31 @@ class TrainingClientContract:
         assert custom.metrics["pairs"] == 3.0
         assert custom.metrics["loss:sum"] == pytest.approx(reference.metrics["loss:sum"], rel=1e-5)
         assert flat(logprob_rows(custom)) == close_to(logprob_rows(reference))
+
+    def test_one_pass_custom_loss_matches_two_passes(self, clients: MakeClient) -> None:
+        """A backend offering ``OnePassCustomLoss`` gives, for a call it takes in one pass,
+        tinker's two-pass loss, log-probs and gradient (measured off the zero-initialised
+        adapter, after a first optimizer step, through the next step's ``grad_norm`` and the
+        log-probs after it)."""
+        from kitchen.workflows.common.custom_loss import forward_backward_custom_tinker_way
+
+        one, two = clients(seed=0), clients(seed=0)
+        if not isinstance(one, OnePassCustomLoss):
+            pytest.skip("this backend takes every custom loss in two passes (tinker's way)")
+        data = [*self.batch(one), supervised(one, "one more line")]
+        for client in (one, two):
+            client.forward_backward(data)
+            client.optim_step(STEP).result()
+        assert one.custom_loss_in_one_pass(data)
+        got = one.forward_backward_custom(data, mean_margin_loss).result()
+        want = forward_backward_custom_tinker_way(two, data, mean_margin_loss).result()
+        assert got.metrics["pairs"] == want.metrics["pairs"] == 2.0
+        assert got.metrics["loss:sum"] == pytest.approx(want.metrics["loss:sum"], rel=1e-5)
+        assert flat(logprob_rows(got)) == close_to(logprob_rows(want))
+        norms = [c.optim_step(STEP).result().metrics["grad_norm"] for c in (one, two)]
+        assert norms[0] == pytest.approx(norms[1], rel=1e-5)
+        after = [logprob_rows(c.forward(data).result()) for c in (one, two)]
+        assert flat(after[0]) == close_to(after[1])
 
     def test_forward_matches_forward_backward_and_keeps_no_gradient(
         self, clients: MakeClient

@@ -86,7 +86,8 @@ def test_the_stage_scores_the_sampled_tokens_and_logs_teacher_kl() -> None:
     )
     teacher = _Teacher({4: [None, -9.0, -1.5, -0.25], 3: [None, -9.0, -3.0]})
     resources = SimpleNamespace(batch=StepBatch(step=0, groups=[group]), teacher=teacher)
-    ctx = SimpleNamespace(config=SimpleNamespace(kl_penalty_coef=1.0), resources=resources)
+    config = SimpleNamespace(kl_penalty_coef=1.0, loss_aggregation="sum", max_tokens=8)
+    ctx = SimpleNamespace(config=config, resources=resources)
     compute_advantages.run(ctx)  # type: ignore[arg-type]
     assert teacher.asked == [[1, 2, 3, 4], [1, 2, 5]]
     # per-token s − t: (−0.5 + 1.5) = 1.0, (−2.0 + 0.25) = −1.75, (−1.0 + 3.0) = 2.0

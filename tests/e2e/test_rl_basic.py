@@ -90,3 +90,27 @@ def test_bad_rl_settings_are_one_line_and_write_nothing(kitchen: Kitchen, home: 
         assert r.code == 2, (args, r.stderr)
         one_line_error(r)
     assert not (home / "bad").exists()
+
+
+@pytest.mark.slow
+def test_loss_aggregation_reaches_the_summed_loss(kitchen: Kitchen, home: Path) -> None:
+    """One step with the same seed samples the same rollouts whatever the aggregation, so the
+    step's summed loss under ``dapo`` is the ``sum`` run's over the step's completion tokens
+    (up to float32 rounding of a sum whose terms nearly cancel); the config records the key,
+    and a mode that does not exist is one line."""
+    small = [*SMALL_RL_CONFIG[1:], "max_steps=1", "save_every=0", "eval_examples=1"]
+    metrics = {}
+    for mode in ("sum", "dapo"):
+        r = kitchen("run", "rl_basic", *small, f"loss_aggregation={mode}", "--run-id", mode)
+        assert r.code == 0, r.stderr
+        state = replay_json(kitchen, mode)["state"]
+        assert state["config"]["loss_aggregation"] == mode
+        metrics[mode] = state["step_metrics"]["0"]
+    tokens = metrics["sum"]["env/all/total_ac_tokens"]
+    assert tokens > 0 and metrics["dapo"]["env/all/total_ac_tokens"] == tokens
+    assert metrics["dapo"]["optim/loss"] == pytest.approx(
+        metrics["sum"]["optim/loss"] / tokens, rel=1e-4, abs=1e-5 / tokens
+    )
+    bad = kitchen("run", "rl_basic", "loss_aggregation=mean", "--run-id", "bad")
+    assert bad.code == 2 and "loss_aggregation" in bad.stderr
+    assert not (home / "bad").exists()

@@ -56,3 +56,31 @@ def test_constant_groups_are_dropped_but_never_all() -> None:
     mixed, good, bad = group(1.0, 0.0), group(1.0, 1.0), group(0.0, 0.0)
     assert remove_constant_reward_groups([good, mixed, bad]) == [mixed]
     assert remove_constant_reward_groups([good, bad]) == [good]
+
+
+def test_loss_aggregation_scales_by_hand() -> None:
+    """Three sequences of 2, 4 and 1 completion tokens (7 in all), max_tokens 8."""
+    from kitchen.workflows.rl.advantages import aggregation_scales
+
+    masks = [[0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 1.0, 1.0, 1.0], [0.0, 1.0]]
+    assert close(aggregation_scales(masks, "sum", 8), [1.0, 1.0, 1.0])
+    assert close(aggregation_scales(masks, "dapo", 8), [1 / 7, 1 / 7, 1 / 7])
+    assert close(aggregation_scales(masks, "grpo", 8), [1 / 6, 1 / 12, 1 / 3])
+    assert close(aggregation_scales(masks, "dr_grpo", 8), [1 / 24, 1 / 24, 1 / 24])
+
+
+def test_aggregation_goes_through_the_advantages_only() -> None:
+    """The summed loss over scaled advantages is the aggregated loss: each datum keeps its
+    tokens and sampler log-probs, and ``sum`` hands the very same data back."""
+    from kitchen.workflows.rl.advantages import aggregate
+    from kitchen.workflows.rl.data import assemble
+
+    groups = [group(1.0, 0.0)]
+    data, masks = assemble(groups, compute_advantages(groups))
+    assert aggregate(data, masks, "sum", 8) == data
+    (first, second) = aggregate(data, masks, "grpo", 8)
+    # one completion token each, two sequences: advantages ±0.5 over 2 · 1
+    assert list(first.loss_fn_inputs["advantages"].data) == [0.25]
+    assert list(second.loss_fn_inputs["advantages"].data) == [-0.25]
+    assert first.model_input == data[0].model_input
+    assert first.loss_fn_inputs["logprobs"] == data[0].loss_fn_inputs["logprobs"]

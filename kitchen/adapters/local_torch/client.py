@@ -137,6 +137,17 @@ class LocalTrainingClient:
     ) -> Future[ForwardBackwardOutput]:
         return self._submit(self._forward_backward_custom, list(data), loss_fn)
 
+    def custom_loss_in_one_pass(self, data: Sequence[Datum]) -> bool:
+        """Whether ``forward_backward_custom(data, …)`` takes the loss's gradient on the very
+        forward pass its backward uses (``OnePassCustomLoss``): on one process, when the call
+        fits one micro-batch. Reads only the data's lengths and the budget, so it never waits."""
+        if self._dp is not None:
+            return False
+        try:
+            return len(self._plan(list(data))) == 1
+        except ConfigError:  # empty data: the call itself says what is wrong
+            return False
+
     def forward(
         self,
         data: Sequence[Datum],

@@ -6,6 +6,13 @@ client, with torch autograd over those values; its gradient with respect to them
 ``-Σ weight · logprob``, so its gradient is exactly the custom loss's by the chain rule). Only
 built-in losses cross the port, so the same code runs on a remote service.
 
+An in-process backend can do better: ``forward_backward_custom`` there runs the loss on
+log-probabilities that still carry the graph and back-propagates through the same forward pass
+(``OnePassCustomLoss``). ``forward_backward_custom_loss`` takes that one pass wherever the
+backend offers it for the call (one micro-batch, one process) and tinker's two passes
+otherwise; the loss function is the same in both and always sees the whole call's data, so a
+loss that is a mean (DPO's, over pairs) is the same mean either way.
+
 The two passes must see the same weights: nothing may be submitted between them, which is why
 the forward is awaited here and the backward submitted at once after it. The returned future
 is the backward's, so the caller can still submit the optimizer step and log the previous step
@@ -18,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from kitchen.ports import TrainingClient
+from kitchen.ports import OnePassCustomLoss, TrainingClient
 from kitchen.types import CustomLossFn, Datum, ForwardBackwardOutput, Future, TensorData
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -38,6 +45,25 @@ class _WithMetrics:
 
     def done(self) -> bool:
         return self.backward.done()
+
+
+def forward_backward_custom_loss(
+    training: TrainingClient,
+    data: Sequence[Datum],
+    loss_fn: CustomLossFn,
+    *,
+    one_pass: bool = True,
+) -> Future[ForwardBackwardOutput]:
+    """``loss_fn``'s gradient for ``data``: in one pass where the backend offers it for this
+    call (and ``one_pass``), returning at once; otherwise tinker's two passes
+    (``forward_backward_custom_tinker_way``). ``loss:sum`` in the result is the loss's value."""
+    if (
+        one_pass
+        and isinstance(training, OnePassCustomLoss)
+        and training.custom_loss_in_one_pass(data)
+    ):
+        return training.forward_backward_custom(data, loss_fn)
+    return forward_backward_custom_tinker_way(training, data, loss_fn)
 
 
 def forward_backward_custom_tinker_way(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from kitchen import config as kconfig
 from kitchen.workflows.common.config import TrainingConfig
 
 
@@ -13,3 +14,11 @@ class PreferenceConfig(TrainingConfig):
         description="pairs {prompt, chosen, rejected}: embedded name, local file, or hub id",
     )
     dpo_beta: float = Field(0.1, gt=0.0, description="DPO's β: how far from the reference")
+    one_pass_custom_loss: bool = kconfig.operating(
+        True,
+        moves_floats=True,
+        absent=False,
+        description="take DPO's gradient on the forward pass the backward uses where the "
+        "backend offers it (in-process, a step within one micro-batch); false: always a "
+        "forward then a forward_backward (tinker's way, what remote backends do)",
+    )

@@ -41,6 +41,7 @@ FORK_KEYS = (
     "format_coef",
     "advantages_by_std",
     "remove_constant_reward_groups",
+    "loss_aggregation",
 )
 """What a fork of an RL run may change besides the schedule: the loss and how the steps after
 the fork point sample and reward (the problems each step sees stay the parent's)."""

@@ -7,7 +7,9 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from kitchen import config as kconfig
 from kitchen.workflows.common.config import TrainingConfig
+from kitchen.workflows.rl.advantages import LossAggregation
 
 ENV_NAME = re.compile(r"^([A-Za-z_][\w-]*|[A-Za-z_][\w.]*:[A-Za-z_]\w*)$")
 
@@ -34,6 +36,13 @@ class RLConfig(TrainingConfig):
     )
     remove_constant_reward_groups: bool = Field(
         False, description="drop groups whose rewards are all equal (they carry no gradient)"
+    )
+    loss_aggregation: LossAggregation = kconfig.added(
+        "sum",
+        absent="sum",
+        description="how token terms add up, applied through the advantages: sum (tinker's), "
+        "dapo (mean over the batch's completion tokens), grpo (each sequence's token mean, "
+        "then the mean over sequences), dr_grpo (sum over sequences × max_tokens)",
     )
 
     @field_validator("env")

@@ -13,6 +13,7 @@ from kitchen.workflows.distillation.kl import (
     reverse_kl_advantages,
 )
 from kitchen.workflows.distillation.resources import OnPolicyCtx
+from kitchen.workflows.rl.advantages import aggregate
 from kitchen.workflows.rl.data import transition_datum
 from kitchen.workflows.rl.metrics import env_metrics
 
@@ -37,6 +38,7 @@ def run(ctx: OnPolicyCtx) -> StageResult:
         b.masks.append(mask)
         diffs.extend(s - q for s, q in zip(t.logprobs, teacher, strict=True))
         teacher_lps.extend(teacher)
+    b.data = aggregate(b.data, b.masks, cfg.loss_aggregation, cfg.max_tokens)
     n = max(len(diffs), 1)
     b.metrics["teacher_kl"] = sum(diffs) / n
     b.metrics["teacher_logprob"] = sum(teacher_lps) / n
