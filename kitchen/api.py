@@ -413,7 +413,10 @@ def _ended(handle: Run, code: int) -> Run:
 
 
 def _reporter(run_id: str, progress: bool) -> Reporter:
+    from kitchen.cli.track import install_report_writer
     from kitchen.engine.runner import Reporter
+
+    install_report_writer()  # a run that ends hands its HTML report to its trackers
 
     class Progress(Reporter):
         """A ``tqdm.auto`` bar of optimizer steps (a widget in a notebook) with the workflow's

@@ -18,6 +18,9 @@ from kitchen.stage_api import CheckpointSaved, StageResult
 
 class CliReporter(Reporter):
     def __init__(self, run_id: str, home: str, *, print_id: bool = True) -> None:
+        from kitchen.cli.track import install_report_writer
+
+        install_report_writer()  # a run that ends hands its HTML report to its trackers
         self.run_id = run_id
         self.home = home
         self.print_id = print_id

@@ -53,6 +53,13 @@ def _track(args: argparse.Namespace) -> int:
     return 0
 
 
+def install_report_writer() -> None:
+    """Runs started here hand their HTML report to MLflow and W&B when they end."""
+    from kitchen.engine import trackers
+
+    trackers.report_writer = _report  # type: ignore[assignment]
+
+
 def _report(store: EventStore, run_id: str, out: Path) -> Path:
     """The run's HTML report (`kitchen report`'s page), written to ``out``."""
     from kitchen.cli._common import displayed_status, load_state

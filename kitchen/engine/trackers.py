@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import sys
+import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -187,6 +188,13 @@ def read_history(store: EventLog, run_id: str, run_dir: Path) -> History:
     return History(fold(run_id, records), run_dir, opened)
 
 
+ReportWriter = Callable[[EventLog, str, Path], Path]
+report_writer: ReportWriter | None = None
+"""Writes a run's HTML report (``kitchen report``'s page) to a path: set by the CLI and the
+Python API, which own that page, so that a run that ends hands it to MLflow and W&B with its
+other artifacts. Unset, the report is left to ``kitchen track``."""
+
+
 def run_files(state: RunState, run_dir: Path) -> dict[str, Path]:
     """The files a tracker keeps as artifacts of a completed run: its final adapter and its
     resolved config (and whatever the caller adds, such as the HTML report)."""
@@ -297,12 +305,32 @@ class Feeding(Reporter):
         self._feed()
         if state is not None and state.terminal and self.sinks:
             files = run_files(state, self.run_dir)
-            for name in list(self.sinks):
-                self._guarded(name, lambda name=name: self.sinks[name].finish(state, files))
+            with tempfile.TemporaryDirectory() as scratch:
+                report = self._report(Path(scratch) / "report.html")
+                if report is not None:
+                    files["report.html"] = report
+                for name in list(self.sinks):
+                    self._guarded(name, lambda name=name: self.sinks[name].finish(state, files))
         for name in list(self.sinks):
             self._guarded(name, self.sinks[name].close)
         self.sinks.clear()
         self._report_gaps()
+
+    def _report(self, out: Path) -> Path | None:
+        """The run's HTML report for the trackers that keep artifacts, or None."""
+        if report_writer is None or not set(self.sinks) - {"tensorboard"}:
+            return None
+        try:
+            return report_writer(self.store, self.run_id, out)
+        except Exception as exc:  # the report is an extra: never the run's failure
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            print(
+                f"kitchen: the run's HTML report was not written for its trackers "
+                f"({first[:300]}); `kitchen track {self.run_id} --to NAME` sends it",
+                file=sys.stderr,
+                flush=True,
+            )
+            return None
 
     def _feed(self) -> None:
         if not self.sinks:

@@ -2,8 +2,9 @@
 once in a real MLflow tracking server (SQLite backend store, read back with MLflow's client),
 in W&B's offline files and in TensorBoard's event files, with the values `kitchen show` has,
 though the MLflow server was down for one of the attempts: its points are sent by the next
-one. `kitchen track` sends nothing twice, adds the run's HTML report, and rebuilds W&B's and
-TensorBoard's files from the log with kitchen show's values.
+one; the run that ended hands MLflow its final adapter, config and HTML report. `kitchen
+track` sends nothing twice, and rebuilds W&B's and TensorBoard's files from the log with
+kitchen show's values.
 
 mlflow and wandb are imported here, not skipped: a CI without them fails."""
 
@@ -101,7 +102,7 @@ def test_two_kills_a_tracker_outage_and_a_backfill(tmp_path: Path) -> None:
         assert found.data.tags["kitchen.recipe"] == "sl_basic"
         assert found.data.tags["kitchen.workflow"] == "supervised"
         kept = {a.path for a in client.list_artifacts(found.info.run_id)}
-        assert {"config.json", "final"} <= kept
+        assert {"config.json", "final", "report.html"} <= kept  # sent by the run as it ended
         final = {a.path for a in client.list_artifacts(found.info.run_id, "final")}
         assert "final/adapter_model.safetensors" in final
 
@@ -111,12 +112,11 @@ def test_two_kills_a_tracker_outage_and_a_backfill(tmp_path: Path) -> None:
         assert len(wandb_files(home / "tr", "tr")) == 3
         assert _once(wandb_points(home / "tr", "tr")) == _expected(logged)
 
-        # `kitchen track` sends nothing twice, and adds the HTML report to a run that ended;
-        # W&B's files deleted, it rebuilds them from the log, with `kitchen show`'s values.
+        # `kitchen track` sends nothing twice; W&B's files deleted, it rebuilds them from the
+        # log, with `kitchen show`'s values.
         r = kitchen("track", "tr", "--to", "mlflow", extra_env=env)
         assert r.code == 0 and "mlflow: wrote 0 of the run's" in r.stderr, r.stderr[-800:]
-        kept = {a.path for a in client.list_artifacts(found.info.run_id)}
-        assert {"config.json", "final", "report.html"} <= kept
+        assert {a.path for a in client.list_artifacts(found.info.run_id)} == kept
         shutil.rmtree(home / "tr" / "wandb")
         r = kitchen("track", "tr", "--to", "wandb", extra_env=env)
         assert r.code == 0 and "(0 were there already)" in r.stderr, r.stderr[-800:]
