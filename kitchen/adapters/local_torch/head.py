@@ -96,6 +96,11 @@ def _chunks(
 
     n = hidden.shape[0]
     weight = head.weight
+    if weight.device.type == "cpu" and weight.dtype != torch.float32:
+        # A CPU without bfloat16 matrix units runs these [rows x vocabulary] products in
+        # bfloat16 tens of times slower than in float32 (bench/README.md, "Speed beside TRL's
+        # SFTTrainer"): the head computes in float32 there, from one copy of its weight a call.
+        weight = weight.float()
     out = torch.empty(n, dtype=torch.float32, device=hidden.device)
     grad = (
         torch.empty(hidden.shape, dtype=torch.float32, device=hidden.device) if want_grad else None
