@@ -1,12 +1,15 @@
 """``kitchen serve`` against the same loop in-process: per-step time and requests per second.
 
-Starts a real server (uvicorn, a SQLite log under a temporary KITCHEN_HOME) and runs, in a
-client process with the unmodified tinker SDK, ``--steps`` training steps on the embedded
-model (a forward_backward of ``--batch`` examples, then an optim_step, the next step's
-forward_backward submitted before the previous optim_step's result is read); then the same
-steps in-process on LocalTrainingClient, in a process of its own. Both warm up first. Last, a
-burst of cheap authenticated requests (``session_heartbeat``) over one keep-alive connection
-gives requests per second, which is the server's fixed cost per request.
+Starts a real server (uvicorn, a SQLite log under a temporary KITCHEN_HOME) and two client
+processes: one drives a model through the unmodified tinker SDK, the other the same loop
+in-process on LocalTrainingClient. A step is a forward_backward of ``--batch`` examples on the
+embedded model, then an optim_step, the next step's forward_backward submitted before the
+previous optim_step's result is read. Both warm up, then take turns: ``--repeats`` rounds, in
+each a block of ``--steps`` steps served and a block in-process (which goes first alternates),
+so a slow spell of a shared machine hits both sides of a round alike; each round gives a ratio
+of the two blocks' median steps, and the figure is the median of those. Last, a burst of cheap
+authenticated requests (``session_heartbeat``) over one keep-alive connection gives requests
+per second, which is the server's fixed cost per request.
 
     python bench/serve.py [--steps 40] [--batch 8] [--data short|chat] [--repeats 3] [--threads 1]
 """
@@ -28,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 CLIENT = r"""
 import json, sys, time
-steps, mode, examples = int(sys.argv[1]), sys.argv[2], json.load(open(sys.argv[3]))
+mode, examples = sys.argv[1], json.load(open(sys.argv[2]))
 # examples: [[tokens, weights], ...], the same for both loops
 if mode == "served":
     import tinker
@@ -77,9 +80,12 @@ def loop(n):
     return times
 
 loop(5)  # warm-up
-c0 = cpu()
-times = loop(steps)
-print(json.dumps({"times": times, "cpu_per_step": (cpu() - c0) / steps}))
+print("ready", flush=True)
+for line in sys.stdin:  # "N": run N steps, answer their times and this block's CPU per step
+    n = int(line)
+    c0 = cpu()
+    times = loop(n)
+    print(json.dumps({"times": times, "cpu_per_step": (cpu() - c0) / n}), flush=True)
 """
 
 BURST = r"""
@@ -183,11 +189,19 @@ def main() -> None:
                 "TINKER_API_KEY": key,
                 "BENCH_SERVER_PID": str(server.pid),
             }
+            served_client = start_client(args, client_env, "served")
+            local_client = start_client(args, env, "inprocess")
             served: list[dict[str, float]] = []
             local: list[dict[str, float]] = []
-            for _ in range(args.repeats):  # interleaved, so load drifts hit both alike
-                served.append(measure(args, client_env, "served"))
-                local.append(measure(args, env, "inprocess"))
+            try:
+                for r in range(args.repeats):  # a round: one block each, first side alternating
+                    pair = [("served", served_client), ("local", local_client)]
+                    for side, client in pair if r % 2 == 0 else pair[::-1]:
+                        (served if side == "served" else local).append(block(client, args.steps))
+            finally:
+                for client in (served_client, local_client):
+                    client.stdin.close()  # type: ignore[union-attr]
+                    client.wait(60)
             import httpx
 
             session = httpx.post(
@@ -200,8 +214,8 @@ def main() -> None:
             server.terminate()
             server.wait(10)
     print(
-        f"{args.steps} steps x batch {args.batch} ({args.data}), {args.repeats} interleaved "
-        "runs each, "
+        f"blocks of {args.steps} steps x batch {args.batch} ({args.data}), {args.repeats} rounds "
+        "of a block each way, "
         f"threads {args.threads or 'default'}"
     )
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
@@ -212,12 +226,14 @@ def main() -> None:
     ):
         s = statistics.median(r[key] for r in served)
         loc = statistics.median(r[key] for r in local)
+        ratios = [a[key] / b[key] for a, b in zip(served, local, strict=True)]
         runs = ", ".join(
             f"{a[key] * 1000:.1f}/{b[key] * 1000:.1f}" for a, b in zip(served, local, strict=True)
         )
         print(
             f"{name:17} served {s * 1000:8.2f} ms  in-process {loc * 1000:8.2f} ms  "
-            f"ratio {s / loc:.3f}   (runs served/in-process: {runs})"
+            f"ratio of the rounds (median) {statistics.median(ratios):.3f}  "
+            f"(rounds served/in-process: {runs})"
         )
     print(f"requests/s (session_heartbeat, one keep-alive connection): {rps:.0f}")
 
@@ -242,9 +258,26 @@ def examples(data: str, batch: int) -> list[tuple[list[int], list[float]]]:
     return out
 
 
-def measure(args: argparse.Namespace, env: dict[str, str], mode: str) -> dict[str, float]:
-    out = run_json(CLIENT, [str(args.steps), mode, str(args.examples)], env)
-    assert isinstance(out, dict)
+def start_client(args: argparse.Namespace, env: dict[str, str], mode: str) -> subprocess.Popen[str]:
+    """A client process that has built its model and warmed up, waiting for blocks."""
+    client = subprocess.Popen(
+        [sys.executable, "-c", CLIENT, mode, str(args.examples)],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    line = client.stdout.readline()  # type: ignore[union-attr]
+    if line.strip() != "ready":
+        raise SystemExit(f"the {mode} client did not start (exit {client.wait(60)})")
+    return client
+
+
+def block(client: subprocess.Popen[str], steps: int) -> dict[str, float]:
+    """``steps`` steps on a started client: the median and fastest step, CPU per step."""
+    client.stdin.write(f"{steps}\n")  # type: ignore[union-attr]
+    client.stdin.flush()  # type: ignore[union-attr]
+    out = json.loads(client.stdout.readline())  # type: ignore[union-attr]
     times = out["times"]
     return {"median": statistics.median(times), "min": min(times), "cpu": out["cpu_per_step"]}
 

@@ -260,6 +260,17 @@ class Journal:
         return self._append(spec.run_id, [event])[0].seq
 
     def record_metrics(self, spec: ModelSpec, step: int, metrics: dict[str, float]) -> None:
+        """Append a step's metrics and wait for it, then feed the model's trackers."""
+        self.submit_metrics(spec, step, metrics).result()
+        if spec.loggers:
+            self._track(spec)
+
+    def submit_metrics(
+        self, spec: ModelSpec, step: int, metrics: dict[str, float]
+    ) -> Future[list[StoredEvent]]:
+        """Queue a step's metrics for the group commit without waiting: no answer depends on
+        them (the step's own result is already out), and the model's later appends are
+        committed after them, in order."""
         clean = {k: float(v) for k, v in metrics.items() if v == v and abs(v) != float("inf")}
         event = ev.StageCompleted(
             stage="log_step_metrics",
@@ -269,9 +280,7 @@ class Journal:
             duration_s=0.0,
             metrics={str(step): clean},
         )
-        self._append(spec.run_id, [event])
-        if spec.loggers:
-            self._track(spec)
+        return self._commits.submit(spec.run_id, _new([event]))
 
     def _track(self, spec: ModelSpec) -> None:
         """The model's trackers get its committed steps: the first time in this process,

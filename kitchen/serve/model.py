@@ -19,12 +19,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from kitchen.engine import faults
 from kitchen.errors import InfrastructureError, KitchenError
+from kitchen.log_records import StoredEvent
 from kitchen.paths import checkpoint_key, checkpoint_name, state_folder
 from kitchen.ports import BlobRef, ServedTrainingClient, ServingClient
 from kitchen.serve import ids
@@ -354,10 +356,14 @@ class ServedModel:
 
     async def _after_step(self, op: Op) -> None:
         metrics = self._last_metrics
-        if not op.replay:
+        if not op.replay and self.spec.loggers:
             await asyncio.to_thread(
                 self.journal.record_metrics, self.spec, self.done_steps - 1, metrics
             )
+        elif not op.replay:  # nothing to feed: the next request need not wait for the append
+            step = self.done_steps - 1
+            recorded = self.journal.submit_metrics(self.spec, step, metrics)
+            recorded.add_done_callback(lambda f: _metrics_failed(self.model_id, step, f))
         if self.done_steps % self.every == 0:
             await self._checkpoint(op)
 
@@ -393,6 +399,12 @@ class ServedModel:
             self._task.cancel()
         if self.client is not None:
             await asyncio.to_thread(self.client.close)
+
+
+def _metrics_failed(model_id: str, step: int, recorded: Future[list[StoredEvent]]) -> None:
+    exc = recorded.exception()
+    if exc is not None:
+        log.error("metrics of %s at step %d not recorded: %s", model_id, step, exc)
 
 
 def saved_step(folder: Path, default: int) -> int:

@@ -8,6 +8,7 @@ aside, which the backend checks against the vocabulary and fails the future with
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,10 +32,28 @@ LOSS_INPUTS = {
 INT_KEYS = frozenset({"target_tokens"})
 
 
-def _pb() -> Any:
-    from tinker.proto import tinker_public_pb2
+_PB: Any = None
 
-    return tinker_public_pb2
+
+def _pb() -> Any:
+    global _PB
+    if _PB is None:
+        from tinker.proto import tinker_public_pb2
+
+        _PB = tinker_public_pb2
+    return _PB
+
+
+_DTYPES: dict[int, Any] = {}
+
+
+def _dtype_of(code: int) -> Any:
+    if not _DTYPES:
+        pb = _pb()
+        _DTYPES.update(
+            {pb.DTYPE_FLOAT32: np.float32, pb.DTYPE_INT64: np.int64, pb.DTYPE_INT32: np.int32}
+        )
+    return _DTYPES.get(code)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,33 +97,35 @@ def decode_forward_backward(body: bytes, *, max_datums: int, max_tokens: int) ->
 
 
 def _datum(i: int, d: Any, keys: tuple[str, ...]) -> Datum:
+    # Decoding runs on the event loop, which shares the interpreter lock with the torch
+    # thread: a step's batch is decoded with as few Python-level calls as the checks allow.
     tokens: list[int] = []
     for chunk in d.model_input:
         if chunk.WhichOneof("chunk") != "encoded_text":
             raise bad_request(f"datum {i}: only token (encoded_text) chunks are supported")
-        tokens.extend(
-            _frombuffer(chunk.encoded_text.tokens, np.int32, f"datum {i} tokens").tolist()
-        )
+        tokens += _frombuffer(chunk.encoded_text.tokens, np.int32, f"datum {i} tokens").tolist()
     if not tokens:
         raise bad_request(f"datum {i} has an empty model_input")
+    n = len(tokens)
+    given = d.loss_fn_inputs
     inputs: dict[str, TensorData] = {}
     for key in keys:
-        if key not in d.loss_fn_inputs:
+        if key not in given:
             raise bad_request(f"datum {i} lacks loss_fn_inputs[{key!r}]")
-        values = _tensor(d.loss_fn_inputs[key], f"datum {i} {key}")
-        if values.size != len(tokens):
+        values = _tensor(given[key], f"datum {i} {key}")
+        if values.size != n:
             raise bad_request(
-                f"datum {i}: loss_fn_inputs[{key!r}] has {values.size} values for "
-                f"{len(tokens)} tokens"
+                f"datum {i}: loss_fn_inputs[{key!r}] has {values.size} values for {n} tokens"
             )
+        listed = values.tolist()
         if key in INT_KEYS:
-            inputs[key] = TensorData(
-                tuple(int(v) for v in values.tolist()), "int64", (len(tokens),)
-            )
+            if values.dtype.kind != "i":
+                listed = [int(v) for v in listed]
+            inputs[key] = TensorData(tuple(listed), "int64", (n,))
         else:
-            if not np.isfinite(values).all():
+            if not all(map(math.isfinite, listed)):
                 raise bad_request(f"datum {i}: loss_fn_inputs[{key!r}] holds NaN or infinity")
-            inputs[key] = TensorData(tuple(values.tolist()), "float32", (len(tokens),))
+            inputs[key] = TensorData(tuple(listed), "float32", (n,))
     return Datum(ModelInput((EncodedTextChunk(tuple(tokens)),)), inputs)
 
 
@@ -116,9 +137,7 @@ def _frombuffer(raw: bytes, dtype: Any, what: str) -> np.ndarray:
 
 def _tensor(msg: Any, what: str) -> np.ndarray:
     """A proto Tensor as a flat numpy array (sparse CSR densified with zeros)."""
-    pb = _pb()
-    dtypes = {pb.DTYPE_FLOAT32: np.float32, pb.DTYPE_INT64: np.int64, pb.DTYPE_INT32: np.int32}
-    dtype = dtypes.get(msg.dtype)
+    dtype = _dtype_of(msg.dtype)
     if dtype is None:
         raise bad_request(f"{what}: unsupported dtype {msg.dtype}")
     shape = list(msg.shape)
@@ -143,7 +162,7 @@ def _tensor(msg: Any, what: str) -> np.ndarray:
         dense[rows, col] = values
         return dense.reshape(-1)
     values = _frombuffer(msg.dense, dtype, what)
-    if shape and int(np.prod(shape)) != values.size:
+    if shape and math.prod(shape) != values.size:
         raise bad_request(f"{what}: shape {shape} does not match {values.size} values")
     return values
 
