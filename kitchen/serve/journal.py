@@ -37,7 +37,7 @@ import os
 import socket
 import threading
 from collections.abc import Iterable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -178,6 +178,8 @@ class Journal:
         self.blobs = registry.run_blob_store({}, BLOB_STORE, home)
         self._attempts: dict[str, int] = {}
         self._commits = GroupCommit(log)
+        # store-and-record of incoming requests (``record_input``), each blocking on its commit
+        self._recorders = ThreadPoolExecutor(max_workers=32, thread_name_prefix="serve-record")
         self._holder = f"{socket.gethostname()}:{os.getpid()}:serve"
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
@@ -224,6 +226,26 @@ class Journal:
         done without an exception: only then may it be acknowledged."""
         event = _request_event(spec, kind, seq_id, ref, step, dest)
         return self._commits.submit(spec.run_id, _new([event]))
+
+    def record_input(
+        self,
+        spec: ModelSpec,
+        owner: str,
+        kind: str,
+        seq_id: int,
+        body: bytes,
+        step: int,
+        dest: str,
+    ) -> Future[int]:
+        """``put_input`` then ``submit_request``, on one of the journal's threads, which waits
+        for the commit: the future gives the request event's seq once the request is on
+        record. One hand-off back to the caller's event loop instead of two."""
+
+        def run() -> int:
+            ref = self.put_input(owner, body)
+            return self.submit_request(spec, kind, seq_id, ref, step, dest).result()[0].seq
+
+        return self._recorders.submit(run)
 
     def create_model(self, spec: ModelSpec, versions: dict[str, str]) -> None:
         """RunCreated + AttemptStarted of a new served model; ConcurrencyConflict if it exists."""
@@ -424,6 +446,7 @@ class Journal:
                     continue
 
     def close(self) -> None:
+        self._recorders.shutdown(wait=True)
         self._commits.close()
         self._stop.set()
         for feeding in list(self._feeds.values()):

@@ -225,10 +225,11 @@ class ServedModel:
                 ) from None
             if seq_id < self.next_seq_id:
                 return rid
-            ref = await asyncio.to_thread(self.journal.put_input, self.owner, body)
             dest = "gradients" if kind == "forward_backward" else "ready"
-            recorded = self.journal.submit_request(self.spec, kind, seq_id, ref, self.steps, dest)
-            event_seq = (await asyncio.wrap_future(recorded))[0].seq
+            recorded = self.journal.record_input(
+                self.spec, self.owner, kind, seq_id, body, self.steps, dest
+            )
+            event_seq = await asyncio.wrap_future(recorded)
             faults.point(f"serve:accept:{kind}")  # on record, not yet acknowledged
             if kind == "optim_step":
                 self.steps += 1
