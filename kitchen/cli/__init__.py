@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -111,6 +112,11 @@ def _debug() -> bool:
 
 
 def entrypoint() -> None:  # pragma: no cover - console script
+    # A W&B service inherited from the process that started this one (wandb puts its address
+    # in WANDB_SERVICE, which children inherit) outlives an attempt killed here and keeps its
+    # run id open: the next attempt's run is then refused by that service ("run ID is in use")
+    # and writes nothing. A kitchen process starts its own service, which dies with it.
+    os.environ.pop("WANDB_SERVICE", None)
     sys.exit(main())
 
 

@@ -10,13 +10,14 @@ mlflow and wandb are imported here, not skipped: a CI without them fails."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 import mlflow.tracking
 import pytest
-import wandb  # noqa: F401  (the test's extra: missing, the test fails)
+import wandb
 
 from kitchen.engine.tracker_runs import wandb_files, wandb_points
 from kitchen.testing.cli import make_kitchen
@@ -72,6 +73,12 @@ def _once(got: list[tuple[str, int, float]]) -> set[tuple[str, int, float]]:
 
 @pytest.mark.slow
 def test_two_kills_a_tracker_outage_and_a_backfill(tmp_path: Path) -> None:
+    # A W&B service started by this process, as by any in-process W&B user: its address
+    # (WANDB_SERVICE) reaches the kitchen processes below, which must not use it — it would
+    # outlive the killed attempts and refuse the next one's run ("run ID is in use").
+
+    wandb.setup()
+    assert os.environ.get("WANDB_SERVICE")
     home = tmp_path / "home"
     kitchen = make_kitchen(home)
     server = MlflowServer(tmp_path / "mlflow").start()
