@@ -12,6 +12,7 @@ authenticated requests (``session_heartbeat``) over one keep-alive connection gi
 per second, which is the server's fixed cost per request.
 
     python bench/serve.py [--steps 40] [--batch 8] [--data short|chat] [--repeats 3] [--threads 1]
+                          [--models-in-process]
 """
 
 from __future__ import annotations
@@ -146,6 +147,11 @@ def main() -> None:
         default=1,
         help="OMP_NUM_THREADS for the server and both clients (0: torch's default)",
     )
+    p.add_argument(
+        "--models-in-process",
+        action="store_true",
+        help="serve with kitchen serve --models-in-process (the models in the server's process)",
+    )
     args = p.parse_args()
     from kitchen.serve import keys
 
@@ -169,6 +175,7 @@ def main() -> None:
                     str(port),
                     "--checkpoint-every",
                     "10",
+                    *(["--models-in-process"] if args.models_in_process else []),
                 ],
                 env=env,
                 stdout=log,
@@ -216,7 +223,8 @@ def main() -> None:
     print(
         f"blocks of {args.steps} steps x batch {args.batch} ({args.data}), {args.repeats} rounds "
         "of a block each way, "
-        f"threads {args.threads or 'default'}"
+        f"threads {args.threads or 'default'}, models "
+        + ("in the server's process" if args.models_in_process else "in a process of their own")
     )
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     for name, key in (

@@ -5,9 +5,10 @@ start-up with many models on record. Bounded in count and time; loopback only.
    base for ``--seconds`` (a forward_backward and an optim_step a step, submitted ahead; a
    seeded sample every ``--sample-every`` steps), against one server with
    ``--max-resident-models`` places. Reports request latency p50/p99 (submit to result, every
-   request), responses with a 5xx status the clients' HTTP layer saw, the server's peak RSS,
-   and checks the log: each model's optimizer steps on record equal the steps its client saw
-   done, and no request seq_id is on record twice or missing.
+   request), responses with a 5xx status the clients' HTTP layer saw, the server's peak RSS
+   (its own and its model process's), and checks the log: each model's optimizer steps on
+   record equal the steps its client saw done, and no request seq_id is on record twice or
+   missing.
 2. **memory**: a generated base of at least 300 MB (a random Llama, float32); the server's peak
    RSS after one model takes ``--mem-steps`` steps, then (a fresh server) after
    ``--mem-models`` models each take them; the ratio.
@@ -152,10 +153,11 @@ class Server:
         raise TimeoutError("kitchen serve did not answer")
 
     def peak_rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        raise RuntimeError("no VmHWM")
+        """The server's peak RSS with its model process's: the sum of each one's own peak
+        (``VmHWM``), which is at least the peak of their sum."""
+        pid = self.proc.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        return sum(peak_mb(p) for p in [pid, *map(int, children)])
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -165,6 +167,13 @@ class Server:
             self.proc.kill()
             self.proc.wait()
         self.log.close()
+
+
+def peak_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmHWM for process {pid}")
 
 
 def percentile(values: list[float], q: float) -> float:

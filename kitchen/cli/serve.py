@@ -17,6 +17,9 @@ from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
+    from pathlib import Path
+
+    from kitchen.ports import ServingClient
     from kitchen.serve.server import Ports
     from kitchen.serve.settings import ServeSettings
 
@@ -86,6 +89,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Retry-After, which the SDK waits out (default 256)",
     )
     p.add_argument("--max-body-mb", type=int, default=64, help="largest request body (default 64)")
+    p.add_argument(
+        "--models-in-process",
+        action="store_true",
+        help="run the models in the server's own process instead of a child process of their "
+        "own (one process to debug; small steps are slower, as torch then shares the "
+        "interpreter lock with the server's Python)",
+    )
     p.set_defaults(func=_serve)
     keys = p.add_subparsers(dest="serve_command", metavar="keys")
     k = keys.add_parser("keys", help="create, list or revoke API keys")
@@ -181,7 +191,7 @@ def _serve(args: argparse.Namespace) -> int:
     served = logging.getLogger("kitchen.serve")
     served.addHandler(handler)
     served.setLevel(logging.INFO)
-    with open_ports(settings) as ports:
+    with open_ports(settings, models_in_process=args.models_in_process) as ports:
         print(f"http://{args.host}:{args.port}", flush=True)
         uvicorn.run(
             create_app(settings, ports),
@@ -195,36 +205,65 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 @contextmanager
-def open_ports(settings: ServeSettings) -> Iterator[Ports]:
+def open_ports(settings: ServeSettings, *, models_in_process: bool = False) -> Iterator[Ports]:
     """The backend and the event log an app is built on, closed when the block ends (after
     the app has stopped): the backend is ``BACKEND``'s factory from the registry, on the
-    settings' device; the log is the store at ``settings.db_url``, or kitchen.db in the home
-    folder, with the test fault points as its hook."""
-    from types import SimpleNamespace
+    settings' device, built in a process of its own (``kitchen.serve.model_process``) unless
+    ``models_in_process``; the log is the store at ``settings.db_url``, or kitchen.db in the
+    home folder, with the test fault points as its hook."""
+    from functools import partial
 
-    from kitchen.engine import faults, registry
+    from kitchen.engine import faults
     from kitchen.engine.launch import versions
-    from kitchen.errors import ConfigError
-    from kitchen.ports import ServingClient
     from kitchen.serve.server import Ports
     from kitchen.store import open_store
 
     with ExitStack() as opened:
-        backend = registry.lookup("training", BACKEND)(
-            SimpleNamespace(device=settings.device), settings.home
-        )
+        build = partial(serving_backend, settings.device, settings.home)
+        if models_in_process:
+            backend = build()
+        else:
+            from kitchen.serve.model_process import ModelProcess
+
+            backend = ModelProcess(build, on_death=_models_died)
         opened.callback(backend.close)
-        if not isinstance(backend, ServingClient):
-            raise ConfigError(
-                f"the training backend {BACKEND!r} cannot serve the Tinker API "
-                "(it is not a kitchen.ports.ServingClient)"
-            )
         settings.serve_dir.mkdir(parents=True, exist_ok=True)
         store = open_store(
             settings.db_url or f"sqlite:///{settings.home / 'kitchen.db'}", hook=faults.point
         )
         opened.callback(store.close)
         yield Ports(backend=backend, log=store, versions=versions())
+
+
+def serving_backend(device: str, home: Path) -> ServingClient:
+    """``BACKEND``'s factory from the registry on ``device``, checked to be a ServingClient."""
+    from types import SimpleNamespace
+
+    from kitchen.engine import registry
+    from kitchen.errors import ConfigError
+    from kitchen.ports import ServingClient
+
+    backend = registry.lookup("training", BACKEND)(SimpleNamespace(device=device), home)
+    if not isinstance(backend, ServingClient):
+        backend.close()
+        raise ConfigError(
+            f"the training backend {BACKEND!r} cannot serve the Tinker API "
+            "(it is not a kitchen.ports.ServingClient)"
+        )
+    return backend
+
+
+def _models_died(reason: str) -> None:
+    """The model process is gone under a running server: stop at once, as a kill would, so
+    that whatever supervises the server restarts it (a restart loses nothing acknowledged)."""
+    import os
+
+    print(
+        f"kitchen serve: {reason}; stopping (a restart rebuilds every model from the log)",
+        file=sys.stderr,
+        flush=True,
+    )
+    os._exit(1)
 
 
 def _keys_create(args: argparse.Namespace) -> int:

@@ -95,3 +95,26 @@ class TestLocalServingClient(ServingClientContract):
     @pytest.fixture
     def other_base(self, other_tiny_dir: Path) -> str:
         return str(other_tiny_dir)
+
+
+class TestModelProcess(ServingClientContract):
+    """The local backend in a process of its own, as ``kitchen serve`` runs it."""
+
+    __test__ = True
+
+    @pytest.fixture
+    def make_service(self) -> Callable[[], Any]:
+        from functools import partial
+
+        from kitchen.adapters.local_torch.service import LocalServiceClient
+        from kitchen.serve.model_process import ModelProcess
+
+        return lambda: ModelProcess(partial(LocalServiceClient, device="cpu"))
+
+    @pytest.fixture
+    def base_model(self, tiny_model_dir: Path) -> str:
+        return str(tiny_model_dir)
+
+    @pytest.fixture
+    def other_base(self, other_tiny_dir: Path) -> str:
+        return str(other_tiny_dir)
