@@ -58,12 +58,15 @@ else:
 import os
 
 def cpu():
-    # CPU seconds of this process, plus the server's when served (BENCH_SERVER_PID)
+    # CPU seconds of this process, plus the server's and its model process's when served
+    # (BENCH_SERVER_PID)
     total = time.process_time()
     pid = os.environ.get("BENCH_SERVER_PID")
     if pid:
-        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        children = open(f"/proc/{pid}/task/{pid}/children").read().split()
+        for p in [pid, *children]:
+            fields = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return total
 
 def loop(n):
