@@ -26,6 +26,7 @@ every model from the log.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import itertools
 import logging
@@ -119,10 +120,12 @@ class ModelProcess:
         self._conn = Connection(ours.detach())
         self._conn.send(factory)
         self._send_lock = threading.Lock()
+        self._released: collections.deque[int] = collections.deque()
         self._calls: dict[int, concurrent.futures.Future[Any]] = {}
         self._calls_lock = threading.Lock()
         self._ids = itertools.count(1)
         self._closing = False
+        self._facts: dict[tuple[str, str], Any] = {}
         self._dead: str | None = None
         self._on_death = on_death
         self._reader = threading.Thread(target=self._read, name=f"{name}-reader", daemon=True)
@@ -140,14 +143,16 @@ class ModelProcess:
     ) -> concurrent.futures.Future[Any]:
         """Send one call; its future resolves with the child's answer (a proxy for a client)."""
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        if self._dead is not None:
-            future.set_exception(InfrastructureError(self._dead))
-            return future
         call_id = next(self._ids)
-        with self._calls_lock:
+        with self._calls_lock:  # the reader fails what is registered once it knows the end
+            if self._dead is not None:
+                future.set_exception(InfrastructureError(self._dead))
+                return future
             self._calls[call_id] = future
         try:
             with self._send_lock:
+                while self._released:
+                    self._conn.send((0, self._released.popleft(), "__release__", (), {}))
                 self._conn.send((call_id, handle, method, args, kwargs))
         except (OSError, EOFError, ValueError) as exc:
             with self._calls_lock:
@@ -156,13 +161,10 @@ class ModelProcess:
         return future
 
     def release(self, handle: int) -> None:
-        """Forget a client the parent dropped without closing it (a sampler let go)."""
-        if self._dead is None and not self._closing:
-            try:
-                with self._send_lock:
-                    self._conn.send((0, handle, "__release__", (), {}))
-            except (OSError, EOFError, ValueError):
-                pass
+        """Forget a client the parent dropped without closing it (a sampler let go): the
+        child hears it with the next call. Called by the garbage collector, which may run in
+        any thread, even one sending, so it only queues the handle."""
+        self._released.append(handle)
 
     def _read(self) -> None:
         while True:
@@ -195,9 +197,9 @@ class ModelProcess:
                 if self._closing
                 else f"the model process died ({_exit_text(code)})"
             )
-        self._fail_all(self._dead)
         if not self._closing and self._on_death is not None:
             self._on_death(self._dead)
+        self._fail_all(self._dead)
 
     def _fail_all(self, reason: str) -> None:
         with self._calls_lock:
@@ -337,14 +339,22 @@ class ModelProcess:
         return described
 
     def resolve_model(self, base_model: str) -> str:
-        return str(self._sync(SERVICE, "resolve_model", base_model))
+        return str(self._fact("resolve_model", base_model))
 
     def loaded_bases(self) -> Mapping[str, int]:
         loaded: Mapping[str, int] = self._sync(SERVICE, "loaded_bases")
         return loaded
 
     def vocab_size(self, base_model: str) -> int:
-        return int(self._sync(SERVICE, "vocab_size", base_model))
+        return int(self._fact("vocab_size", base_model))
+
+    def _fact(self, method: str, base_model: str) -> Any:
+        """A fact about a model's files, asked once: the server asks for these on its event
+        loop, which should not wait for the model process each time."""
+        key = (method, base_model)
+        if key not in self._facts:
+            self._facts[key] = self._sync(SERVICE, method, base_model)
+        return self._facts[key]
 
     def close(self) -> None:
         """Close the backend (and every client it tracks), then stop the child."""

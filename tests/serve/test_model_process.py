@@ -10,7 +10,10 @@ import signal
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
+
+import pytest
 
 from tests.serve.conftest import Server, base_env
 
@@ -90,3 +93,42 @@ def test_the_model_process_goes_with_a_killed_server_and_a_dead_one_stops_the_se
     (line,) = [x for x in log.splitlines() if "model process died" in x]
     assert "killed by SIGKILL" in line and "restart" in line
     assert "Traceback" not in log
+
+
+def test_a_dropped_client_is_let_go_and_facts_are_asked_once() -> None:
+    import gc
+
+    from kitchen.cli.serve import serving_backend
+    from kitchen.errors import InfrastructureError
+    from kitchen.serve.model_process import ModelProcess
+    from kitchen.types import ModelInput, SamplingParams
+
+    models = ModelProcess(partial(serving_backend, "cpu", Path("unused")))
+    try:
+        sampler = models.create_served_sampling_client("kitchen/tiny", 4)
+        greedy = SamplingParams(max_tokens=2, temperature=0.0)
+        prompt = ModelInput.from_ints([5, 6, 7])
+        assert sampler.batch_key(prompt, 1, greedy) is not None
+        assert len(sampler.sample(prompt, 1, greedy).result().sequences[0].tokens) == 2
+        handle = sampler._handle
+        del sampler
+        gc.collect()  # as the server's sampler cache lets one go
+        assert models.vocab_size("kitchen/tiny") == 262  # the next call carries the release
+        assert models.vocab_size("kitchen/tiny") == 262  # asked once: an answer kept
+        assert list(models._facts) == [("vocab_size", "kitchen/tiny")]
+        with pytest.raises(InfrastructureError, match=f"no client {handle} here"):
+            models.call(handle, "sample", prompt, 1, greedy).result()
+    finally:
+        models.close()
+
+
+def test_a_backend_that_cannot_start_says_why_once() -> None:
+    from kitchen.errors import InfrastructureError
+    from kitchen.serve.model_process import ModelProcess
+
+    reasons: list[str] = []
+    models = ModelProcess(partial(int, "not a number"), on_death=reasons.append)
+    with pytest.raises(InfrastructureError, match="could not start: invalid literal"):
+        models.vocab_size("kitchen/tiny")
+    models.close()
+    assert len(reasons) == 1 and "could not start" in reasons[0]
