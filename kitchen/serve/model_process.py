@@ -125,7 +125,6 @@ class ModelProcess:
         self._calls_lock = threading.Lock()
         self._ids = itertools.count(1)
         self._closing = False
-        self._facts: dict[tuple[str, str], Any] = {}
         self._dead: str | None = None
         self._on_death = on_death
         self._reader = threading.Thread(target=self._read, name=f"{name}-reader", daemon=True)
@@ -339,22 +338,14 @@ class ModelProcess:
         return described
 
     def resolve_model(self, base_model: str) -> str:
-        return str(self._fact("resolve_model", base_model))
+        return str(self._sync(SERVICE, "resolve_model", base_model))
 
     def loaded_bases(self) -> Mapping[str, int]:
         loaded: Mapping[str, int] = self._sync(SERVICE, "loaded_bases")
         return loaded
 
     def vocab_size(self, base_model: str) -> int:
-        return int(self._fact("vocab_size", base_model))
-
-    def _fact(self, method: str, base_model: str) -> Any:
-        """A fact about a model's files, asked once: the server asks for these on its event
-        loop, which should not wait for the model process each time."""
-        key = (method, base_model)
-        if key not in self._facts:
-            self._facts[key] = self._sync(SERVICE, method, base_model)
-        return self._facts[key]
+        return int(self._sync(SERVICE, "vocab_size", base_model))
 
     def close(self) -> None:
         """Close the backend (and every client it tracks), then stop the child."""

@@ -70,6 +70,7 @@ class Server:
         self.versions = dict(ports.versions)
         self.secret = _file_secret(settings.serve_dir / "url-secret")
         self._vocab: dict[str, int] = {}
+        self._files: dict[str, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._specs: dict[str, jr.ModelSpec | None] = {}
         self._taking_up: dict[str, asyncio.Future[ServedModel | None]] = {}
@@ -247,10 +248,21 @@ class Server:
                 f"{', '.join(self.settings.base_models)}"
             )
 
-    def vocab(self, base_model: str) -> int:
+    async def vocab(self, base_model: str) -> int:
+        """The base model's vocabulary size, asked of the backend once, off the event loop
+        (the backend may still be starting)."""
         if base_model not in self._vocab:
-            self._vocab[base_model] = self.backend.vocab_size(base_model)
+            size = await asyncio.to_thread(self.backend.vocab_size, base_model)
+            self._vocab[base_model] = size
         return self._vocab[base_model]
+
+    async def model_files(self, base_model: str) -> str:
+        """Where the base model's files are (what a client loads its tokenizer from), asked
+        of the backend once, off the event loop."""
+        if base_model not in self._files:
+            found = await asyncio.to_thread(self.backend.resolve_model, base_model)
+            self._files[base_model] = found
+        return self._files[base_model]
 
     async def resolve(self, owner: str, path: str) -> tuple[ids.TinkerPath, jr.ModelSpec, Path]:
         """A tinker:// path of the caller's, its model's spec, and the folder it names (which

@@ -55,7 +55,7 @@ async def get_info(
             arch="llama",
             model_name=spec.base_model,
             # The SDK loads the tokenizer client-side: a local folder works offline.
-            tokenizer_id=server.backend.resolve_model(spec.base_model),
+            tokenizer_id=await server.model_files(spec.base_model),
         ),
         is_lora=True,
         lora_rank=spec.lora_rank,

@@ -68,7 +68,7 @@ async def asample(
         record = await _record(server, owner, body.model_path, body.base_model)
     base = record["base_model"]
     s = server.settings
-    check_request(body, s.max_samples, s.max_sample_tokens, server.vocab(base))
+    check_request(body, s.max_samples, s.max_sample_tokens, await server.vocab(base))
     if record.get("model_path"):
         _, spec, folder = await server.resolve(owner, record["model_path"])
         switches = (spec.train_attn, spec.train_mlp)
