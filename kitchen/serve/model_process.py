@@ -130,11 +130,6 @@ class ModelProcess:
         self._reader = threading.Thread(target=self._read, name=f"{name}-reader", daemon=True)
         self._reader.start()
 
-    @property
-    def pid(self) -> int | None:
-        """The child's process id (its memory is the models' memory)."""
-        return self._process.pid
-
     # ------------------------------------------------------------------ the pipe
 
     def call(

@@ -97,10 +97,9 @@ class TestLocalServingClient(ServingClientContract):
         return str(other_tiny_dir)
 
 
-class TestModelProcess(ServingClientContract):
-    """The local backend in a process of its own, as ``kitchen serve`` runs it."""
-
-    __test__ = True
+class TestModelProcess(TestLocalServingClient):
+    """The local backend in a process of its own, as ``kitchen serve`` runs it: the same
+    bases, the service made in the child."""
 
     @pytest.fixture
     def make_service(self) -> Callable[[], Any]:
@@ -110,11 +109,3 @@ class TestModelProcess(ServingClientContract):
         from kitchen.serve.model_process import ModelProcess
 
         return lambda: ModelProcess(partial(LocalServiceClient, device="cpu"))
-
-    @pytest.fixture
-    def base_model(self, tiny_model_dir: Path) -> str:
-        return str(tiny_model_dir)
-
-    @pytest.fixture
-    def other_base(self, other_tiny_dir: Path) -> str:
-        return str(other_tiny_dir)
